@@ -1,0 +1,110 @@
+"""The `frugalthink` command line. Each subcommand imports its heavy dependencies only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from frugalthink import __version__
+from frugalthink.errors import UserError
+
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {}
+
+
+def command(name: str, help_text: str, target: str):
+    """Register a subcommand: ``target`` is ``module:function`` taking the parsed args."""
+
+    def deco(add_args: Callable[[argparse.ArgumentParser], None]):
+        _COMMANDS[name] = (help_text, add_args, target)
+        return add_args
+
+    return deco
+
+
+@command("grade", "grade saved completions with the one grader", "frugalthink.commands.grade:run")
+def _grade_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--in", dest="inp", required=True, help="JSONL with 'answer' (gold) and 'completion' per row")
+    p.add_argument("--out", required=True, help="output JSONL: input rows plus correct, extracted, reason")
+    p.add_argument("--kind", choices=["math", "exact"], default="math", help="comparison (default: math)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds per math-verify comparison (default 5)")
+
+
+@command("base", "build the embedded tiny base reasoner (synthetic task, SFT)", "frugalthink.commands.base:run")
+def _base_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="output directory (Hugging Face format model + tokenizer)")
+    p.add_argument("--recipe", default=None, help="YAML recipe (default: the built-in tiny base recipe)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
+    p.add_argument("--answer-only", action="store_true", help="control: train on answers without reasoning")
+
+
+@command("train", "RL with the length-penalised reward (RLOO, TRL)", "frugalthink.commands.train:run")
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", required=True, help="YAML recipe under recipes/")
+    p.add_argument("--alpha", type=float, default=None, help="length-penalty strength in [0, 1)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+
+
+@command("eval", "accuracy, tokens and latency of a model on a task", "frugalthink.commands.evaluate:run")
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model directory or hub name")
+    p.add_argument("--task", required=True, help="math500 | gsm8k | aime24 | amc23 | chain | jsonl:PATH | hf:NAME")
+    p.add_argument("--out", required=True, help="output directory (records.jsonl, summary.json)")
+    p.add_argument("--samples", type=int, default=None, help="samples per problem (default: per task)")
+    p.add_argument("--temperature", type=float, default=0.6)
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first K problems only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--latency-requests", type=int, default=32, help="one-at-a-time requests timed (0: skip)")
+    p.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    p.add_argument("--split", default="test")
+
+
+@command("compare", "compare evaluation runs (first = base)", "frugalthink.commands.compare:run")
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dirs", nargs="+", help="evaluation directories; the first is the reference")
+    p.add_argument("--markdown", default=None, help="also write the table as markdown to this file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="frugalthink",
+        description="Train reasoning models with RL to reason efficiently (Arora & Zanette, 2025).",
+    )
+    parser.add_argument("--version", action="version", version=f"frugalthink {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, add_args, target) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_args(p)
+        p.set_defaults(_target=target)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_target", None):
+        parser.print_help()
+        return 2
+    module_name, func_name = args._target.split(":")
+    try:
+        import importlib
+
+        func = getattr(importlib.import_module(module_name), func_name)
+        return int(func(args) or 0)
+    except UserError as exc:
+        if args.verbose:
+            raise
+        print(f"frugalthink {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"frugalthink {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

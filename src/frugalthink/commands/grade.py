@@ -1,0 +1,29 @@
+"""`frugalthink grade`: re-grade saved generations with the same code path as rewards and evaluation."""
+
+from __future__ import annotations
+
+from frugalthink.grading import grade_many
+from frugalthink.jsonl import iter_jsonl, require, write_jsonl
+
+
+def run(args) -> int:
+    rows, golds, completions, truncated = [], [], [], []
+    for lineno, row in iter_jsonl(args.inp):
+        golds.append(str(require(row, "answer", args.inp, lineno)))
+        completion = require(row, "completion", args.inp, lineno)
+        if not isinstance(completion, str):
+            from frugalthink.errors import UserError
+
+            raise UserError(f"{args.inp}:{lineno}: field 'completion' must be a string")
+        completions.append(completion)
+        truncated.append(bool(row.get("truncated", False)))
+        rows.append(row)
+    results = grade_many(completions, golds, truncated, kind=args.kind, timeout_s=args.timeout)
+    write_jsonl(args.out, ({**row, **r.to_dict()} for row, r in zip(rows, results, strict=True)))
+    n_ok = sum(r.correct for r in results)
+    reasons = {}
+    for r in results:
+        reasons[r.reason] = reasons.get(r.reason, 0) + 1
+    detail = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
+    print(f"graded {len(results)} rows: {n_ok} correct ({100 * n_ok / max(1, len(results)):.1f}%) [{detail}] -> {args.out}")
+    return 0

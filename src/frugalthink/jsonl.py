@@ -1,0 +1,71 @@
+"""JSON Lines reading and writing with errors that name the file and line."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from frugalthink.errors import UserError
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, row)`` for each non-empty line; a bad line raises `UserError` naming file:line."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            yield lineno, row
+
+
+def read_jsonl_tolerant(path: str | Path) -> list[dict]:
+    """Rows of a file this program appends to; a torn last line (a kill mid-write) is dropped, not fatal."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if lineno == len(lines):
+                break  # interrupted write: the only line we may lose
+            raise UserError(f"{path}:{lineno}: malformed JSON in the middle of the file") from None
+    return rows
+
+
+def require(row: dict, field: str, path: str | Path, lineno: int):
+    """``row[field]`` or a `UserError` that names the field, file and line."""
+    if field not in row:
+        raise UserError(f"{path}:{lineno}: missing field '{field}' (fields present: {', '.join(sorted(row))})")
+    return row[field]
+
+
+def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
+    """Append rows and flush to disk, so a crash loses at most what was not yet written."""
+    with Path(path).open("a", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
+    tmp = Path(str(path) + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,45 @@
+"""What a task is: data (a list of `Problem`), a prompt builder and the grader kind."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from frugalthink.grading import GradeResult, grade_many
+
+PAPER_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+@dataclass
+class Problem:
+    """One problem. ``level`` is the difficulty bucket used in per-level tables; ``oracle_tokens`` is the
+    length of the minimal correct completion when the task knows it (synthetic tasks)."""
+
+    id: str
+    question: str
+    answer: str
+    level: int | str | None = None
+    oracle_tokens: int | None = None
+    meta: dict = field(default_factory=dict)
+
+
+class Task:
+    """Base class. Subclasses set ``name`` and implement `load`."""
+
+    name: str = "task"
+    grading_kind: str = "math"  # "math" (math-verify) or "exact"
+    uses_chat_template: bool = True
+    instruction: str = PAPER_INSTRUCTION
+
+    def load(self, split: str = "test") -> list[Problem]:
+        raise NotImplementedError
+
+    def user_message(self, problem: Problem) -> str:
+        """The text the user asks; wrapped in the model's chat template by `frugalthink.prompts`."""
+        return f"{problem.question}\n{self.instruction}" if self.instruction else problem.question
+
+    def grade(
+        self, completions: Sequence[str], problems: Sequence[Problem], truncated: Sequence[bool] | None = None
+    ) -> list[GradeResult]:
+        """Grade with the one grader (`frugalthink.grading.grade_many`)."""
+        return grade_many(completions, [p.answer for p in problems], truncated, kind=self.grading_kind)
