@@ -1,0 +1,31 @@
+"""Task registry: ``get_task("math500" | "gsm8k" | "aime24" | "amc23" | "chain" | "jsonl:PATH" | "hf:NAME")``."""
+
+from __future__ import annotations
+
+from frugalthink.errors import UserError
+from frugalthink.tasks.base import PAPER_INSTRUCTION, Problem, Task
+
+BENCHMARKS = ("math500", "gsm8k", "aime24", "amc23")
+# Paper protocol (temperature 0.6): samples per problem and generation budget, per task.
+DEFAULT_SAMPLES = {"aime24": 10, "amc23": 10, "math500": 3, "gsm8k": 1, "chain": 1}
+DEFAULT_MAX_NEW_TOKENS = {"chain": 256}
+MATH_MAX_NEW_TOKENS = 32768
+
+
+def get_task(spec: str, **options) -> Task:
+    """Build a task from its spec. ``jsonl:PATH`` accepts options problem_field, answer_field, id_field, level_field."""
+    from frugalthink.tasks.chain import ChainTask
+    from frugalthink.tasks.math_benchmarks import HubTask, JsonlTask, benchmark_task
+
+    if spec in BENCHMARKS:
+        return benchmark_task(spec)
+    if spec == "chain":
+        return ChainTask(**options)
+    if spec.startswith("jsonl:"):
+        return JsonlTask(spec[len("jsonl:") :], **options)
+    if spec.startswith("hf:"):
+        return HubTask(spec[len("hf:") :], **options)
+    raise UserError(f"unknown task {spec!r}: use one of {', '.join(BENCHMARKS)}, chain, jsonl:PATH or hf:NAME")
+
+
+__all__ = ["PAPER_INSTRUCTION", "Problem", "Task", "get_task", "DEFAULT_SAMPLES", "DEFAULT_MAX_NEW_TOKENS"]

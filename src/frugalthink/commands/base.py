@@ -1,0 +1,58 @@
+"""`frugalthink base`: build the embedded tiny base reasoner by SFT on verbose chain traces."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from frugalthink.config import apply_overrides, from_dict, load_yaml, write_run_metadata
+from frugalthink.errors import UserError
+from frugalthink.progress import progress_bar
+from frugalthink.sft import BaseRecipe, train_base
+from frugalthink.tiny import build_model, build_tokenizer
+
+
+def load_base_recipe(path: str | None, overrides: list[str], answer_only: bool = False) -> BaseRecipe:
+    data = load_yaml(path) if path else {}
+    data = apply_overrides(data, overrides)
+    if answer_only:
+        data["answer_only"] = True
+    return from_dict(BaseRecipe, data, where=str(path or "base recipe"))
+
+
+def build_base(out: str | Path, recipe: BaseRecipe) -> dict:
+    """Train and save the base reasoner into ``out``; returns the training summary. Skips a finished build."""
+    out = Path(out)
+    done = out / "base_summary.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    if out.exists() and any(out.iterdir()):
+        # An interrupted build leaves partial files; the build is short and deterministic, so start over.
+        for f in out.iterdir():
+            if f.is_file():
+                f.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_metadata(out, recipe, name="frugalthink_base.json")
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, recipe.model, seed=recipe.seed)
+    n_params = sum(p.numel() for p in model.parameters())
+    with progress_bar(f"SFT base ({n_params / 1e6:.2f}M params)", total=recipe.steps) as bar:
+        summary = train_base(model, tokenizer, recipe, out / "train_log.jsonl",
+                             progress=lambda step, loss: bar(step, f"loss {loss:.3f}"))
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    summary.update(params=n_params, answer_only=recipe.answer_only, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    done.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def run(args) -> int:
+    recipe = load_base_recipe(args.recipe, args.set, args.answer_only)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory")
+    summary = build_base(out, recipe)
+    print(f"base reasoner: {out} ({summary['params']} params, {summary['steps']} SFT steps, "
+          f"{summary['wall_s']:.0f}s, final loss {summary['final_loss']:.4f})")
+    return 0

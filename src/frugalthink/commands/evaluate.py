@@ -1,0 +1,159 @@
+"""`frugalthink eval`: accuracy, completion tokens and latency, one record per (problem, sample), resumable.
+
+Work is a fixed list of (problem, sample) items cut into fixed batches; batch ``b`` samples with seed
+``seed * 1_000_003 + b``, so a run, an interrupted run and its resumption produce the same records. Each finished
+batch is appended (and fsynced) to ``records.jsonl``; a kill loses at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from frugalthink.errors import UserError
+from frugalthink.evaluation import format_summary, summarize
+from frugalthink.jsonl import append_jsonl, read_jsonl_tolerant
+from frugalthink.progress import progress_bar
+
+# Settings that define what the records mean: a resume with different values would mix two experiments.
+_IDENTITY = ("model", "task", "split", "samples", "temperature", "max_new_tokens", "limit", "seed", "batch_size")
+
+
+@dataclass
+class EvalSettings:
+    model: str
+    task: str
+    split: str = "test"
+    samples: int | None = None
+    temperature: float = 0.6
+    max_new_tokens: int | None = None
+    limit: int | None = None
+    seed: int = 0
+    batch_size: int = 64
+    latency_requests: int = 32
+    backend: str = "hf"
+
+    def resolved(self) -> EvalSettings:
+        from frugalthink.tasks import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SAMPLES, MATH_MAX_NEW_TOKENS
+
+        base = self.task.split(":")[0]
+        samples = self.samples or DEFAULT_SAMPLES.get(base, 1)
+        max_new = self.max_new_tokens or DEFAULT_MAX_NEW_TOKENS.get(base, MATH_MAX_NEW_TOKENS)
+        if samples < 1 or max_new < 1 or self.batch_size < 1:
+            raise UserError("--samples, --max-new-tokens and --batch-size must be positive")
+        if self.temperature < 0:
+            raise UserError(f"--temperature must be >= 0, got {self.temperature}")
+        return EvalSettings(**{**asdict(self), "samples": samples, "max_new_tokens": max_new})
+
+
+def _check_resume(out: Path, settings: EvalSettings) -> None:
+    cfg_path = out / "eval_config.json"
+    if cfg_path.exists():
+        old = json.loads(cfg_path.read_text())["config"]
+        for key in _IDENTITY:
+            if old.get(key) != asdict(settings)[key]:
+                raise UserError(
+                    f"{out}: already holds an evaluation with {key}={old.get(key)!r}, not {asdict(settings)[key]!r}; "
+                    "use another --out or delete the folder"
+                )
+
+
+def load_problems(settings: EvalSettings, tokenizer):
+    from frugalthink.tasks import get_task
+
+    task = get_task(settings.task)
+    if hasattr(task, "with_token_counter"):
+        from frugalthink.tiny import count_tokens
+
+        task.with_token_counter(lambda text: count_tokens(tokenizer, text))
+    problems = task.load(settings.split)
+    if settings.limit:
+        problems = problems[: settings.limit]
+    return task, problems
+
+
+def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: bool = False) -> dict:
+    """Run (or resume) an evaluation into ``out``; returns the summary (also written to summary.json)."""
+    from frugalthink.config import write_run_metadata
+    from frugalthink.generation import make_generator
+    from frugalthink.prompts import build_prompt
+
+    settings = settings.resolved()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_resume(out, settings)
+    write_run_metadata(out, settings, name="eval_config.json")
+    gen = generator or make_generator(settings.backend, settings.model)
+    task, problems = load_problems(settings, gen.tokenizer)
+    prompts = [build_prompt(gen.tokenizer, task, p) for p in problems]
+
+    records_path, latency_path = out / "records.jsonl", out / "latency.jsonl"
+    done = {(r["problem_id"], r["sample"]) for r in read_jsonl_tolerant(records_path)}
+    items = [(i, s) for i in range(len(problems)) for s in range(settings.samples)]
+    batches = [items[k : k + settings.batch_size] for k in range(0, len(items), settings.batch_size)]
+    todo = [(b, batch) for b, batch in enumerate(batches)
+            if any((problems[i].id, s) not in done for i, s in batch)]
+    with progress_bar(f"eval {Path(settings.model).name} on {settings.task}", total=len(items)) as bar:
+        finished = len(items) - sum(len(batch) for _, batch in todo)
+        bar(finished)
+        for b, batch in todo:
+            t0 = time.perf_counter()
+            gens = gen.generate([prompts[i] for i, _ in batch], settings.max_new_tokens, settings.temperature,
+                                seed=settings.seed * 1_000_003 + b)
+            batch_ms = 1000 * (time.perf_counter() - t0)
+            batch_problems = [problems[i] for i, _ in batch]
+            grades = task.grade([g.text for g in gens], batch_problems, [g.truncated for g in gens])
+            rows = []
+            for (i, s), g, res in zip(batch, gens, grades, strict=True):
+                p = problems[i]
+                if (p.id, s) in done:
+                    continue
+                rows.append({"problem_id": p.id, "sample": s, "level": p.level, "completion": g.text,
+                             "tokens": g.tokens, "truncated": g.truncated, "correct": res.correct,
+                             "reason": res.reason, "extracted": res.extracted, "gold": p.answer,
+                             "oracle_tokens": p.oracle_tokens, "batch": b, "batch_ms": round(batch_ms, 2)})
+            append_jsonl(records_path, rows)
+            finished += len(batch)
+            bar(finished, f"acc {sum(r['correct'] for r in rows) / max(1, len(rows)):.2f}")
+
+    _measure_latency(settings, gen, problems, prompts, latency_path, quiet)
+    summary = summarize(read_jsonl_tolerant(records_path), read_jsonl_tolerant(latency_path), seed=settings.seed)
+    summary["settings"] = asdict(settings)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if not quiet:
+        print(format_summary(summary, title=f"== {settings.model} on {settings.task} ({out})"))
+    return summary
+
+
+def _measure_latency(settings, gen, problems, prompts, path: Path, quiet: bool) -> None:
+    """Per-request latency: a seeded subset of problems, one request at a time, after one warm-up request."""
+    n = min(settings.latency_requests, len(problems))
+    if n <= 0:
+        return
+    chosen = sorted(random.Random(settings.seed).sample(range(len(problems)), n))
+    done = {r["problem_id"] for r in read_jsonl_tolerant(path)}
+    todo = [i for i in chosen if problems[i].id not in done]
+    if not todo:
+        return
+    gen.timed(prompts[todo[0]], settings.max_new_tokens, settings.temperature, seed=settings.seed)  # warm-up
+    with progress_bar("latency (one request at a time)", total=len(todo)) as bar:
+        for k, i in enumerate(todo):
+            g, ms = gen.timed(prompts[i], settings.max_new_tokens, settings.temperature, seed=settings.seed + i)
+            append_jsonl(path, [{"problem_id": problems[i].id, "sample": 0, "tokens": g.tokens,
+                                 "truncated": g.truncated, "latency_ms": round(ms, 3)}])
+            bar(k + 1)
+
+
+def run(args) -> int:
+    settings = EvalSettings(
+        model=args.model, task=args.task, split=args.split, samples=args.samples, temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens, limit=args.limit, seed=args.seed, batch_size=args.batch_size,
+        latency_requests=args.latency_requests, backend=args.backend,
+    )
+    if args.backend == "hf" and not Path(args.model).exists() and "/" not in args.model:
+        raise UserError(f"--model {args.model}: no such directory")
+    evaluate(settings, args.out)
+    return 0

@@ -1,0 +1,138 @@
+"""Generation backends behind one small interface: Hugging Face ``generate`` (CPU/GPU) and vLLM (GPU, optional).
+
+Token accounting, the same everywhere in frugalthink: ``tokens`` = generated tokens up to and including the first
+EOS (the prompt is not counted); ``truncated`` = no EOS within ``max_new_tokens`` (then ``tokens`` =
+``max_new_tokens``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Generation:
+    text: str
+    tokens: int
+    truncated: bool
+
+
+def _split_at_eos(ids: list[int], eos_ids: set[int], pad_id: int | None) -> tuple[list[int], bool]:
+    for i, t in enumerate(ids):
+        if t in eos_ids:
+            return ids[: i + 1], False
+    # no EOS: strip right padding that generate() adds after other rows finished (never a real token here)
+    while ids and pad_id is not None and ids[-1] == pad_id and pad_id not in eos_ids:
+        ids = ids[:-1]
+    return ids, True
+
+
+class HFGenerator:
+    """Batched sampling with a Hugging Face causal LM: KV cache, left padding, stop at EOS."""
+
+    name = "hf"
+
+    def __init__(self, model_path: str, device: str | None = None, dtype: str | None = None, threads: int | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(dtype or "")
+        if torch_dtype is None:
+            torch_dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype).to(self.device).eval()
+        eos = self.model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos if eos is not None else self.tokenizer.eos_token_id]
+        self.eos_ids = {int(e) for e in eos} | {int(self.tokenizer.eos_token_id)}
+
+    def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, seed: int) -> list[Generation]:
+        import torch
+
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        torch.manual_seed(seed)
+        if self.device == "cuda":
+            torch.cuda.manual_seed_all(seed)
+        sample = temperature > 0
+        with torch.inference_mode():
+            out = self.model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=sample,
+                temperature=temperature if sample else None,
+                top_p=1.0 if sample else None,
+                top_k=0 if sample else None,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=sorted(self.eos_ids),
+            )
+        gens = []
+        width = enc["input_ids"].shape[1]
+        for row in out[:, width:].tolist():
+            ids, truncated = _split_at_eos(row, self.eos_ids, self.tokenizer.pad_token_id)
+            text_ids = ids[:-1] if not truncated else ids
+            gens.append(Generation(self.tokenizer.decode(text_ids, skip_special_tokens=False), len(ids), truncated))
+        return gens
+
+    def timed(self, prompt: str, max_new_tokens: int, temperature: float, seed: int) -> tuple[Generation, float]:
+        """One request alone; returns the generation and its wall-clock latency in ms."""
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        (gen,) = self.generate([prompt], max_new_tokens, temperature, seed)
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+        return gen, 1000 * (time.perf_counter() - t0)
+
+
+class VLLMGenerator:
+    """vLLM backend (``pip install frugalthink[gpu]``, GPU only); same records as `HFGenerator`."""
+
+    name = "vllm"
+
+    def __init__(self, model_path: str, dtype: str | None = None, gpu_memory_utilization: float = 0.85):
+        try:
+            from vllm import LLM
+        except ImportError as exc:
+            from frugalthink.errors import UserError
+
+            raise UserError("--backend vllm needs vLLM: pip install 'frugalthink[gpu]' on a GPU machine") from exc
+        self.llm = LLM(model=model_path, dtype=dtype or "bfloat16", gpu_memory_utilization=gpu_memory_utilization)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, seed: int) -> list[Generation]:
+        from vllm import SamplingParams
+
+        params = [SamplingParams(temperature=temperature, top_p=1.0, max_tokens=max_new_tokens, seed=seed + i)
+                  for i in range(len(prompts))]
+        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        gens = []
+        for o in outs:
+            c = o.outputs[0]
+            truncated = c.finish_reason == "length"
+            gens.append(Generation(c.text, len(c.token_ids), truncated))
+        return gens
+
+    def timed(self, prompt: str, max_new_tokens: int, temperature: float, seed: int) -> tuple[Generation, float]:
+        t0 = time.perf_counter()
+        (gen,) = self.generate([prompt], max_new_tokens, temperature, seed)
+        return gen, 1000 * (time.perf_counter() - t0)
+
+
+def make_generator(backend: str, model_path: str, **kwargs):
+    if backend == "hf":
+        return HFGenerator(model_path, **kwargs)
+    if backend == "vllm":
+        return VLLMGenerator(model_path, **{k: v for k, v in kwargs.items() if k == "dtype"})
+    from frugalthink.errors import UserError
+
+    raise UserError(f"unknown backend {backend!r} (hf or vllm)")

@@ -1,0 +1,119 @@
+"""Supervised fine-tuning of the tiny base reasoner on freshly sampled chain traces.
+
+A plain PyTorch loop rather than TRL's SFTTrainer: the data are generated on the fly (every step sees new traces,
+so there is no dataset to map or pack), and at this model size the Trainer's per-step overhead is a large share of
+the step time (see docs/benchmark.md). The loss is on completion tokens only (prompt masked), EOS included.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from frugalthink.tasks.chain import (
+    ChainConfig,
+    answer_only_completion,
+    prompt_of,
+    sample_digits,
+    verbose_completion,
+)
+from frugalthink.tiny import TinyModelConfig
+
+
+@dataclass
+class BaseRecipe:
+    """Recipe for `frugalthink base` (see recipes/tiny/base.yaml)."""
+
+    chain: ChainConfig = field(default_factory=ChainConfig)
+    model: TinyModelConfig = field(default_factory=TinyModelConfig)
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    seed: int = 0
+    threads: int = 2
+    log_every: int = 50
+    answer_only: bool = False
+
+    def validate(self) -> None:
+        from frugalthink.errors import UserError
+
+        for name in ("steps", "batch_size", "threads", "log_every"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"base recipe: {name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.lr < 1:
+            raise UserError(f"base recipe: lr must be in (0, 1), got {self.lr}")
+
+
+def make_batch(tokenizer, rng: random.Random, recipe: BaseRecipe):
+    """A batch of (prompt + completion + EOS) sequences, labels masked to the completion."""
+    import torch
+
+    cfg = recipe.chain
+    # One level per batch: sequences of a level have nearly equal length, so almost nothing is padding
+    # (mixed-level batches spent ~40% of the step on pad tokens).
+    level = rng.randint(cfg.min_level, cfg.max_level)
+    seqs, labels = [], []
+    for _ in range(recipe.batch_size):
+        digits = sample_digits(rng, level, test=False, bucket=cfg.test_bucket)
+        completion = answer_only_completion(digits) if recipe.answer_only else verbose_completion(digits, rng, cfg)
+        p = tokenizer(prompt_of(digits), add_special_tokens=False)["input_ids"]
+        c = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        seqs.append(p + c)
+        labels.append([-100] * len(p) + c)
+    width = max(len(s) for s in seqs)
+    pad = tokenizer.pad_token_id
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    lab = torch.full((len(seqs), width), -100, dtype=torch.long)
+    att = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, (s, lb) in enumerate(zip(seqs, labels, strict=True)):
+        ids[i, : len(s)] = torch.tensor(s)
+        lab[i, : len(lb)] = torch.tensor(lb)
+        att[i, : len(s)] = 1
+    return ids, att, lab
+
+
+def train_base(model, tokenizer, recipe: BaseRecipe, log_path: Path, progress: Callable | None = None) -> dict:
+    """Run the SFT loop in place on ``model``; append one JSON line per logged step to ``log_path``."""
+    import torch
+
+    torch.manual_seed(recipe.seed)
+    torch.set_num_threads(recipe.threads)
+    rng = random.Random(f"sft-{recipe.seed}")
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, betas=(0.9, 0.98))
+
+    def lr_at(step: int) -> float:
+        if step < recipe.warmup_steps:
+            return recipe.lr * (step + 1) / recipe.warmup_steps
+        frac = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
+        return recipe.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    model.train()
+    t0 = time.perf_counter()
+    running = None
+    with log_path.open("a") as log:
+        for step in range(recipe.steps):
+            ids, att, lab = make_batch(tokenizer, rng, recipe)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step)
+            loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+            if progress:
+                progress(step + 1, running)
+            if (step + 1) % recipe.log_every == 0 or step + 1 == recipe.steps:
+                rec = {"step": step + 1, "loss": round(running, 5), "lr": lr_at(step),
+                       "elapsed_s": round(time.perf_counter() - t0, 2)}
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+    model.eval()
+    return {"steps": recipe.steps, "final_loss": running, "wall_s": time.perf_counter() - t0}

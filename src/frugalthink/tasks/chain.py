@@ -1,0 +1,180 @@
+"""`chain`: the embedded synthetic reasoning task -- running sums mod 10, written the way R1 writes.
+
+A problem is a string of digits ``d0 d1 ... dn``; the answer is ``(d0 + ... + dn) mod 10``. The level is ``n``, the
+number of additions (2..8 by default). The minimal correct completion writes each running sum::
+
+    3581:  ->  <think>+5=8+8=6+1=7</think>\\boxed{7}
+
+A *verbose* completion is what an overthinking reasoner writes. It adds two kinds of content:
+
+* **checks** ``(5+3=8)`` after a step: the sum recomputed with the operands reversed. A step is written wrong (off
+  by one) with probability ``p_error``; a wrong step is always followed by a check, and the next step continues
+  from the check's (right) value. So checks repair errors: verification buys accuracy, more so on longer problems.
+  After a right step a check is taken with a per-problem probability ``q ~ U(check_prob)``: then it is redundant.
+* **hesitation** (" wait,", " hmm, let me re-check.", ...) after a step with per-problem probability
+  ``f ~ U(filler_prob)``: text that carries no digits, so no risk of error, and no value.
+
+Correctness-only RL has no reason to touch either (redundant checks and filler cost nothing and risk nothing),
+while a length penalty should strip filler first and redundant checks next -- the two behaviours the demo measures.
+
+Train and test problems are disjoint by construction: a digit string belongs to the test split iff a stable hash
+of it falls in the test bucket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+from frugalthink.tasks.base import Problem, Task
+
+THINK_OPEN, THINK_CLOSE, BOX_OPEN = "<think>", "</think>", "\\boxed{"
+FILLERS = (
+    " wait,",
+    " hmm,",
+    " ok so far.",
+    " let me see.",
+    " hold on,",
+    " hmm, let me re-check.",
+    " wait, is that right?",
+    " let me think again.",
+)
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    min_level: int = 2
+    max_level: int = 8
+    p_error: float = 0.04
+    check_prob: tuple[float, float] = (0.4, 0.9)
+    filler_prob: tuple[float, float] = (0.4, 1.0)
+    test_size: int = 70  # per level, capped by how many test problems exist at that level
+    test_bucket: int = 10  # 1 in test_bucket digit strings is a test problem
+    seed: int = 0
+
+    def validate(self) -> None:
+        from frugalthink.errors import UserError
+
+        if not 1 <= self.min_level <= self.max_level <= 30:
+            raise UserError(f"chain: need 1 <= min_level <= max_level <= 30, got {self.min_level}..{self.max_level}")
+        if self.max_level - self.min_level + 1 < 1:
+            raise UserError("chain: empty level range")
+        for name in ("check_prob", "filler_prob"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi <= 1:
+                raise UserError(f"chain.{name}: need 0 <= low <= high <= 1, got {(lo, hi)}")
+        if not 0 <= self.p_error < 0.5:
+            raise UserError(f"chain.p_error must be in [0, 0.5), got {self.p_error}")
+
+
+def is_test(digits: str, bucket: int = 10) -> bool:
+    h = int(hashlib.sha256(digits.encode()).hexdigest()[:8], 16)
+    return h % bucket == 0
+
+
+def answer_of(digits: str) -> int:
+    return sum(int(c) for c in digits) % 10
+
+
+def prompt_of(digits: str) -> str:
+    return f"{digits}:"
+
+
+def minimal_completion(digits: str) -> str:
+    """The shortest correct completion (the oracle)."""
+    s = int(digits[0])
+    parts = [THINK_OPEN]
+    for c in digits[1:]:
+        s = (s + int(c)) % 10
+        parts.append(f"+{c}={s}")
+    parts += [THINK_CLOSE, BOX_OPEN, str(s), "}"]
+    return "".join(parts)
+
+
+def verbose_completion(digits: str, rng: random.Random, cfg: ChainConfig) -> str:
+    """An overthinking but correct completion (see module docstring)."""
+    q = rng.uniform(*cfg.check_prob)
+    f = rng.uniform(*cfg.filler_prob)
+    s = int(digits[0])
+    parts = [THINK_OPEN]
+    for c in digits[1:]:
+        d = int(c)
+        right = (s + d) % 10
+        wrong = rng.random() < cfg.p_error
+        written = (right + rng.choice((1, 9))) % 10 if wrong else right
+        parts.append(f"+{c}={written}")
+        if wrong or rng.random() < q:
+            parts.append(f"({d}+{s}={right})")
+        if rng.random() < f:
+            parts.append(rng.choice(FILLERS))
+        s = right
+    parts += [THINK_CLOSE, BOX_OPEN, str(s), "}"]
+    return "".join(parts)
+
+
+def answer_only_completion(digits: str) -> str:
+    """Control target: no reasoning at all."""
+    return f"{THINK_OPEN}{THINK_CLOSE}{BOX_OPEN}{answer_of(digits)}}}"
+
+
+def sample_digits(rng: random.Random, level: int, test: bool, bucket: int) -> str:
+    while True:
+        digits = "".join(str(rng.randrange(10)) for _ in range(level + 1))
+        if is_test(digits, bucket) == test:
+            return digits
+
+
+class ChainTask(Task):
+    """The synthetic task. ``load("test")`` is a fixed, seeded test set; ``load("train")`` a seeded train set."""
+
+    name = "chain"
+    grading_kind = "exact"
+    uses_chat_template = False
+    instruction = ""
+
+    def __init__(self, config: ChainConfig | None = None, train_size: int = 4000) -> None:
+        self.cfg = config or ChainConfig()
+        self.train_size = train_size
+        self._oracle_len = None  # set by callers that know the tokenizer (token counts), see `with_token_counter`
+
+    def levels(self) -> list[int]:
+        return list(range(self.cfg.min_level, self.cfg.max_level + 1))
+
+    def load(self, split: str = "test") -> list[Problem]:
+        if split not in ("train", "test"):
+            from frugalthink.errors import UserError
+
+            raise UserError(f"chain: unknown split {split!r} (train or test)")
+        test = split == "test"
+        rng = random.Random(f"chain-{split}-{self.cfg.seed}")
+        problems: list[Problem] = []
+        if test:
+            for level in self.levels():
+                seen: set[str] = set()
+                # small levels have few test strings (10**(level+1) / bucket); stop when exhausted
+                cap = min(self.cfg.test_size, 10 ** (level + 1) // self.cfg.test_bucket // 2)
+                while len(seen) < cap:
+                    seen.add(sample_digits(rng, level, True, self.cfg.test_bucket))
+                problems += [self._problem(d) for d in sorted(seen)]
+        else:
+            for i in range(self.train_size):
+                level = self.levels()[i % len(self.levels())]
+                problems.append(self._problem(sample_digits(rng, level, False, self.cfg.test_bucket)))
+        return problems
+
+    def _problem(self, digits: str) -> Problem:
+        oracle = minimal_completion(digits)
+        tokens = self._oracle_len(oracle) if self._oracle_len else None
+        return Problem(
+            id=digits, question=prompt_of(digits), answer=str(answer_of(digits)), level=len(digits) - 1,
+            oracle_tokens=tokens, meta={"oracle_completion": oracle},
+        )
+
+    def with_token_counter(self, count) -> ChainTask:
+        """Let problems carry ``oracle_tokens``: ``count(text)`` = tokens of the oracle completion incl. EOS."""
+        self._oracle_len = count
+        return self
+
+    def user_message(self, problem: Problem) -> str:
+        return problem.question
