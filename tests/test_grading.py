@@ -49,6 +49,7 @@ def test_think_tags_grade_only_the_final_part():
     assert strip_thinking("<think>\\boxed{4}</think>The answer is \\boxed{3}") == "The answer is \\boxed{3}"
     assert grade("<think>maybe \\boxed{4}</think> \\boxed{3}", "3").correct
     assert not grade("<think>maybe \\boxed{3}</think> \\boxed{4}", "3").correct
+    assert grade("<think>still going, \\boxed{3}", "3").reason == "no_answer"
 
 
 def test_extraction_rules():

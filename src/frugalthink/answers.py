@@ -4,7 +4,8 @@ The grader (`frugalthink.grading`) calls `extract_answer` on every completion, f
 
 Rules, in order:
 1. If the completion contains ``</think>``, only the text after the last ``</think>`` is graded (R1-style models
-   put their final answer there). Otherwise the whole completion is graded.
+   put their final answer there). A completion that opens ``<think>`` and never closes it is still thinking: it
+   has no answer. Otherwise the whole completion is graded.
 2. The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) wins, braces matched.
 3. Fallbacks for GSM8K-style text: ``#### N``, then "answer is N", then the last number in the text.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-THINK_END = "</think>"
+THINK_START, THINK_END = "<think>", "</think>"
 _BOX_OPENERS = ("\\boxed", "\\fbox")
 _NUMBER = r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+"
 _HASHES = re.compile(r"####\s*(" + _NUMBER + r")")
@@ -22,9 +23,11 @@ _LAST_NUMBER = re.compile(_NUMBER)
 
 
 def strip_thinking(text: str) -> str:
-    """Return the part of ``text`` after the last ``</think>``, or ``text`` when there is none."""
+    """The part of ``text`` after the last ``</think>``; ``""`` if thinking was opened and never closed."""
     idx = text.rfind(THINK_END)
-    return text if idx < 0 else text[idx + len(THINK_END) :]
+    if idx < 0:
+        return "" if THINK_START in text else text
+    return text[idx + len(THINK_END) :]
 
 
 def last_boxed(text: str) -> str | None:

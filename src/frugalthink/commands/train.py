@@ -1,0 +1,142 @@
+"""`frugalthink train`: length-penalised RLOO (Arora & Zanette, 2025) on TRL, from a YAML recipe.
+
+Reads top to bottom: recipe -> data (task prompts rendered exactly as evaluation renders them) -> model -> reward
+-> TRL RLOOTrainer -> checkpoints every ``save_every`` rollouts -> final Hugging Face model in ``--out``.
+Simplifications: one reward function; prompts are pre-rendered strings (chat template applied by us), so TRL
+sees plain-text prompts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from frugalthink.config import apply_overrides, from_dict, load_yaml, write_run_metadata
+from frugalthink.errors import UserError
+from frugalthink.rl import RLRecipe
+
+FINISHED = "train_summary.json"
+
+
+def load_recipe(path: str, alpha: float | None = None, overrides: list[str] = ()) -> RLRecipe:
+    data = apply_overrides(load_yaml(path), list(overrides))
+    if alpha is not None:
+        data["alpha"] = alpha
+    if "model" not in data:
+        raise UserError(f"{path}: missing field 'model' (a model directory or hub name)")
+    return from_dict(RLRecipe, data, where=str(path))
+
+
+def last_checkpoint(out: Path) -> Path | None:
+    ckpts = [p for p in out.glob("checkpoint-*") if p.is_dir() and (p / "trainer_state.json").exists()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[1])) if ckpts else None
+
+
+def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool = True) -> dict:
+    """Run (or resume, or skip if finished) one RL run into ``out``; returns the train summary."""
+    out = Path(out)
+    if (out / FINISHED).exists():
+        return json.loads((out / FINISHED).read_text())
+    ckpt = last_checkpoint(out) if out.exists() else None
+    if ckpt and not resume:
+        raise UserError(f"{out}: holds checkpoints ({ckpt.name}); pass --resume to continue, or use another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import RLOOTrainer
+
+    from frugalthink.prompts import build_prompt
+    from frugalthink.rl import EfficiencyReward, build_rloo_config, make_log_callback
+    from frugalthink.tasks import get_task
+
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    write_run_metadata(out, recipe, name="config.json")
+    tokenizer = AutoTokenizer.from_pretrained(recipe.model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    task = get_task(recipe.task, **recipe.task_options)
+    problems = task.load(recipe.train_split)
+    if recipe.num_prompts:
+        problems = problems[: recipe.num_prompts]
+    if len(problems) < recipe.prompts_per_rollout:
+        raise UserError(f"only {len(problems)} training prompts; prompts_per_rollout is {recipe.prompts_per_rollout}")
+    dataset = Dataset.from_list([
+        {"prompt": build_prompt(tokenizer, task, p), "answer": p.answer, "problem_id": p.id} for p in problems
+    ])
+    dtype = torch.bfloat16 if recipe.bf16 else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(recipe.model, dtype=dtype)
+    eos = model.generation_config.eos_token_id
+    eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+    reward = EfficiencyReward(task, recipe.alpha, eos_ids, group_std=recipe.group_std_normalize)
+    log_path = out / "train_log.jsonl"
+    if ckpt:
+        _truncate_log(log_path, int(ckpt.name.split("-")[1]))
+    elif log_path.exists():
+        log_path.unlink()
+    trainer = RLOOTrainer(
+        model=model,
+        reward_funcs=[reward],
+        args=build_rloo_config(recipe, out),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[make_log_callback(log_path, console=console)],
+    )
+    _quiet_progress(trainer)
+    t0 = time.perf_counter()
+    start_step = int(ckpt.name.split("-")[1]) if ckpt else 0
+    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    wall = time.perf_counter() - t0
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(out)
+    steps_run = recipe.max_steps - start_step
+    summary = {
+        "alpha": recipe.alpha,
+        "optimizer_steps": recipe.max_steps,
+        "rollouts": recipe.rollouts,
+        "resumed_from_step": start_step,
+        "wall_s": round(wall, 1),
+        "s_per_rollout": round(wall / max(1, steps_run / recipe.updates_per_rollout), 3),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    if trainer.is_world_process_zero():
+        (out / FINISHED).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _quiet_progress(trainer) -> None:
+    """Keep TRL's progress bar but drop its raw dict print per step (our logger prints a readable line)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class BarOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            return
+
+    trainer.remove_callback(PrinterCallback)
+    if any(isinstance(cb, ProgressCallback) for cb in trainer.callback_handler.callbacks):
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(BarOnly)
+
+
+def _truncate_log(log_path: Path, step: int) -> None:
+    """On resume, drop log lines past the checkpoint: those steps are run again."""
+    if not log_path.exists():
+        return
+    keep = []
+    for line in log_path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError):
+            break
+    log_path.write_text("".join(x + "\n" for x in keep))
+
+
+def run(args) -> int:
+    recipe = load_recipe(args.recipe, args.alpha, args.set)
+    summary = train(recipe, args.out, resume=args.resume)
+    print(f"trained alpha={recipe.alpha}: {args.out} ({summary['optimizer_steps']} optimizer steps, "
+          f"{summary['wall_s']}s, {summary['s_per_rollout']} s/rollout)")
+    return 0
