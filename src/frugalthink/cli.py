@@ -69,6 +69,42 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--markdown", default=None, help="also write the table as markdown to this file")
 
 
+@command("sweep", "train and evaluate one model per alpha (the family)", "frugalthink.commands.family:run_sweep")
+def _sweep_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", required=True, help="RL recipe (its model is the base)")
+    p.add_argument("--alphas", default="0.05,0.1,0.2,0.4", help="comma-separated (default: the paper's)")
+    p.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
+    p.add_argument("--out", required=True, help="family directory")
+    p.add_argument("--task", default=None, help="evaluation task (default: the recipe's)")
+    p.add_argument("--samples", type=int, default=None)
+    p.add_argument("--temperature", type=float, default=0.6)
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--latency-requests", type=int, default=32)
+
+
+@command("report", "HTML report, PNG figures and markdown table of a family", "frugalthink.commands.family:run_report")
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", help="family directory (with family.json)")
+
+
+@command("pick", "cheapest family member that meets a constraint", "frugalthink.commands.family:run_pick")
+def _pick_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", help="family directory (with family.json)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--min-accuracy", type=float, default=None)
+    g.add_argument("--max-tokens", type=float, default=None)
+    g.add_argument("--max-latency-ms", type=float, default=None)
+
+
+@command("demo", "the whole story on the embedded default: base, family, report", "frugalthink.commands.demo:run")
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs/demo", help="demo directory (default runs/demo)")
+    p.add_argument("--quick", action="store_true", help="small sizes (a few minutes), same code path")
+    p.add_argument("--alphas", default=None, help="override the demo's alphas")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="frugalthink",

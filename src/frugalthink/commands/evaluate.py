@@ -19,7 +19,8 @@ from frugalthink.jsonl import append_jsonl, read_jsonl_tolerant
 from frugalthink.progress import progress_bar
 
 # Settings that define what the records mean: a resume with different values would mix two experiments.
-_IDENTITY = ("model", "task", "split", "samples", "temperature", "max_new_tokens", "limit", "seed", "batch_size")
+_IDENTITY = ("model", "task", "split", "samples", "temperature", "max_new_tokens", "limit", "seed", "batch_size",
+             "task_options")
 
 
 @dataclass
@@ -35,6 +36,7 @@ class EvalSettings:
     batch_size: int = 64
     latency_requests: int = 32
     backend: str = "hf"
+    task_options: dict | None = None
 
     def resolved(self) -> EvalSettings:
         from frugalthink.tasks import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SAMPLES, MATH_MAX_NEW_TOKENS
@@ -64,7 +66,7 @@ def _check_resume(out: Path, settings: EvalSettings) -> None:
 def load_problems(settings: EvalSettings, tokenizer):
     from frugalthink.tasks import get_task
 
-    task = get_task(settings.task)
+    task = get_task(settings.task, **(settings.task_options or {}))
     if hasattr(task, "with_token_counter"):
         from frugalthink.tiny import count_tokens
 

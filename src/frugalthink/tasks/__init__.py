@@ -20,7 +20,14 @@ def get_task(spec: str, **options) -> Task:
     if spec in BENCHMARKS:
         return benchmark_task(spec)
     if spec == "chain":
-        return ChainTask(**options)
+        from frugalthink.config import from_dict
+        from frugalthink.tasks.chain import ChainConfig
+
+        cfg = options.get("config")
+        if isinstance(cfg, dict):
+            cfg = from_dict(ChainConfig, {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()},
+                            where="task_options.config")
+        return ChainTask(cfg, **{k: v for k, v in options.items() if k != "config"})
     if spec.startswith("jsonl:"):
         return JsonlTask(spec[len("jsonl:") :], **options)
     if spec.startswith("hf:"):

@@ -1,0 +1,106 @@
+"""`frugalthink demo` (what `make demo` runs): the method's whole story on the embedded default, on this CPU.
+
+1. build the tiny base reasoner (SFT on verbose `chain` traces)      -> DIR/base
+2. train the family: one length-penalised RLOO run per alpha           -> DIR/alpha-*/
+3. evaluate base and members with the same settings (T=0.6)            -> DIR/base_eval, DIR/alpha-*/eval
+4. write the report and DIR/summary.json, print the family table
+
+Every stage skips what is already finished, so a re-run after an interruption resumes. ``--quick`` shrinks every
+size (model, levels, steps, test set) to run in a few minutes through the same code path (used by the tests).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from frugalthink.commands.base import build_base
+from frugalthink.commands.evaluate import EvalSettings
+from frugalthink.config import from_dict
+from frugalthink.family import family_table, sweep
+from frugalthink.rl import RLRecipe
+from frugalthink.sft import BaseRecipe
+
+# The demo's RL settings; recipes/tiny/rl.yaml holds the same values (a test keeps them in step).
+DEMO_RL = {
+    "task": "chain",
+    "num_prompts": 4000,
+    "num_generations": 8,
+    "prompts_per_rollout": 8,
+    "updates_per_rollout": 2,
+    "rollouts": 40,
+    "learning_rate": 0.0003,
+    "beta": 0.001,
+    "epsilon": 0.2,
+    "temperature": 1.0,
+    "max_completion_length": 200,
+    "save_every": 10,
+    "seed": 0,
+    "threads": 2,
+}
+DEMO_ALPHAS = (0.0, 0.1, 0.2, 0.4)
+
+QUICK_BASE = {"steps": 40, "batch_size": 16, "log_every": 10,
+              "model": {"hidden_size": 32, "layers": 1, "heads": 2, "intermediate_size": 64},
+              "chain": {"min_level": 2, "max_level": 4, "test_size": 6}}
+QUICK_RL = {"rollouts": 2, "prompts_per_rollout": 4, "num_prompts": 64, "max_completion_length": 48, "save_every": 1,
+            "task_options": {"config": {"min_level": 2, "max_level": 4, "test_size": 6}}}
+QUICK_ALPHAS = (0.0, 0.2)
+
+
+def demo_recipes(out: Path, quick: bool) -> tuple[BaseRecipe, RLRecipe]:
+    base = from_dict(BaseRecipe, QUICK_BASE if quick else {}, where="demo base recipe")
+    rl = {**DEMO_RL, **(QUICK_RL if quick else {}), "model": str(out / "base")}
+    return base, from_dict(RLRecipe, rl, where="demo RL recipe")
+
+
+def run(args) -> int:
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    base_recipe, rl_recipe = demo_recipes(out, args.quick)
+    alphas = [float(a) for a in args.alphas.split(",")] if args.alphas else list(QUICK_ALPHAS if args.quick else DEMO_ALPHAS)
+    print(f"== 1/3 base reasoner -> {out / 'base'}", flush=True)
+    build_base(out / "base", base_recipe)
+    print(f"== 2/3 family (alphas {', '.join(f'{a:g}' for a in alphas)}), each trained then evaluated", flush=True)
+    settings = EvalSettings(model=str(out / "base"), task="chain", samples=1, temperature=0.6,
+                            max_new_tokens=rl_recipe.max_completion_length, task_options=rl_recipe.task_options,
+                            latency_requests=4 if args.quick else 32)
+    fam = sweep(rl_recipe, alphas, out, settings, console=True)
+    print("== 3/3 report", flush=True)
+    from frugalthink.report import write_report
+
+    report = write_report(out)
+    summary = demo_summary(fam, wall_s=time.perf_counter() - t0, quick=args.quick)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(family_table(fam))
+    print(f"report: {report}")
+    print(f"summary: {out / 'summary.json'}  (wall time {summary['wall_s']:.0f}s)")
+    return 0
+
+
+def demo_summary(fam: dict, wall_s: float, quick: bool) -> dict:
+    base = fam["base"]
+
+    def pick_keys(m: dict) -> dict:
+        by_level = {
+            lvl: {k: v[k] for k in ("accuracy", "mean_tokens", "oracle_mean_tokens") if k in v}
+            for lvl, v in (m.get("by_level") or {}).items()
+        }
+        return {"accuracy": m["accuracy"], "accuracy_ci95": m["accuracy_ci95"], "mean_tokens": m["mean_tokens"],
+                "latency_p50_ms": m.get("latency_p50_ms"), "by_level": by_level}
+
+    members = []
+    for m in fam["members"]:
+        entry = {"alpha": m["alpha"], "seed": m.get("seed", 0), **pick_keys(m),
+                 "tokens_change_vs_base": m["mean_tokens"] / base["mean_tokens"] - 1 if base["mean_tokens"] else None,
+                 "accuracy_vs_base": m["accuracy"] / base["accuracy"] if base["accuracy"] else None,
+                 "train_wall_s": m["train"]["wall_s"], "s_per_rollout": m["train"]["s_per_rollout"]}
+        members.append(entry)
+    return {
+        "quick": quick,
+        "wall_s": wall_s,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "base": {**pick_keys(base), "oracle_mean_tokens": base.get("oracle_mean_tokens")},
+        "members": members,
+    }

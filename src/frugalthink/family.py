@@ -1,0 +1,149 @@
+"""The efficiency family: one RL run per alpha from the same base, all evaluated with the same settings.
+
+Layout of a family directory::
+
+    DIR/base_eval/            evaluation of the base model
+    DIR/alpha-0.2/            RL run (model, checkpoints, train_log.jsonl, config.json)
+    DIR/alpha-0.2/eval/       its evaluation
+    DIR/family.json           what `report` and `pick` read
+
+Finished parts are skipped and interrupted RL runs resumed, so re-running a sweep only does what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from frugalthink.commands.evaluate import EvalSettings, evaluate
+from frugalthink.errors import UserError
+
+
+def member_dir(out: Path, alpha: float, seed: int = 0) -> Path:
+    return out / (f"alpha-{alpha:g}" + (f"-seed{seed}" if seed else ""))
+
+
+def _member_record(alpha, seed, run_dir: Path, eval_dir: Path, summary: dict) -> dict:
+    train_summary = json.loads((run_dir / "train_summary.json").read_text())
+    return {
+        "alpha": alpha,
+        "seed": seed,
+        "model": str(run_dir),
+        "eval_dir": str(eval_dir),
+        **metrics_of(summary),
+        "train": train_summary,
+    }
+
+
+def metrics_of(summary: dict) -> dict:
+    """The keys a family table needs, taken from an evaluation summary."""
+    out = {
+        "accuracy": summary["accuracy"],
+        "accuracy_ci95": summary["accuracy_ci95"],
+        "mean_tokens": summary["mean_tokens"],
+        "median_tokens": summary["median_tokens"],
+        "latency_p50_ms": summary.get("latency", {}).get("p50_ms"),
+        "latency_p95_ms": summary.get("latency", {}).get("p95_ms"),
+        "tokens_per_s": summary.get("throughput", {}).get("tokens_per_s"),
+    }
+    if "oracle_mean_tokens" in summary:
+        out["oracle_mean_tokens"] = summary["oracle_mean_tokens"]
+    if "by_level" in summary:
+        out["by_level"] = summary["by_level"]
+    return out
+
+
+def sweep(recipe, alphas: list[float], out: str | Path, eval_settings: EvalSettings, seeds: list[int] = (0,),
+          console: bool = True) -> dict:
+    """Train one member per (alpha, seed) from ``recipe.model`` and evaluate base and members alike."""
+    from frugalthink.commands.train import train
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not all(0 <= a < 1 for a in alphas):
+        raise UserError(f"--alphas must lie in [0, 1): {alphas}")
+    base_settings = replace(eval_settings, model=recipe.model)
+    base_summary = evaluate(base_settings, out / "base_eval", quiet=not console)
+    family = {
+        "task": eval_settings.task,
+        "eval_settings": {k: v for k, v in asdict(eval_settings).items() if k != "model"},
+        "recipe": asdict(recipe),
+        "base": {"model": recipe.model, "eval_dir": str(out / "base_eval"), **metrics_of(base_summary)},
+        "members": [],
+    }
+    for seed in seeds:
+        for alpha in alphas:
+            run_dir = member_dir(out, alpha, seed)
+            member_recipe = replace(recipe, alpha=alpha, seed=seed)
+            if console:
+                print(f"== training alpha={alpha:g} seed={seed} -> {run_dir}", flush=True)
+            train(member_recipe, run_dir, resume=True, console=console)
+            summary = evaluate(replace(eval_settings, model=str(run_dir)), run_dir / "eval", quiet=not console)
+            family["members"].append(_member_record(alpha, seed, run_dir, run_dir / "eval", summary))
+            (out / "family.json").write_text(json.dumps(family, indent=2) + "\n")
+    (out / "family.json").write_text(json.dumps(family, indent=2) + "\n")
+    return family
+
+
+def load_family(d: str | Path) -> dict:
+    path = Path(d) / "family.json"
+    if not path.exists():
+        raise UserError(f"{path}: not found (run `frugalthink sweep` first)")
+    try:
+        fam = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+    for key in ("base", "members"):
+        if key not in fam:
+            raise UserError(f"{path}: missing field '{key}'")
+    return fam
+
+
+def family_table(fam: dict) -> str:
+    """Markdown table: base and each member, tokens and latency relative to the base."""
+    base = fam["base"]
+    head = ("| model | accuracy [95% CI] | acc. / base | mean tokens | tokens vs base | x oracle | "
+            "p50 latency ms | latency vs base |")
+    lines = [head, "|" + "---|" * 8]
+    rows = [("base", base)] + [(f"alpha={m['alpha']:g}" + (f" (seed {m['seed']})" if m.get("seed") else ""), m)
+                               for m in fam["members"]]
+    for name, m in rows:
+        lo, hi = m["accuracy_ci95"]
+        oracle = f"{m['mean_tokens'] / m['oracle_mean_tokens']:.2f}" if m.get("oracle_mean_tokens") else ""
+        lat = m.get("latency_p50_ms")
+        lat_s = f"{lat:.1f}" if lat is not None else ""
+        lat_rel = f"{100 * (lat / base['latency_p50_ms'] - 1):+.1f}%" if lat and base.get("latency_p50_ms") else ""
+        lines.append(
+            f"| {name} | {m['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | {_ratio(m['accuracy'], base['accuracy'])} | "
+            f"{m['mean_tokens']:.1f} | {100 * (m['mean_tokens'] / base['mean_tokens'] - 1):+.1f}% | {oracle} | "
+            f"{lat_s} | {lat_rel} |"
+        )
+    return "\n".join(lines)
+
+
+def _ratio(x: float, ref: float) -> str:
+    return f"{100 * x / ref:.1f}%" if ref else "n/a"
+
+
+def pick(fam: dict, min_accuracy: float | None = None, max_tokens: float | None = None,
+         max_latency_ms: float | None = None) -> dict | None:
+    """The cheapest member (fewest mean tokens; the base counts as a member) meeting every given constraint."""
+    if min_accuracy is None and max_tokens is None and max_latency_ms is None:
+        raise UserError("give a constraint: --min-accuracy, --max-tokens or --max-latency-ms")
+    candidates = [{"alpha": None, "name": "base", **fam["base"]}] + [
+        {"name": f"alpha={m['alpha']:g}", **m} for m in fam["members"]
+    ]
+    ok = []
+    for c in candidates:
+        if min_accuracy is not None and c["accuracy"] < min_accuracy:
+            continue
+        if max_tokens is not None and c["mean_tokens"] > max_tokens:
+            continue
+        if max_latency_ms is not None and (c.get("latency_p50_ms") is None or c["latency_p50_ms"] > max_latency_ms):
+            continue
+        ok.append(c)
+    if not ok:
+        return None
+    key = (lambda c: c["latency_p50_ms"]) if max_latency_ms is not None else (lambda c: c["mean_tokens"])
+    return min(ok, key=key)

@@ -1,0 +1,174 @@
+"""Family report: PNG figures plus one self-contained HTML page (figures embedded as data URIs) and a markdown
+table. Reads only ``family.json`` and the files it points to, so it can be rebuilt at any time."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from frugalthink.family import family_table, load_family
+
+FIGURES = ("pareto.png", "tokens_by_level.png", "latency.png", "training_curves.png")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _members(fam):
+    return sorted(fam["members"], key=lambda m: (m.get("seed", 0), m["alpha"]))
+
+
+def _label(m) -> str:
+    return f"alpha={m['alpha']:g}" + (f" s{m['seed']}" if m.get("seed") else "")
+
+
+def plot_pareto(fam: dict, path: Path) -> None:
+    plt = _plt()
+    base = fam["base"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    pts = [("base", base)] + [(_label(m), m) for m in _members(fam)]
+    acc0 = base["accuracy"] or 1.0  # a base with zero accuracy (quick demo): plot absolute accuracy
+    tok0 = base["mean_tokens"] or 1.0
+    for name, m in pts:
+        x = m["mean_tokens"] / tok0
+        y = m["accuracy"] / acc0
+        lo, hi = (v / acc0 for v in m["accuracy_ci95"])
+        ax.errorbar([x], [y], yerr=[[y - lo], [hi - y]], fmt="o", capsize=3,
+                    color="black" if name == "base" else None, label=name)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    if base.get("oracle_mean_tokens"):
+        ax.axvline(base["oracle_mean_tokens"] / tok0, ls="--", color="grey", lw=1,
+                   label="oracle minimum")
+    ax.set_xlabel("mean completion tokens / base")
+    ax.set_ylabel("accuracy / base (95% CI)")
+    ax.set_title("Efficiency family: accuracy vs tokens")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_tokens_by_level(fam: dict, path: Path) -> None:
+    plt = _plt()
+    base = fam["base"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    series = [("base", base)] + [(_label(m), m) for m in _members(fam)]
+    for name, m in series:
+        levels = m.get("by_level") or {}
+        xs = list(levels)
+        ax.plot(xs, [levels[k]["mean_tokens"] for k in xs], marker="o",
+                color="black" if name == "base" else None, label=name)
+    levels = base.get("by_level") or {}
+    if levels and all("oracle_mean_tokens" in v for v in levels.values()):
+        xs = list(levels)
+        ax.plot(xs, [levels[k]["oracle_mean_tokens"] for k in xs], ls="--", color="grey", label="oracle minimum")
+    ax.set_xlabel("difficulty level")
+    ax.set_ylabel("mean completion tokens")
+    ax.set_title("Tokens by difficulty")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_latency(fam: dict, path: Path) -> None:
+    plt = _plt()
+    rows = [("base", fam["base"])] + [(_label(m), m) for m in _members(fam)]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    names = [n for n, _ in rows]
+    p50 = [m.get("latency_p50_ms") or 0 for _, m in rows]
+    p95 = [m.get("latency_p95_ms") or 0 for _, m in rows]
+    xs = range(len(rows))
+    ax.bar([x - 0.2 for x in xs], p50, width=0.4, label="p50")
+    ax.bar([x + 0.2 for x in xs], p95, width=0.4, label="p95")
+    ax.set_xticks(list(xs), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("per-request latency (ms)")
+    ax.set_title("Latency, one request at a time")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _train_log(member: dict) -> list[dict]:
+    path = Path(member["model"]) / "train_log.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "reward" in row:
+            rows.append(row)
+    return rows
+
+
+def plot_training(fam: dict, path: Path) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    for m in _members(fam):
+        log = _train_log(m)
+        if not log:
+            continue
+        steps = [r["step"] for r in log]
+        for ax, key in zip(axes, ("reward", "accuracy", "tokens_mean"), strict=True):
+            ax.plot(steps, [r.get(key) for r in log], label=_label(m), lw=1.2)
+    for ax, title in zip(axes, ("mean reward", "accuracy (T=1.0 rollouts)", "mean completion tokens"), strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(family_dir: str | Path) -> Path:
+    """Write PNGs, ``report.html`` and ``family_table.md`` into ``family_dir``; returns the HTML path."""
+    d = Path(family_dir)
+    fam = load_family(d)
+    plot_pareto(fam, d / "pareto.png")
+    plot_tokens_by_level(fam, d / "tokens_by_level.png")
+    plot_latency(fam, d / "latency.png")
+    plot_training(fam, d / "training_curves.png")
+    table = family_table(fam)
+    (d / "family_table.md").write_text(table + "\n")
+    imgs = "\n".join(
+        f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode((d / name).read_bytes()).decode()}">'
+        f"<figcaption>{name}</figcaption></figure>"
+        for name in FIGURES
+    )
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>FrugalThink family report</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:inline-block;margin:1em}}
+img{{max-width:100%}}</style></head><body>
+<h1>FrugalThink efficiency family</h1>
+<p>Task: {html.escape(str(fam.get('task')))}; evaluation settings: {html.escape(json.dumps(fam.get('eval_settings', {})))}</p>
+{_md_table_to_html(table)}
+{imgs}
+</body></html>
+"""
+    out = d / "report.html"
+    out.write_text(page)
+    return out
+
+
+def _md_table_to_html(md: str) -> str:
+    lines = [ln.strip().strip("|").split("|") for ln in md.splitlines() if ln.strip()]
+    head, rows = lines[0], lines[2:]
+    th = "".join(f"<th>{html.escape(c.strip())}</th>" for c in head)
+    trs = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{th}</tr>{trs}</table>"
