@@ -3,7 +3,7 @@
 Layout of a family directory::
 
     DIR/base_eval/            evaluation of the base model
-    DIR/alpha-0.2/            RL run (model, checkpoints, train_log.jsonl, config.json)
+    DIR/alpha-0.2/            RL run (model, checkpoints, train_log.jsonl, frugalthink_run.json)
     DIR/alpha-0.2/eval/       its evaluation
     DIR/family.json           what `report` and `pick` read
 

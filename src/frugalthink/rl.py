@@ -240,3 +240,23 @@ def make_log_callback(log_path: Path, console: bool = True):
                 print(" | ".join(parts), flush=True)
 
     return JsonlLogger()
+
+
+def make_fault_callback():
+    """Fault injection for the resume test: ``FRUGALTHINK_KILL_AT_STEP=N`` makes the process SIGKILL itself right
+    after the checkpoint of step N is saved -- the same as a ``kill -9`` from outside, at a known moment."""
+    import os
+    import signal
+
+    from transformers import TrainerCallback
+
+    kill_at = os.environ.get("FRUGALTHINK_KILL_AT_STEP")
+    if not kill_at:
+        return None
+
+    class KillAfterSave(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step >= int(kill_at):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return KillAfterSave()

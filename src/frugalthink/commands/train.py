@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from frugalthink.config import apply_overrides, from_dict, load_yaml, write_run_metadata
@@ -35,6 +36,13 @@ def last_checkpoint(out: Path) -> Path | None:
 
 def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool = True) -> dict:
     """Run (or resume, or skip if finished) one RL run into ``out``; returns the train summary."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world != recipe.num_processes:
+        # The recipe's batch arithmetic is per process: recompute it for the launch we are actually in.
+        recipe = replace(recipe, num_processes=world)
+        recipe.validate()
     out = Path(out)
     if (out / FINISHED).exists():
         return json.loads((out / FINISHED).read_text())
@@ -48,12 +56,12 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     from trl import RLOOTrainer
 
     from frugalthink.prompts import build_prompt
-    from frugalthink.rl import EfficiencyReward, build_rloo_config, make_log_callback
+    from frugalthink.rl import EfficiencyReward, build_rloo_config, make_fault_callback, make_log_callback
     from frugalthink.tasks import get_task
 
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
-    write_run_metadata(out, recipe, name="config.json")
+    write_run_metadata(out, recipe, name="frugalthink_run.json")
     tokenizer = AutoTokenizer.from_pretrained(recipe.model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -82,7 +90,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
         args=build_rloo_config(recipe, out),
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[make_log_callback(log_path, console=console)],
+        callbacks=[cb for cb in (make_log_callback(log_path, console=console), make_fault_callback()) if cb],
     )
     _quiet_progress(trainer)
     t0 = time.perf_counter()

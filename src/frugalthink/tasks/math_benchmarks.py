@@ -5,14 +5,20 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from frugalthink.answers import last_boxed
 from frugalthink.errors import UserError
 from frugalthink.jsonl import iter_jsonl, require
 from frugalthink.tasks.base import Problem, Task
 
 
 def gold_from_text(answer) -> str:
-    """Normalise a stored gold answer: GSM8K's ``... #### 1,234`` -> ``1234``; AMC's ``27.0`` -> ``27``."""
+    """Normalise a stored gold answer: GSM8K's ``... #### 1,234`` -> ``1234``; AMC's ``27.0`` -> ``27``; a worked
+    solution with ``\\boxed{...}`` (NuminaMath, MATH) -> the boxed content."""
     text = str(answer).strip()
+    if "\\boxed" in text:
+        boxed = last_boxed(text)
+        if boxed is not None:
+            return boxed
     if "####" in text:
         text = text.rsplit("####", 1)[1].strip().replace(",", "")
     try:

@@ -1,0 +1,166 @@
+"""RL glue: recipes build on CPU without weights, rewards agree across 2 processes, clipping fires, resume works."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from frugalthink.commands.train import load_recipe
+from frugalthink.errors import UserError
+from frugalthink.rl import EfficiencyReward, build_rloo_config
+from frugalthink.tasks import get_task
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("recipe", ["tiny/rl.yaml", "r1-distill-qwen-1.5b/rl.yaml", "r1-distill-qwen-7b/rl.yaml"])
+def test_recipes_build_trainer_config_on_cpu(recipe, tmp_path):
+    rec = load_recipe(str(ROOT / "recipes" / recipe))
+    cfg = build_rloo_config(rec, tmp_path)
+    assert cfg.num_generations == 8
+    assert cfg.beta == 0.001 and cfg.epsilon == 0.2
+    assert cfg.normalize_advantages is False
+    assert cfg.steps_per_generation == 2 * rec.gradient_accumulation_steps  # two optimizer steps per rollout
+    assert cfg.temperature == 1.0
+    assert cfg.max_steps == 2 * rec.rollouts
+    samples_per_update = cfg.per_device_train_batch_size * rec.gradient_accumulation_steps * rec.num_processes
+    assert samples_per_update * rec.updates_per_rollout == rec.prompts_per_rollout * 8
+    if "r1" in recipe:
+        assert rec.prompts_per_rollout == 32 and rec.rollouts == 100 and rec.num_prompts == 3200
+        assert samples_per_update == 128
+        assert cfg.use_vllm and cfg.bf16 and rec.max_completion_length == 32768
+        assert rec.learning_rate == (5e-6 if "1.5b" in recipe else 2e-6)
+
+
+def test_recipe_errors_name_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: m\nalpha: 1.2\n")
+    with pytest.raises(UserError, match="alpha"):
+        load_recipe(str(bad))
+    bad.write_text("model: m\nlearning_rat: 0.1\n")
+    with pytest.raises(UserError, match="unknown field.*learning_rat"):
+        load_recipe(str(bad))
+    bad.write_text("model: m\nrollouts: many\n")
+    with pytest.raises(UserError, match="rollouts: expected an integer"):
+        load_recipe(str(bad))
+    bad.write_text("model: m\n  x: [\n")
+    with pytest.raises(UserError, match="invalid YAML"):
+        load_recipe(str(bad))
+
+
+def test_demo_recipe_file_matches_the_demo():
+    from frugalthink.commands.demo import DEMO_RL
+
+    rec = load_recipe(str(ROOT / "recipes" / "tiny" / "rl.yaml"))
+    for key, value in DEMO_RL.items():
+        assert getattr(rec, key) == value, key
+
+
+def _reward_inputs():
+    # 3 prompts x 4 samples, deliberately interleaved so that groups straddle the two ranks' halves.
+    task = get_task("chain")
+    pids = ["111", "222", "333"] * 4
+    answers = ["3", "6", "9"] * 4
+    eos = 1
+    texts, ids = [], []
+    for i, a in enumerate(answers):
+        right = i % 5 != 0
+        texts.append(f"<think>{'+1=1' * (i % 4)}</think>\\boxed{{{a if right else 0}}}")
+        ids.append([7] * (3 + 2 * (i % 4)) + ([eos] if i != 7 else []))  # sample 7 is truncated
+    return task, pids, answers, texts, ids
+
+
+def _dist_worker(rank, world, port, out_dir):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    task, pids, answers, texts, ids = _reward_inputs()
+    half = len(pids) // world
+    sl = slice(rank * half, (rank + 1) * half)
+    reward = EfficiencyReward(task, 0.3, {1})
+    r = reward(prompts=[""] * half, completions=texts[sl], completion_ids=ids[sl], answer=answers[sl],
+               problem_id=pids[sl])
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(r))
+    dist.destroy_process_group()
+
+
+def test_two_processes_give_the_same_rewards_as_one(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    task, pids, answers, texts, ids = _reward_inputs()
+    single = EfficiencyReward(task, 0.3, {1})(prompts=[""] * 12, completions=texts, completion_ids=ids,
+                                              answer=answers, problem_id=pids)
+    assert single[7] == 0.0  # truncated -> wrong
+    assert len({round(x, 6) for x in single}) > 3  # the length penalty actually differentiates
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_dist_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    both = json.loads((tmp_path / "rank0.json").read_text()) + json.loads((tmp_path / "rank1.json").read_text())
+    assert both == pytest.approx(single)
+    # Without gathering, each rank would see incomplete groups and get different numbers:
+    alone = EfficiencyReward(task, 0.3, {1})(prompts=[""] * 6, completions=texts[:6], completion_ids=ids[:6],
+                                             answer=answers[:6], problem_id=pids[:6])
+    assert alone != pytest.approx(single[:6])
+
+
+def _tiny_model(path):
+    from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
+
+    tok = build_tokenizer()
+    model = build_model(tok, TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+
+
+def _train(args, env=None):
+    return subprocess.run([sys.executable, "-m", "frugalthink.cli", "train", "--recipe",
+                           str(ROOT / "recipes" / "tiny" / "rl.yaml"), *args],
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+
+def _log(out):
+    return [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_clipping_fires_on_the_second_update(tmp_path):
+    _tiny_model(tmp_path / "m")
+    out = tmp_path / "run"
+    res = _train(["--set", f"model={tmp_path / 'm'}", "--set", "rollouts=3", "--set", "prompts_per_rollout=4",
+                  "--set", "max_completion_length=24", "--set", "learning_rate=0.05", "--set", "threads=1",
+                  "--alpha", "0.2", "--out", str(out)])
+    assert res.returncode == 0, res.stderr[-2000:]
+    log = _log(out)
+    assert [r["step"] for r in log] == list(range(1, 7))
+    first_updates = [r["clip_ratio"] for r in log if r["step"] % 2 == 1]
+    assert all(c == 0 for c in first_updates)  # ratio is exactly 1 on the rollout's first update
+    assert any(r["clip_ratio"] > 0 for r in log if r["step"] % 2 == 0)
+    for key in ("reward", "accuracy", "tokens_mean", "tokens_median", "frac_all_correct", "frac_all_wrong", "kl"):
+        assert key in log[0]
+    cfg = json.loads((out / "frugalthink_run.json").read_text())
+    assert cfg["config"]["alpha"] == 0.2 and cfg["frugalthink_version"]
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(out)
+
+
+def test_resume_after_kill_continues_from_checkpoint(tmp_path):
+    _tiny_model(tmp_path / "m")
+    out = tmp_path / "run"
+    common = ["--set", f"model={tmp_path / 'm'}", "--set", "rollouts=3", "--set", "prompts_per_rollout=4",
+              "--set", "max_completion_length=16", "--set", "save_every=1", "--set", "threads=1", "--out", str(out)]
+    crashed = _train(common, env={"FRUGALTHINK_KILL_AT_STEP": "4"})  # SIGKILL itself after step 4's checkpoint
+    assert crashed.returncode != 0
+    assert (out / "checkpoint-4").exists() and not (out / "train_summary.json").exists()
+    again = _train(common)
+    assert again.returncode != 0 and "--resume" in again.stderr
+    resumed = _train(common + ["--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["resumed_from_step"] == 4
+    assert [r["step"] for r in _log(out)] == list(range(1, 7))
