@@ -24,7 +24,7 @@ def replay(digits: str, completion: str) -> int:
     """Follow a trace the way its format says: a check overrides the step before it."""
     body = completion.split("</think>")[0]
     s = int(digits[0])
-    for m in re.finditer(r"\+(\d)=(\d)(?:\((\d)\+(\d)=(\d)\))?", body):
+    for m in re.finditer(r"[A-Z](\d)\+\d=(\d)(?:\((\d)\+(\d)=(\d)\))?", body):
         s = int(m.group(5)) if m.group(5) else int(m.group(2))
     return s
 
@@ -49,6 +49,7 @@ def test_levels_and_sizes():
         assert len(p.id) == p.level + 1
         assert p.answer == str(answer_of(p.id))
         assert p.question == prompt_of(p.id)
+        assert p.question[::2][: len(p.id)] == "ABCDEFGHI"[: len(p.id)] and p.question[1::2][: len(p.id)] == p.id
 
 
 @pytest.mark.parametrize("level", range(1, 12))
@@ -59,7 +60,7 @@ def test_minimal_trace_is_correct_at_every_level(level):
         m = minimal_completion(digits)
         assert replay(digits, m) == answer_of(digits)
         assert m.endswith(f"\\boxed{{{answer_of(digits)}}}")
-        assert m.count("+") == level
+        assert len(re.findall(r"[A-Z]\d\+\d=\d", m)) == level
 
 
 def test_verbose_traces_are_correct_longer_and_repair_errors():
@@ -71,7 +72,7 @@ def test_verbose_traces_are_correct_longer_and_repair_errors():
         v = verbose_completion(digits, rng, cfg)
         assert replay(digits, v) == answer_of(digits)
         assert len(v) >= len(minimal_completion(digits))
-        steps = re.findall(r"\+(\d)=(\d)(\((\d)\+(\d)=(\d)\))?", v)
+        steps = re.findall(r"[A-Z](\d)\+\d=(\d)(\((\d)\+(\d)=(\d)\))?", v)
         s = int(digits[0])
         for (d, written, check, _, _, fixed) in steps:
             right = (s + int(d)) % 10
@@ -96,7 +97,7 @@ def test_grader_on_minimal_verbose_and_corrupted_traces():
     cut = task.grade([m[:-3] for m in minimal], problems)
     assert not any(r.correct for r in cut)
     assert task.grade(minimal[:1], problems[:1], truncated=[True])[0].reason == "truncated"
-    assert task.grade(["<think>+1=2"], [Problem("x", "", "2")])[0].reason == "no_answer"
+    assert task.grade(["<think>B1+1=2"], [Problem("x", "", "2")])[0].reason == "no_answer"
 
 
 def test_tokenizer_round_trip_and_counts():
@@ -108,8 +109,8 @@ def test_tokenizer_round_trip_and_counts():
         assert tok.decode(ids) == text
         assert tok.unk_token_id not in ids[1:] or tok.unk_token_id == tok.pad_token_id and tok.pad_token_id not in ids
     m = minimal_completion("3581")
-    # <think> + 3 steps of 4 chars + </think> + \boxed{ + digit + } + EOS
-    assert count_tokens(tok, m) == 1 + 12 + 1 + 1 + 1 + 1 + 1
+    # <think> + 3 steps of 6 chars + </think> + \boxed{ + digit + } + EOS
+    assert count_tokens(tok, m) == 1 + 18 + 1 + 1 + 1 + 1 + 1
 
 
 def test_task_registry_and_bad_config():

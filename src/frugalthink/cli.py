@@ -82,6 +82,7 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--latency-requests", type=int, default=32)
+    p.add_argument("--parallel", type=int, default=1, help="members trained at once, one thread each (default 1)")
 
 
 @command("report", "HTML report, PNG figures and markdown table of a family", "frugalthink.commands.family:run_report")

@@ -43,11 +43,22 @@ class HFGenerator:
         torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(dtype or "")
         if torch_dtype is None:
             torch_dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        except (OSError, ValueError) as exc:
+            from frugalthink.errors import UserError
+
+            raise UserError(f"{model_path}: could not load a tokenizer ({str(exc).splitlines()[0]})") from exc
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype).to(self.device).eval()
+        try:
+            model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
+        except (OSError, ValueError) as exc:
+            from frugalthink.errors import UserError
+
+            raise UserError(f"{model_path}: could not load a model ({str(exc).splitlines()[0]})") from exc
+        self.model = model.to(self.device).eval()
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos if eos is not None else self.tokenizer.eos_token_id]
         self.eos_ids = {int(e) for e in eos} | {int(self.tokenizer.eos_token_id)}

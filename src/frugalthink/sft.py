@@ -31,10 +31,10 @@ class BaseRecipe:
 
     chain: ChainConfig = field(default_factory=ChainConfig)
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
-    steps: int = 1000
-    batch_size: int = 64
+    steps: int = 1500
+    batch_size: int = 32
     lr: float = 3e-3
-    warmup_steps: int = 50
+    warmup_steps: int = 100
     weight_decay: float = 0.01
     seed: int = 0
     threads: int = 2

@@ -13,7 +13,7 @@ from frugalthink.tasks.chain import BOX_OPEN, FILLERS, THINK_CLOSE, THINK_OPEN
 
 PAD, EOS = "<pad>", "</s>"
 # Every character the chain task (prompts, traces, fillers) can emit, plus a little headroom.
-_CHARS = sorted(set("0123456789+-=():,.?!;{} \n" + "abcdefghijklmnopqrstuvwxyz" + "".join(FILLERS)))
+_CHARS = sorted(set("0123456789+-=():,.?!;{} \n" + "abcdefghijklmnopqrstuvwxyz" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ" + "".join(FILLERS)))
 
 
 @dataclass(frozen=True)

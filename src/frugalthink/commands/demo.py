@@ -27,14 +27,14 @@ DEMO_RL = {
     "task": "chain",
     "num_prompts": 4000,
     "num_generations": 8,
-    "prompts_per_rollout": 8,
+    "prompts_per_rollout": 16,
     "updates_per_rollout": 2,
-    "rollouts": 40,
-    "learning_rate": 0.0003,
+    "rollouts": 60,
+    "learning_rate": 0.0002,
     "beta": 0.001,
     "epsilon": 0.2,
     "temperature": 1.0,
-    "max_completion_length": 200,
+    "max_completion_length": 256,
     "save_every": 10,
     "seed": 0,
     "threads": 2,
@@ -66,7 +66,7 @@ def run(args) -> int:
     settings = EvalSettings(model=str(out / "base"), task="chain", samples=1, temperature=0.6,
                             max_new_tokens=rl_recipe.max_completion_length, task_options=rl_recipe.task_options,
                             latency_requests=4 if args.quick else 32)
-    fam = sweep(rl_recipe, alphas, out, settings, console=True)
+    fam = sweep(rl_recipe, alphas, out, settings, console=True, parallel=2)
     print("== 3/3 report", flush=True)
     from frugalthink.report import write_report
 

@@ -25,7 +25,7 @@ def run_sweep(args) -> int:
     settings = EvalSettings(model=recipe.model, task=args.task or recipe.task, split="test", samples=args.samples,
                             temperature=args.temperature, max_new_tokens=args.max_new_tokens, limit=args.limit,
                             seed=0, latency_requests=args.latency_requests, task_options=recipe.task_options)
-    fam = sweep(recipe, alphas, args.out, settings, seeds=seeds)
+    fam = sweep(recipe, alphas, args.out, settings, seeds=seeds, parallel=args.parallel)
     print(family_table(fam))
     print(f"family: {Path(args.out) / 'family.json'}")
     return 0

@@ -1,13 +1,18 @@
 """`chain`: the embedded synthetic reasoning task -- running sums mod 10, written the way R1 writes.
 
-A problem is a string of digits ``d0 d1 ... dn``; the answer is ``(d0 + ... + dn) mod 10``. The level is ``n``, the
-number of additions (2..8 by default). The minimal correct completion writes each running sum::
+A problem is a string of digits ``d0 d1 ... dn``, each labelled by a letter in the prompt; the answer is
+``(d0 + ... + dn) mod 10``. The level is ``n``, the number of additions (2..8 by default). The minimal correct
+completion names each digit by its label, copies the running sum and writes the new one::
 
-    3581:  ->  <think>+5=8+8=6+1=7</think>\\boxed{7}
+    A3B5C8D1:  ->  <think>B5+3=8C8+8=6D1+6=7</think>\\boxed{7}
+
+(Labels turn "find the i-th digit" into a lookup, and copying the running sum puts both operands of each addition
+next to each other; without them the tiny model learned the format but not the arithmetic within the SFT
+budget -- see docs/LOG.md.)
 
 A *verbose* completion is what an overthinking reasoner writes. It adds two kinds of content:
 
-* **checks** ``(5+3=8)`` after a step: the sum recomputed with the operands reversed. A step is written wrong (off
+* **checks** ``(3+5=8)`` after a step: the sum recomputed with the operands reversed. A step is written wrong (off
   by one) with probability ``p_error``; a wrong step is always followed by a check, and the next step continues
   from the check's (right) value. So checks repair errors: verification buys accuracy, more so on longer problems.
   After a right step a check is taken with a per-problem probability ``q ~ U(check_prob)``: then it is redundant.
@@ -56,8 +61,8 @@ class ChainConfig:
     def validate(self) -> None:
         from frugalthink.errors import UserError
 
-        if not 1 <= self.min_level <= self.max_level <= 30:
-            raise UserError(f"chain: need 1 <= min_level <= max_level <= 30, got {self.min_level}..{self.max_level}")
+        if not 1 <= self.min_level <= self.max_level <= 25:
+            raise UserError(f"chain: need 1 <= min_level <= max_level <= 25, got {self.min_level}..{self.max_level}")
         if self.max_level - self.min_level + 1 < 1:
             raise UserError("chain: empty level range")
         for name in ("check_prob", "filler_prob"):
@@ -77,17 +82,21 @@ def answer_of(digits: str) -> int:
     return sum(int(c) for c in digits) % 10
 
 
+LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 def prompt_of(digits: str) -> str:
-    return f"{digits}:"
+    return "".join(f"{LABELS[i]}{c}" for i, c in enumerate(digits)) + ":"
 
 
 def minimal_completion(digits: str) -> str:
     """The shortest correct completion (the oracle)."""
     s = int(digits[0])
     parts = [THINK_OPEN]
-    for c in digits[1:]:
-        s = (s + int(c)) % 10
-        parts.append(f"+{c}={s}")
+    for i, c in enumerate(digits[1:], start=1):
+        new = (s + int(c)) % 10
+        parts.append(f"{LABELS[i]}{c}+{s}={new}")
+        s = new
     parts += [THINK_CLOSE, BOX_OPEN, str(s), "}"]
     return "".join(parts)
 
@@ -98,14 +107,14 @@ def verbose_completion(digits: str, rng: random.Random, cfg: ChainConfig) -> str
     f = rng.uniform(*cfg.filler_prob)
     s = int(digits[0])
     parts = [THINK_OPEN]
-    for c in digits[1:]:
+    for i, c in enumerate(digits[1:], start=1):
         d = int(c)
         right = (s + d) % 10
         wrong = rng.random() < cfg.p_error
         written = (right + rng.choice((1, 9))) % 10 if wrong else right
-        parts.append(f"+{c}={written}")
+        parts.append(f"{LABELS[i]}{c}+{s}={written}")
         if wrong or rng.random() < q:
-            parts.append(f"({d}+{s}={right})")
+            parts.append(f"({s}+{d}={right})")
         if rng.random() < f:
             parts.append(rng.choice(FILLERS))
         s = right

@@ -1,0 +1,98 @@
+"""`pick` on a hand-made family, `report` on a small fake run directory, and the quick demo end to end."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from frugalthink.cli import main
+from frugalthink.errors import UserError
+from frugalthink.family import family_table, pick
+from frugalthink.report import FIGURES, write_report
+
+
+def member(alpha, acc, tokens, lat, model="m"):
+    return {"alpha": alpha, "model": f"{model}-{alpha}", "accuracy": acc, "accuracy_ci95": [acc - 0.02, acc + 0.01],
+            "mean_tokens": tokens, "median_tokens": tokens, "latency_p50_ms": lat, "latency_p95_ms": lat * 1.5,
+            "oracle_mean_tokens": 30.0,
+            "by_level": {"2": {"n": 5, "accuracy": acc, "mean_tokens": tokens * 0.5, "oracle_mean_tokens": 18.0},
+                         "3": {"n": 5, "accuracy": acc, "mean_tokens": tokens * 1.5, "oracle_mean_tokens": 42.0}}}
+
+
+FAMILY = {
+    "task": "chain",
+    "base": {k: v for k, v in member(None, 0.99, 120.0, 200.0).items() if k != "alpha"} | {"model": "base"},
+    "members": [member(0.1, 0.985, 80.0, 140.0), member(0.2, 0.975, 55.0, 100.0), member(0.4, 0.90, 35.0, 70.0)],
+}
+
+
+def test_pick_cheapest_meeting_each_constraint():
+    assert pick(FAMILY, min_accuracy=0.98)["alpha"] == 0.1
+    assert pick(FAMILY, min_accuracy=0.97)["alpha"] == 0.2
+    assert pick(FAMILY, min_accuracy=0.995) is None
+    assert pick(FAMILY, max_tokens=60)["alpha"] == 0.4  # cheapest under the budget
+    assert pick(FAMILY, max_tokens=130)["alpha"] == 0.4
+    assert pick(FAMILY, max_latency_ms=150)["alpha"] == 0.4
+    assert pick(FAMILY, max_tokens=10) is None
+    assert pick(FAMILY, min_accuracy=0.99)["name"] == "base"
+    with pytest.raises(UserError, match="constraint"):
+        pick(FAMILY)
+
+
+def test_pick_cli_and_report_on_fake_run_dir(tmp_path, capsys):
+    (tmp_path / "family.json").write_text(json.dumps(FAMILY))
+    for m in FAMILY["members"]:
+        (tmp_path / m["model"]).mkdir()
+    FAMILY_with_logs = json.loads(json.dumps(FAMILY))
+    for m in FAMILY_with_logs["members"]:
+        m["model"] = str(tmp_path / m["model"])
+        log = [{"step": s, "reward": 0.8, "accuracy": 0.9, "tokens_mean": 100 - s} for s in range(1, 5)]
+        (tmp_path / m["model"] / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    (tmp_path / "family.json").write_text(json.dumps(FAMILY_with_logs))
+    assert main(["pick", str(tmp_path), "--min-accuracy", "0.97"]) == 0
+    assert "alpha=0.2" in capsys.readouterr().out
+    assert main(["pick", str(tmp_path), "--min-accuracy", "0.999"]) == 1
+    assert "no member" in capsys.readouterr().out
+    html = write_report(tmp_path)
+    for name in FIGURES:
+        assert (tmp_path / name).stat().st_size > 1000
+    page = html.read_text()
+    assert page.count("data:image/png;base64,") == len(FIGURES)
+    assert "alpha=0.4" in (tmp_path / "family_table.md").read_text()
+
+
+def test_family_table_relative_numbers():
+    table = family_table(FAMILY)
+    assert "| alpha=0.2 | 0.975" in table
+    assert "-54.2%" in table  # 55 vs 120 tokens
+    assert "-50.0%" in table  # 100 vs 200 ms
+
+
+def test_bad_family_file(tmp_path, capsys):
+    (tmp_path / "family.json").write_text("{oops")
+    assert main(["pick", str(tmp_path), "--max-tokens", "5"]) == 2
+    assert "family.json:1: malformed JSON" in capsys.readouterr().err
+
+
+def test_quick_demo_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    res = subprocess.run([sys.executable, "-m", "frugalthink.cli", "demo", "--quick", "--out", str(out)],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("accuracy", "mean_tokens", "oracle_mean_tokens", "latency_p50_ms"):
+        assert key in summary["base"]
+    assert [m["alpha"] for m in summary["members"]] == [0.0, 0.2]
+    for m in summary["members"]:
+        for key in ("alpha", "accuracy", "mean_tokens", "latency_p50_ms", "by_level"):
+            assert key in m
+        for lvl in m["by_level"].values():
+            assert {"accuracy", "mean_tokens", "oracle_mean_tokens"} <= set(lvl)
+    assert (out / "report.html").exists()
+    assert "report:" in res.stdout and "summary:" in res.stdout
+    # a re-run reuses every finished part
+    again = subprocess.run([sys.executable, "-m", "frugalthink.cli", "demo", "--quick", "--out", str(out)],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0
+    assert "SFT base" not in again.stderr
