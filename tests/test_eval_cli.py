@@ -1,0 +1,95 @@
+"""`frugalthink eval` on a tiny random model: resume after a crash, same seed -> same records, truncation."""
+
+import json
+
+import pytest
+
+from frugalthink.commands.evaluate import EvalSettings, evaluate
+from frugalthink.errors import UserError
+from frugalthink.generation import HFGenerator
+from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny")
+    tok = build_tokenizer()
+    build_model(tok, TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64)).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def settings(model_dir, **kw):
+    base = dict(model=model_dir, task="chain", samples=2, temperature=1.0, max_new_tokens=12, limit=10,
+                batch_size=4, latency_requests=2, task_options={"config": {"min_level": 2, "max_level": 3}})
+    return EvalSettings(**{**base, **kw})
+
+
+def records(d):
+    return [json.loads(x) for x in (d / "records.jsonl").read_text().splitlines()]
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashingGenerator:
+    """Wraps a generator and raises on the n-th batch, like a kill in the middle of a run."""
+
+    def __init__(self, inner, crash_at):
+        self.inner, self.crash_at, self.calls = inner, crash_at, 0
+        self.tokenizer = inner.tokenizer
+
+    def generate(self, *a, **k):
+        self.calls += 1
+        if self.calls == self.crash_at:
+            raise Crash()
+        return self.inner.generate(*a, **k)
+
+    def timed(self, *a, **k):
+        return self.inner.timed(*a, **k)
+
+
+def test_resume_after_crash_gives_the_same_records(model_dir, tmp_path):
+    gen = HFGenerator(model_dir, device="cpu")
+    full = evaluate(settings(model_dir), tmp_path / "full", generator=gen, quiet=True)
+    with pytest.raises(Crash):
+        evaluate(settings(model_dir), tmp_path / "crash", generator=CrashingGenerator(gen, 3), quiet=True)
+    assert len(records(tmp_path / "crash")) == 8  # two finished batches of 4 survived the crash
+    resumed = evaluate(settings(model_dir), tmp_path / "crash", generator=gen, quiet=True)
+    strip = lambda rs: sorted((r["problem_id"], r["sample"], r["completion"], r["tokens"]) for r in rs)  # noqa: E731
+    assert strip(records(tmp_path / "crash")) == strip(records(tmp_path / "full"))
+    assert resumed["accuracy"] == full["accuracy"] and resumed["n_records"] == 20
+
+
+def test_same_seed_same_records_and_other_seed_differs(model_dir, tmp_path):
+    gen = HFGenerator(model_dir, device="cpu")
+    evaluate(settings(model_dir, latency_requests=0), tmp_path / "a", generator=gen, quiet=True)
+    evaluate(settings(model_dir, latency_requests=0), tmp_path / "b", generator=gen, quiet=True)
+    evaluate(settings(model_dir, latency_requests=0, seed=5), tmp_path / "c", generator=gen, quiet=True)
+    comp = lambda d: [r["completion"] for r in records(d)]  # noqa: E731
+    assert comp(tmp_path / "a") == comp(tmp_path / "b")
+    assert comp(tmp_path / "a") != comp(tmp_path / "c")
+
+
+def test_truncation_and_token_accounting(model_dir, tmp_path):
+    s = evaluate(settings(model_dir, max_new_tokens=3, latency_requests=0), tmp_path / "t",
+                 generator=HFGenerator(model_dir, device="cpu"), quiet=True)
+    for r in records(tmp_path / "t"):
+        assert 1 <= r["tokens"] <= 3
+        if r["truncated"]:
+            assert r["tokens"] == 3 and not r["correct"] and r["reason"] == "truncated"
+    assert s["truncation_rate"] > 0
+    assert "oracle_mean_tokens" in s and set(s["by_level"]) == {"2"}  # --limit takes the first (level-2) problems
+
+
+def test_resume_with_other_settings_is_refused(model_dir, tmp_path):
+    gen = HFGenerator(model_dir, device="cpu")
+    evaluate(settings(model_dir, latency_requests=0), tmp_path / "x", generator=gen, quiet=True)
+    with pytest.raises(UserError, match="temperature"):
+        evaluate(settings(model_dir, latency_requests=0, temperature=0.6), tmp_path / "x", generator=gen, quiet=True)
+
+
+def test_bad_model_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="could not load a tokenizer"):
+        HFGenerator(str(tmp_path), device="cpu")
