@@ -35,19 +35,17 @@ def test_recipes_build_trainer_config_on_cpu(recipe, tmp_path):
         assert rec.learning_rate == (5e-6 if "1.5b" in recipe else 2e-6)
 
 
-def test_recipe_errors_name_the_field(tmp_path):
+@pytest.mark.parametrize("text,message", [
+    ("model: m\nalpha: 1.2\n", "alpha"),
+    ("model: m\nlearning_rat: 0.1\n", "unknown field.*learning_rat"),
+    ("model: m\nrollouts: many\n", "rollouts: expected an integer"),
+    ("model: m\n  x: [\n", "invalid YAML"),
+    ("alpha: 0.1\n", "missing field 'model'"),
+])
+def test_recipe_errors_name_the_field(tmp_path, text, message):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("model: m\nalpha: 1.2\n")
-    with pytest.raises(UserError, match="alpha"):
-        load_recipe(str(bad))
-    bad.write_text("model: m\nlearning_rat: 0.1\n")
-    with pytest.raises(UserError, match="unknown field.*learning_rat"):
-        load_recipe(str(bad))
-    bad.write_text("model: m\nrollouts: many\n")
-    with pytest.raises(UserError, match="rollouts: expected an integer"):
-        load_recipe(str(bad))
-    bad.write_text("model: m\n  x: [\n")
-    with pytest.raises(UserError, match="invalid YAML"):
+    bad.write_text(text)
+    with pytest.raises(UserError, match=message):
         load_recipe(str(bad))
 
 

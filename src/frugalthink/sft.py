@@ -36,8 +36,8 @@ class BaseRecipe:
     lr: float = 3e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
-    # seed 1: both seeds learn with the curriculum, seed 0 less well at levels 6-8 (docs/LOG.md). One thread: at
-    # this size it is nearly as fast as two, and the build is then bit-for-bit the one measured in the docs.
+    # seed 1: both seeds learn with the curriculum, seed 0 less well at levels 6-8 (docs/LOG.md). One thread is
+    # ~1.4x slower per step than two, but the build is then bit-for-bit the base measured in the docs.
     seed: int = 1
     threads: int = 1
     log_every: int = 50
