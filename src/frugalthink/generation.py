@@ -90,19 +90,14 @@ class HFGenerator:
             gens.append(Generation(self.tokenizer.decode(text_ids, skip_special_tokens=False), len(ids), truncated))
         return gens
 
+    def sync(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
     def timed(self, prompt: str, max_new_tokens: int, temperature: float, seed: int) -> tuple[Generation, float]:
-        """One request alone; returns the generation and its wall-clock latency in ms."""
-        if self.device == "cuda":
-            import torch
-
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        (gen,) = self.generate([prompt], max_new_tokens, temperature, seed)
-        if self.device == "cuda":
-            import torch
-
-            torch.cuda.synchronize()
-        return gen, 1000 * (time.perf_counter() - t0)
+        return time_one_request(self, prompt, max_new_tokens, temperature, seed)
 
 
 class VLLMGenerator:
@@ -133,10 +128,20 @@ class VLLMGenerator:
             gens.append(Generation(c.text, len(c.token_ids), truncated))
         return gens
 
+    def sync(self) -> None:
+        """vLLM's generate returns after its work is done."""
+
     def timed(self, prompt: str, max_new_tokens: int, temperature: float, seed: int) -> tuple[Generation, float]:
-        t0 = time.perf_counter()
-        (gen,) = self.generate([prompt], max_new_tokens, temperature, seed)
-        return gen, 1000 * (time.perf_counter() - t0)
+        return time_one_request(self, prompt, max_new_tokens, temperature, seed)
+
+
+def time_one_request(gen, prompt: str, max_new_tokens: int, temperature: float, seed: int) -> tuple[Generation, float]:
+    """One request alone on ``gen``; returns the generation and its wall-clock latency in ms."""
+    gen.sync()
+    t0 = time.perf_counter()
+    (out,) = gen.generate([prompt], max_new_tokens, temperature, seed)
+    gen.sync()
+    return out, 1000 * (time.perf_counter() - t0)
 
 
 def make_generator(backend: str, model_path: str, **kwargs):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from frugalthink.errors import UserError
 from frugalthink.rewards import efficiency_rewards, group_std_normalize
+from frugalthink.tasks.base import Problem
 
 
 @dataclass
@@ -164,8 +165,6 @@ class EfficiencyReward:
     def __call__(self, prompts, completions, completion_ids, answer, problem_id, **kwargs) -> list[float]:
         truncated = [not ids or ids[-1] not in self.eos for ids in completion_ids]
         texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
-        from frugalthink.tasks.base import Problem
-
         problems = [Problem(id=str(pid), question="", answer=str(a)) for pid, a in zip(problem_id, answer, strict=True)]
         grades = self.task.grade(texts, problems, truncated)
         correct = [g.correct for g in grades]

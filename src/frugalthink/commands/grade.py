@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from frugalthink.errors import UserError
 from frugalthink.grading import grade_many
 from frugalthink.jsonl import iter_jsonl, require, write_jsonl
 
@@ -12,8 +13,6 @@ def run(args) -> int:
         golds.append(str(require(row, "answer", args.inp, lineno)))
         completion = require(row, "completion", args.inp, lineno)
         if not isinstance(completion, str):
-            from frugalthink.errors import UserError
-
             raise UserError(f"{args.inp}:{lineno}: field 'completion' must be a string")
         completions.append(completion)
         truncated.append(bool(row.get("truncated", False)))

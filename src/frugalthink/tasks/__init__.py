@@ -25,8 +25,7 @@ def get_task(spec: str, **options) -> Task:
 
         cfg = options.get("config")
         if isinstance(cfg, dict):
-            cfg = from_dict(ChainConfig, {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()},
-                            where="task_options.config")
+            cfg = from_dict(ChainConfig, cfg, where="task_options.config")
         return ChainTask(cfg, **{k: v for k, v in options.items() if k != "config"})
     if spec.startswith("jsonl:"):
         return JsonlTask(spec[len("jsonl:") :], **options)

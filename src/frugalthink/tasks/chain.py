@@ -63,8 +63,6 @@ class ChainConfig:
 
         if not 1 <= self.min_level <= self.max_level <= 25:
             raise UserError(f"chain: need 1 <= min_level <= max_level <= 25, got {self.min_level}..{self.max_level}")
-        if self.max_level - self.min_level + 1 < 1:
-            raise UserError("chain: empty level range")
         for name in ("check_prob", "filler_prob"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi <= 1:
