@@ -10,7 +10,7 @@ import pytest
 
 from frugalthink.commands.train import load_recipe
 from frugalthink.errors import UserError
-from frugalthink.rl import EfficiencyReward, build_rloo_config
+from frugalthink.rl import LengthReward, build_rloo_config
 from frugalthink.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def _dist_worker(rank, world, port, out_dir):
     task, pids, answers, texts, ids = _reward_inputs()
     half = len(pids) // world
     sl = slice(rank * half, (rank + 1) * half)
-    reward = EfficiencyReward(task, 0.3, {1})
+    reward = LengthReward(task, 0.3, {1})
     r = reward(prompts=[""] * half, completions=texts[sl], completion_ids=ids[sl], answer=answers[sl],
                problem_id=pids[sl])
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(r))
@@ -91,7 +91,7 @@ def test_two_processes_give_the_same_rewards_as_one(tmp_path):
     import torch.multiprocessing as mp
 
     task, pids, answers, texts, ids = _reward_inputs()
-    single = EfficiencyReward(task, 0.3, {1})(prompts=[""] * 12, completions=texts, completion_ids=ids,
+    single = LengthReward(task, 0.3, {1})(prompts=[""] * 12, completions=texts, completion_ids=ids,
                                               answer=answers, problem_id=pids)
     assert single[7] == 0.0  # truncated -> wrong
     assert len({round(x, 6) for x in single}) > 3  # the length penalty actually differentiates
@@ -102,7 +102,7 @@ def test_two_processes_give_the_same_rewards_as_one(tmp_path):
     both = json.loads((tmp_path / "rank0.json").read_text()) + json.loads((tmp_path / "rank1.json").read_text())
     assert both == pytest.approx(single)
     # Without gathering, each rank would see incomplete groups and get different numbers:
-    alone = EfficiencyReward(task, 0.3, {1})(prompts=[""] * 6, completions=texts[:6], completion_ids=ids[:6],
+    alone = LengthReward(task, 0.3, {1})(prompts=[""] * 6, completions=texts[:6], completion_ids=ids[:6],
                                              answer=answers[:6], problem_id=pids[:6])
     assert alone != pytest.approx(single[:6])
 

@@ -47,6 +47,17 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
 
 
+@command("shortest", "baselines: SFT on the shortest correct self-sample, or DPO short-vs-long (TRL)",
+         "frugalthink.commands.shortest:run")
+def _shortest_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", choices=["sft", "dpo"], default=None, help="default: the recipe's, else sft")
+    p.add_argument("--model", default=None, help="the model to improve (also the sampler of the pool)")
+    p.add_argument("--recipe", default=None, help="YAML recipe (fields of ShortestRecipe; see recipes/tiny/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
+    p.add_argument("--pool", default=None, help="sample pool directory (default OUT/pool; share it between sft and dpo)")
+    p.add_argument("--out", required=True, help="output model directory")
+
+
 @command("eval", "accuracy, tokens and latency of a model on a task", "frugalthink.commands.evaluate:run")
 def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model directory or hub name")
@@ -61,6 +72,10 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-requests", type=int, default=32, help="one-at-a-time requests timed (0: skip)")
     p.add_argument("--backend", choices=["hf", "vllm"], default="hf")
     p.add_argument("--split", default="test")
+    p.add_argument("--budget", type=int, default=None,
+                   help="generation cutoff: at most this many tokens per completion, final answer forced")
+    p.add_argument("--length-target", type=int, default=None,
+                   help="write this token budget into the prompt (for L1-trained models)")
 
 
 @command("compare", "compare evaluation runs (first = base)", "frugalthink.commands.compare:run")
@@ -104,6 +119,17 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="demo directory (default runs/demo)")
     p.add_argument("--quick", action="store_true", help="small sizes (a few minutes), same code path")
     p.add_argument("--alphas", default=None, help="override the demo's alphas")
+
+
+@command("sidebyside", "every method (ours, baselines, peer rewards) on one Pareto plot, embedded default",
+         "frugalthink.commands.sidebyside:run")
+def _sidebyside_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--demo", default="runs/demo", help="demo directory: base + family, run first if missing")
+    p.add_argument("--out", default="runs/compare", help="comparison directory (default runs/compare)")
+    p.add_argument("--quick", action="store_true", help="small sizes, same code path (tests)")
+    p.add_argument("--parallel", type=int, default=2, help="RL runs at once, one thread each (default 2)")
+    p.add_argument("--peers", default=None, help="comma-separated subset of the peer rewards")
+    p.add_argument("--report-only", action="store_true", help="rebuild comparison.md/.png from comparison.json")
 
 
 def build_parser() -> argparse.ArgumentParser:

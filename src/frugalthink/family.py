@@ -87,14 +87,23 @@ def sweep(recipe, alphas: list[float], out: str | Path, eval_settings: EvalSetti
 
 
 def _train_members(recipe, jobs, out: Path, parallel: int, console: bool) -> None:
+    runs = [(replace(recipe, alpha=alpha, seed=seed), member_dir(out, alpha, seed), f"[alpha={alpha:g} seed={seed}]")
+            for alpha, seed in jobs]
+    train_runs(runs, parallel, console)
+
+
+def train_runs(runs: list[tuple], parallel: int = 1, console: bool = True) -> None:
+    """Train ``(recipe, run_dir, tag)`` runs, skipping finished ones and resuming interrupted ones.
+
+    ``parallel > 1`` runs that many at once, each a ``frugalthink train`` subprocess with one thread.
+    """
     from frugalthink.commands.train import train
 
     if parallel <= 1:
-        for alpha, seed in jobs:
-            run_dir = member_dir(out, alpha, seed)
+        for recipe, run_dir, tag in runs:
             if console:
-                print(f"== training alpha={alpha:g} seed={seed} -> {run_dir}", flush=True)
-            train(replace(recipe, alpha=alpha, seed=seed), run_dir, resume=True, console=console)
+                print(f"== training {tag} -> {run_dir}", flush=True)
+            train(recipe, run_dir, resume=True, console=console)
         return
     import subprocess
     import sys
@@ -103,16 +112,14 @@ def _train_members(recipe, jobs, out: Path, parallel: int, console: bool) -> Non
 
     import yaml
 
-    def launch(alpha, seed):
-        run_dir = member_dir(out, alpha, seed)
+    def launch(recipe, run_dir, tag):
         run_dir.mkdir(parents=True, exist_ok=True)
         recipe_path = run_dir / "recipe.yaml"
-        recipe_path.write_text(yaml.safe_dump(asdict(replace(recipe, alpha=alpha, seed=seed, threads=1))))
+        recipe_path.write_text(yaml.safe_dump(asdict(replace(recipe, threads=1))))
         cmd = [sys.executable, "-m", "frugalthink.cli", "train", "--recipe", str(recipe_path), "--out", str(run_dir),
                "--resume"]
         log = (run_dir / "train_stderr.log").open("a")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
-        tag = f"[alpha={alpha:g} seed={seed}]"
 
         def pump():
             for line in proc.stdout:
@@ -123,7 +130,7 @@ def _train_members(recipe, jobs, out: Path, parallel: int, console: bool) -> Non
         thread.start()
         return proc, thread, tag, run_dir, time.perf_counter()
 
-    pending = [j for j in jobs if not (member_dir(out, *j) / "train_summary.json").exists()]
+    pending = [r for r in runs if not (Path(r[1]) / "train_summary.json").exists()]
     running = []
     failed = []
     while pending or running:

@@ -135,6 +135,56 @@ class VLLMGenerator:
         return time_one_request(self, prompt, max_new_tokens, temperature, seed)
 
 
+class BudgetForcedGenerator:
+    """The generation-cutoff baseline ("budget forcing") around any backend: total tokens never exceed ``budget``.
+
+    The model thinks for at most ``budget - len(force_text) - answer_tokens`` tokens. A completion that finished by
+    then is kept as it is. One that did not gets ``force_text`` appended (the task's "stop thinking, answer now",
+    e.g. ``</think>\\boxed{``; if the model had already closed its thinking, only the part after ``</think>``) and
+    the model continues for at most ``answer_tokens``. Its token count is thinking + forced + answer tokens, all
+    counted, so it is at most ``budget``.
+    """
+
+    def __init__(self, inner, budget: int, force_text: str, answer_tokens: int, think_close: str = "</think>") -> None:
+        from frugalthink.errors import UserError
+
+        self.inner, self.tokenizer, self.budget = inner, inner.tokenizer, budget
+        self.name = f"{inner.name}+cutoff{budget}"
+        self.force_text, self.answer_tokens, self.think_close = force_text, answer_tokens, think_close
+        self.think_budget = budget - self._count(force_text) - answer_tokens
+        if self.think_budget < 1:
+            raise UserError(f"budget {budget} leaves no room to think: the forced answer alone takes "
+                            f"{self._count(force_text)} + {answer_tokens} tokens")
+
+    def _count(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _forced(self, text: str) -> str:
+        if self.think_close in text and self.think_close in self.force_text:
+            return self.force_text.split(self.think_close, 1)[1]
+        return self.force_text
+
+    def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, seed: int) -> list[Generation]:
+        first = self.inner.generate(prompts, min(max_new_tokens, self.think_budget), temperature, seed)
+        cut = [i for i, g in enumerate(first) if g.truncated]
+        if not cut:
+            return first
+        forced = {i: self._forced(first[i].text) for i in cut}
+        second = self.inner.generate([prompts[i] + first[i].text + forced[i] for i in cut], self.answer_tokens,
+                                     temperature, seed + 7919)
+        out = list(first)
+        for i, g in zip(cut, second, strict=True):
+            out[i] = Generation(first[i].text + forced[i] + g.text, first[i].tokens + self._count(forced[i]) + g.tokens,
+                                g.truncated)
+        return out
+
+    def sync(self) -> None:
+        self.inner.sync()
+
+    def timed(self, prompt: str, max_new_tokens: int, temperature: float, seed: int) -> tuple[Generation, float]:
+        return time_one_request(self, prompt, max_new_tokens, temperature, seed)
+
+
 def time_one_request(gen, prompt: str, max_new_tokens: int, temperature: float, seed: int) -> tuple[Generation, float]:
     """One request alone on ``gen``; returns the generation and its wall-clock latency in ms."""
     gen.sync()

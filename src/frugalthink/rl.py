@@ -14,9 +14,22 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from frugalthink import rewards as R
 from frugalthink.errors import UserError
-from frugalthink.rewards import efficiency_rewards, group_std_normalize
 from frugalthink.tasks.base import Problem
+
+# reward -> {option: default}. "efficiency" is the method (its knob is the recipe's ``alpha``); the rest are the
+# peers of docs/comparison.md, each a pure function in `frugalthink.rewards`.
+REWARD_OPTIONS: dict[str, dict] = {
+    "efficiency": {},
+    "kimi": {"weight": 1.0},
+    "l1_max": {"alpha": 0.0003, "delta": 0.5, "targets": [100, 4000]},
+    "shorter_better": {"alpha": 2.0, "beta": 0.001},
+    "grpo_lead": {"alpha": 0.1},
+    "cosine": {"max_len": None, "min_value_wrong": -1.0, "max_value_wrong": -0.5, "min_value_correct": 0.5,
+               "max_value_correct": 1.0},
+    "dapo": {"max_len": None, "cache": None},
+}
 
 
 @dataclass
@@ -29,6 +42,8 @@ class RLRecipe:
     train_split: str = "train"
     num_prompts: int | None = None
     alpha: float = 0.2
+    reward: str = "efficiency"
+    reward_options: dict = field(default_factory=dict)
     num_generations: int = 8
     prompts_per_rollout: int = 32
     updates_per_rollout: int = 2
@@ -55,6 +70,16 @@ class RLRecipe:
     def validate(self) -> None:
         if not 0.0 <= self.alpha < 1.0:
             raise UserError(f"alpha must be in [0, 1), got {self.alpha}")
+        if self.reward not in REWARD_OPTIONS:
+            raise UserError(f"reward: unknown {self.reward!r} (one of {', '.join(REWARD_OPTIONS)})")
+        unknown = set(self.reward_options) - set(REWARD_OPTIONS[self.reward])
+        if unknown:
+            raise UserError(f"reward_options: {', '.join(sorted(unknown))} not an option of reward {self.reward!r} "
+                            f"(options: {', '.join(REWARD_OPTIONS[self.reward]) or 'none'})")
+        if self.reward == "l1_max":
+            lo, hi = self.resolved_reward_options()["targets"]
+            if not 0 < lo <= hi:
+                raise UserError(f"reward_options.targets must be [low, high] with 0 < low <= high, got {[lo, hi]}")
         if self.num_generations < 2:
             raise UserError(f"num_generations must be >= 2 (RLOO needs a leave-one-out baseline), got {self.num_generations}")
         samples = self.prompts_per_rollout * self.num_generations
@@ -69,6 +94,15 @@ class RLRecipe:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise UserError(f"learning_rate must be positive, got {self.learning_rate}")
+
+    def resolved_reward_options(self) -> dict:
+        """The reward's options with defaults filled in (length caps default to ``max_completion_length``)."""
+        opts = {**REWARD_OPTIONS[self.reward], **self.reward_options}
+        if self.reward in ("cosine", "dapo") and opts.get("max_len") is None:
+            opts["max_len"] = self.max_completion_length
+        if self.reward == "dapo" and opts.get("cache") is None:
+            opts["cache"] = max(1, opts["max_len"] // 5)  # DAPO: a 4096-token cache of 20480
+        return opts
 
     @property
     def per_device_batch_size(self) -> int:
@@ -149,18 +183,25 @@ def _gather_lists(*lists):
     return (*[[row[k] for row in flat] for k in range(len(lists))], offset)
 
 
-class EfficiencyReward:
-    """TRL reward function: grade with the one grader, then the length-penalised reward per prompt group.
+class LengthReward:
+    """TRL reward function: grade with the one grader, then the recipe's reward (ours or a peer's) per prompt group.
 
     A prompt's k completions can sit on different ranks when training on several processes, so the group
     statistics are computed after gathering (correct, length, group) from every rank; each rank returns its slice.
+    Truncated completions (no EOS) are graded wrong for every reward.
     """
 
-    __name__ = "efficiency"
-
-    def __init__(self, task, alpha: float, eos_token_ids, group_std: bool = False) -> None:
+    def __init__(self, task, alpha: float, eos_token_ids, group_std: bool = False, reward: str = "efficiency",
+                 options: dict | None = None) -> None:
         self.task, self.alpha, self.group_std = task, alpha, group_std
+        self.kind, self.options = reward, dict(options or {})
+        self.__name__ = reward
         self.eos = set(eos_token_ids)
+        self._overlong = None
+        if reward == "dapo":
+            from trl.rewards import get_soft_overlong_punishment
+
+            self._overlong = get_soft_overlong_punishment(self.options["max_len"], self.options["cache"])
 
     def __call__(self, prompts, completions, completion_ids, answer, problem_id, **kwargs) -> list[float]:
         truncated = [not ids or ids[-1] not in self.eos for ids in completion_ids]
@@ -170,15 +211,44 @@ class EfficiencyReward:
         correct = [g.correct for g in grades]
         lengths = [len(ids) for ids in completion_ids]
         groups = [str(pid) for pid in problem_id]
-        all_correct, all_lengths, all_groups, all_trunc, offset = _gather_lists(correct, lengths, groups, truncated)
-        rewards = efficiency_rewards(all_correct, all_lengths, all_groups, self.alpha)
+        targets = list(kwargs.get("target") or [0] * len(lengths))
+        all_correct, all_lengths, all_groups, all_trunc, all_targets, offset = _gather_lists(
+            correct, lengths, groups, truncated, targets)
+        rewards = self.rewards(all_correct, all_lengths, all_groups, all_targets)
         if self.group_std:
-            rewards = group_std_normalize(rewards, all_groups)
+            rewards = R.group_std_normalize(rewards, all_groups)
         log_metric = kwargs.get("log_metric")
         if log_metric:
             for name, value in batch_metrics(all_correct, all_lengths, all_groups, all_trunc).items():
                 log_metric(name, value)
         return rewards[offset : offset + len(completions)]
+
+    def rewards(self, correct, lengths, groups, targets) -> list[float]:
+        o = self.options
+        if self.kind == "efficiency":
+            return R.efficiency_rewards(correct, lengths, groups, self.alpha)
+        if self.kind == "kimi":
+            return R.kimi_length_rewards(correct, lengths, groups, weight=o["weight"])
+        if self.kind == "l1_max":
+            return R.l1_max_rewards(correct, lengths, targets, alpha=o["alpha"], delta=o["delta"])
+        if self.kind == "shorter_better":
+            return R.shorter_better_rewards(correct, lengths, groups, alpha=o["alpha"], beta=o["beta"])
+        if self.kind == "grpo_lead":
+            return R.grpo_lead_rewards(correct, lengths, groups, alpha=o["alpha"])
+        if self.kind == "cosine":
+            return R.cosine_rewards(correct, lengths, **o)
+        if self.kind == "dapo":
+            # TRL's soft overlong punishment (it only reads the ids' lengths) + DAPO's +1/-1 correctness.
+            penalty = self._overlong([[0] * n for n in lengths])
+            return [(1.0 if ok else -1.0) + p for ok, p in zip(correct, penalty, strict=True)]
+        raise ValueError(f"unknown reward {self.kind!r}")
+
+
+def l1_targets(problem_ids: list[str], low: int, high: int, seed: int) -> list[int]:
+    """L1's per-prompt token budget, uniform in [low, high], fixed by the prompt id and seed (resumable)."""
+    import random
+
+    return [random.Random(f"l1-{seed}-{pid}").randint(low, high) for pid in problem_ids]
 
 
 def batch_metrics(correct, lengths, groups, truncated) -> dict[str, float]:

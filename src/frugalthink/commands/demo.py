@@ -55,27 +55,37 @@ def demo_recipes(out: Path, quick: bool) -> tuple[BaseRecipe, RLRecipe]:
     return base, from_dict(RLRecipe, rl, where="demo RL recipe")
 
 
-def run(args) -> int:
-    out = Path(args.out)
+def demo_eval_settings(out: Path, rl_recipe: RLRecipe, quick: bool) -> EvalSettings:
+    """The one evaluation setting every model of the demo (and of the side-by-side comparison) is measured with."""
+    return EvalSettings(model=str(out / "base"), task="chain", samples=1, temperature=0.6,
+                        max_new_tokens=rl_recipe.max_completion_length, task_options=rl_recipe.task_options,
+                        latency_requests=4 if quick else 32)
+
+
+def run_demo(out: Path, quick: bool, alphas: list[float] | None = None) -> dict:
+    """Base, family and report (each stage skips what is finished); writes DIR/summary.json, returns the family."""
     t0 = time.perf_counter()
-    base_recipe, rl_recipe = demo_recipes(out, args.quick)
-    alphas = [float(a) for a in args.alphas.split(",")] if args.alphas else list(QUICK_ALPHAS if args.quick else DEMO_ALPHAS)
+    base_recipe, rl_recipe = demo_recipes(out, quick)
+    alphas = alphas or list(QUICK_ALPHAS if quick else DEMO_ALPHAS)
     print(f"== 1/3 base reasoner -> {out / 'base'}", flush=True)
     build_base(out / "base", base_recipe)
     print(f"== 2/3 family (alphas {', '.join(f'{a:g}' for a in alphas)}), each trained then evaluated", flush=True)
-    settings = EvalSettings(model=str(out / "base"), task="chain", samples=1, temperature=0.6,
-                            max_new_tokens=rl_recipe.max_completion_length, task_options=rl_recipe.task_options,
-                            latency_requests=4 if args.quick else 32)
-    fam = sweep(rl_recipe, alphas, out, settings, console=True, parallel=2)
+    fam = sweep(rl_recipe, alphas, out, demo_eval_settings(out, rl_recipe, quick), console=True, parallel=2)
     print("== 3/3 report", flush=True)
     from frugalthink.report import write_report
 
     report = write_report(out)
-    summary = demo_summary(fam, wall_s=time.perf_counter() - t0, quick=args.quick)
+    summary = demo_summary(fam, wall_s=time.perf_counter() - t0, quick=quick)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(family_table(fam))
     print(f"report: {report}")
     print(f"summary: {out / 'summary.json'}  (wall time {summary['wall_s']:.0f}s)")
+    return fam
+
+
+def run(args) -> int:
+    alphas = [float(a) for a in args.alphas.split(",")] if args.alphas else None
+    run_demo(Path(args.out), args.quick, alphas)
     return 0
 
 

@@ -20,7 +20,7 @@ from frugalthink.progress import progress_bar
 
 # Settings that define what the records mean: a resume with different values would mix two experiments.
 _IDENTITY = ("model", "task", "split", "samples", "temperature", "max_new_tokens", "limit", "seed", "batch_size",
-             "task_options")
+             "task_options", "budget", "length_target")
 
 
 @dataclass
@@ -37,6 +37,8 @@ class EvalSettings:
     latency_requests: int = 32
     backend: str = "hf"
     task_options: dict | None = None
+    budget: int | None = None  # generation cutoff: at most this many tokens, answer forced (BudgetForcedGenerator)
+    length_target: int | None = None  # token budget written into the prompt (L1-trained models)
 
     def resolved(self) -> EvalSettings:
         from frugalthink.tasks import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SAMPLES, MATH_MAX_NEW_TOKENS
@@ -46,6 +48,9 @@ class EvalSettings:
         max_new = self.max_new_tokens or DEFAULT_MAX_NEW_TOKENS.get(base, MATH_MAX_NEW_TOKENS)
         if samples < 1 or max_new < 1 or self.batch_size < 1:
             raise UserError("--samples, --max-new-tokens and --batch-size must be positive")
+        for name in ("budget", "length_target"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.temperature < 0:
             raise UserError(f"--temperature must be >= 0, got {self.temperature}")
         return EvalSettings(**{**asdict(self), "samples": samples, "max_new_tokens": max_new})
@@ -90,7 +95,11 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
     write_run_metadata(out, settings, name="eval_config.json")
     gen = generator or make_generator(settings.backend, settings.model)
     task, problems = load_problems(settings, gen.tokenizer)
-    prompts = [build_prompt(gen.tokenizer, task, p) for p in problems]
+    if settings.budget:
+        from frugalthink.generation import BudgetForcedGenerator
+
+        gen = BudgetForcedGenerator(gen, settings.budget, task.force_answer_text, task.answer_tokens)
+    prompts = [build_prompt(gen.tokenizer, task, p, length_target=settings.length_target) for p in problems]
 
     records_path, latency_path = out / "records.jsonl", out / "latency.jsonl"
     done = {(r["problem_id"], r["sample"]) for r in read_jsonl_tolerant(records_path)}
@@ -153,7 +162,8 @@ def run(args) -> int:
     settings = EvalSettings(
         model=args.model, task=args.task, split=args.split, samples=args.samples, temperature=args.temperature,
         max_new_tokens=args.max_new_tokens, limit=args.limit, seed=args.seed, batch_size=args.batch_size,
-        latency_requests=args.latency_requests, backend=args.backend,
+        latency_requests=args.latency_requests, backend=args.backend, budget=args.budget,
+        length_target=args.length_target,
     )
     if args.backend == "hf" and not Path(args.model).exists() and "/" not in args.model:
         raise UserError(f"--model {args.model}: no such directory")

@@ -56,7 +56,13 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     from trl import RLOOTrainer
 
     from frugalthink.prompts import build_prompt
-    from frugalthink.rl import EfficiencyReward, build_rloo_config, make_fault_callback, make_log_callback
+    from frugalthink.rl import (
+        LengthReward,
+        build_rloo_config,
+        l1_targets,
+        make_fault_callback,
+        make_log_callback,
+    )
     from frugalthink.tasks import get_task
 
     if recipe.threads:
@@ -71,14 +77,20 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
         problems = problems[: recipe.num_prompts]
     if len(problems) < recipe.prompts_per_rollout:
         raise UserError(f"only {len(problems)} training prompts; prompts_per_rollout is {recipe.prompts_per_rollout}")
-    dataset = Dataset.from_list([
-        {"prompt": build_prompt(tokenizer, task, p), "answer": p.answer, "problem_id": p.id} for p in problems
-    ])
+    options = recipe.resolved_reward_options()
+    rows = [{"prompt": build_prompt(tokenizer, task, p), "answer": p.answer, "problem_id": p.id} for p in problems]
+    if recipe.reward == "l1_max":
+        # L1: every prompt carries its own token budget, which the reward reads back from the "target" column.
+        low, high = options["targets"]
+        for row, p, t in zip(rows, problems, l1_targets([p.id for p in problems], low, high, recipe.seed), strict=True):
+            row.update(prompt=build_prompt(tokenizer, task, p, length_target=t), target=t)
+    dataset = Dataset.from_list(rows)
     dtype = torch.bfloat16 if recipe.bf16 else torch.float32
     model = AutoModelForCausalLM.from_pretrained(recipe.model, dtype=dtype)
     eos = model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
-    reward = EfficiencyReward(task, recipe.alpha, eos_ids, group_std=recipe.group_std_normalize)
+    reward = LengthReward(task, recipe.alpha, eos_ids, group_std=recipe.group_std_normalize, reward=recipe.reward,
+                          options=options)
     log_path = out / "train_log.jsonl"
     if ckpt:
         _truncate_log(log_path, int(ckpt.name.split("-")[1]))
@@ -101,6 +113,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     tokenizer.save_pretrained(out)
     steps_run = recipe.max_steps - start_step
     summary = {
+        "reward": recipe.reward,
         "alpha": recipe.alpha,
         "optimizer_steps": recipe.max_steps,
         "rollouts": recipe.rollouts,
@@ -145,6 +158,7 @@ def _truncate_log(log_path: Path, step: int) -> None:
 def run(args) -> int:
     recipe = load_recipe(args.recipe, args.alpha, args.set)
     summary = train(recipe, args.out, resume=args.resume)
-    print(f"trained alpha={recipe.alpha}: {args.out} ({summary['optimizer_steps']} optimizer steps, "
+    what = f"alpha={recipe.alpha}" if recipe.reward == "efficiency" else f"reward={recipe.reward}"
+    print(f"trained {what}: {args.out} ({summary['optimizer_steps']} optimizer steps, "
           f"{summary['wall_s']}s, {summary['s_per_rollout']} s/rollout)")
     return 0

@@ -38,6 +38,15 @@ class Task:
         """The text the user asks; wrapped in the model's chat template by `frugalthink.prompts`."""
         return f"{problem.question}\n{self.instruction}" if self.instruction else problem.question
 
+    def budget_message(self, problem: Problem, tokens: int) -> str:
+        """The request with a token budget in it, as L1 (Aggarwal & Welleck, 2025) phrases it for L1-Max."""
+        return f"{self.user_message(problem)}\nThink for maximum {tokens} tokens."
+
+    # Budget forcing (the generation-cutoff baseline): the text appended when the budget runs out mid-thought,
+    # after which the model writes only the answer, in at most ``answer_tokens`` tokens.
+    force_answer_text: str = "\n</think>\n\nThe final answer is \\boxed{"
+    answer_tokens: int = 24
+
     def grade(
         self, completions: Sequence[str], problems: Sequence[Problem], truncated: Sequence[bool] | None = None
     ) -> list[GradeResult]:

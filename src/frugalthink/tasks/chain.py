@@ -139,6 +139,8 @@ class ChainTask(Task):
     grading_kind = "exact"
     uses_chat_template = False
     instruction = ""
+    force_answer_text = THINK_CLOSE + BOX_OPEN
+    answer_tokens = 3  # digit, "}", EOS
 
     def __init__(self, config: ChainConfig | None = None, train_size: int = 4000) -> None:
         self.cfg = config or ChainConfig()
@@ -185,3 +187,7 @@ class ChainTask(Task):
 
     def user_message(self, problem: Problem) -> str:
         return problem.question
+
+    def budget_message(self, problem: Problem, tokens: int) -> str:
+        """``max48 A3B5C8D1:`` -- the budget in the characters the tiny tokenizer knows."""
+        return f"max{tokens} {problem.question}"

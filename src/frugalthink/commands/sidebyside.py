@@ -1,0 +1,151 @@
+"""`frugalthink sidebyside`: every method on the embedded default, trained and measured the same way.
+
+Stages (each skips what is finished, so a re-run resumes):
+
+1. the demo's base and efficiency family (``--demo DIR``, run first if missing)          -> ours, alpha=0 (RL, no
+   length term)
+2. generation cutoff at several budgets, answer forced                                   -> OUT/cutoff-B/
+3. SFT on the shortest correct self-sample and DPO shortest-vs-longest, from one pool    -> OUT/pool, OUT/sft, OUT/dpo
+4. the peer length rewards, same RLOO trainer, data, sizes and steps as ours             -> OUT/<reward>/
+5. evaluation of everything with the demo's settings, comparison.json/.md/.png           -> OUT/
+
+Every RL run uses the demo's RL recipe (`DEMO_RL`) and changes only ``reward``/``reward_options``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from frugalthink.commands import demo as demo_cmd
+from frugalthink.commands.evaluate import evaluate
+from frugalthink.comparison import point_of, write_comparison_report
+from frugalthink.errors import UserError
+from frugalthink.family import load_family, train_runs
+
+# Peer rewards for the embedded default. Per-token weights are the papers' times 30 (their traces run to thousands
+# of tokens, the tiny model's to ~50-170); caps and caches are fractions of our 256-token cap. See
+# recipes/tiny/peers/*.yaml (a test keeps them equal) and docs/comparison.md.
+PEERS: dict[str, dict] = {
+    "kimi": {"weight": 1.0},
+    "l1_max": {"alpha": 0.009, "delta": 0.5, "targets": [16, 160]},
+    "shorter_better": {"alpha": 2.0, "beta": 0.03},
+    "grpo_lead": {"alpha": 0.1},
+    "cosine": {},
+    "dapo": {},
+}
+PEER_TITLES = {"kimi": "Kimi k1.5 length reward", "l1_max": "L1-Max", "shorter_better": "ShorterBetter",
+               "grpo_lead": "GRPO-LEAD reward", "cosine": "cosine reward (TRL)", "dapo": "DAPO overlong (TRL)"}
+CUTOFF_BUDGETS = (24, 32, 40, 48, 64, 96, 128)
+L1_EVAL_TARGETS = (32, 64, 128)
+SHORTEST = {"num_prompts": 960, "samples": 8, "epochs": 2, "batch_size": 16, "learning_rate": 2e-4, "beta": 0.1}
+QUICK = {"budgets": (12, 24), "l1_targets": (16, 32), "shortest": {"num_prompts": 8, "samples": 4, "epochs": 1}}
+
+
+def peer_recipe(rl_recipe, reward: str):
+    return replace(rl_recipe, reward=reward, reward_options=dict(PEERS[reward]), alpha=0.0)
+
+
+def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int = 2,
+                   peers: list[str] | None = None) -> dict:
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    peers = peers or list(PEERS)
+    if (demo_dir / "family.json").exists() and (demo_dir / "summary.json").exists():
+        fam = load_family(demo_dir)
+        print(f"== 1/5 base and family: reusing {demo_dir}", flush=True)
+    else:
+        print(f"== 1/5 base and family -> {demo_dir} (the demo)", flush=True)
+        fam = demo_cmd.run_demo(demo_dir, quick)
+    _, rl_recipe = demo_cmd.demo_recipes(demo_dir, quick)
+    settings = demo_cmd.demo_eval_settings(demo_dir, rl_recipe, quick)
+    base_point = point_of("base", json.loads(Path(fam["base"]["eval_dir"], "summary.json").read_text()),
+                          fam["base"]["eval_dir"])
+    methods = [{"method": "ours (alpha sweep)", "kind": "ours",
+                "points": [point_of(f"alpha={m['alpha']:g}", _summary(m["eval_dir"]), m["eval_dir"])
+                           for m in fam["members"] if m["alpha"] > 0 and not m.get("seed")]}]
+    methods += [{"method": "RL correctness only (alpha=0)", "kind": "RL baseline",
+                 "points": [point_of("alpha=0", _summary(m["eval_dir"]), m["eval_dir"])
+                            for m in fam["members"] if m["alpha"] == 0 and not m.get("seed")]}]
+
+    print("== 2/5 generation cutoff (answer forced at the budget)", flush=True)
+    budgets = QUICK["budgets"] if quick else CUTOFF_BUDGETS
+    cut = []
+    for b in budgets:
+        d = out / f"cutoff-{b}"
+        cut.append(point_of(f"B={b}", evaluate(replace(settings, budget=b), d, quiet=True), d))
+        print(f"   cutoff B={b}: accuracy {cut[-1]['accuracy']:.3f}, mean tokens {cut[-1]['mean_tokens']:.1f}",
+              flush=True)
+    methods.append({"method": "generation cutoff", "kind": "inference baseline", "points": cut})
+
+    print("== 3/5 SFT on shortest correct / DPO shortest-vs-longest (TRL)", flush=True)
+    from frugalthink.commands.shortest import ShortestRecipe, train_shortest
+
+    sizes = {**SHORTEST, **(QUICK["shortest"] if quick else {})}
+    for method, title in (("sft", "SFT on shortest correct"), ("dpo", "DPO short vs long")):
+        recipe = ShortestRecipe(model=str(demo_dir / "base"), method=method, task=rl_recipe.task,
+                                task_options=dict(rl_recipe.task_options),
+                                max_new_tokens=rl_recipe.max_completion_length, seed=rl_recipe.seed,
+                                **{k: v for k, v in sizes.items() if k != "beta" or method == "dpo"})
+        run_dir = out / method
+        try:
+            train_shortest(recipe, run_dir, pool_dir=out / "pool", console=True)
+        except UserError as exc:  # e.g. a too-weak model leaves no pairs: report it, keep the other methods
+            print(f"   {title}: not trained: {exc}", flush=True)
+            methods.append({"method": title, "kind": "offline baseline", "points": [], "note": str(exc)})
+            continue
+        summary = evaluate(replace(settings, model=str(run_dir)), run_dir / "eval", quiet=True)
+        methods.append({"method": title, "kind": "offline baseline",
+                        "points": [point_of(method, summary, run_dir / "eval")]})
+
+    print(f"== 4/5 peer rewards with the same RLOO trainer ({', '.join(peers)})", flush=True)
+    runs = [(peer_recipe(rl_recipe, r), out / r, f"[{r}]") for r in peers]
+    train_runs(runs, parallel=parallel, console=True)
+
+    print("== 5/5 evaluation and comparison", flush=True)
+    for reward in peers:
+        run_dir = out / reward
+        if reward == "l1_max":
+            pts = []
+            for t in QUICK["l1_targets"] if quick else L1_EVAL_TARGETS:
+                d = run_dir / f"eval-target-{t}"
+                pts.append(point_of(f"target={t}", evaluate(replace(settings, model=str(run_dir), length_target=t),
+                                                            d, quiet=True), d))
+        else:
+            d = run_dir / "eval"
+            pts = [point_of(reward, evaluate(replace(settings, model=str(run_dir)), d, quiet=True), d)]
+        methods.append({"method": PEER_TITLES[reward], "kind": "peer reward (RLOO)", "points": pts,
+                        "train": json.loads((run_dir / "train_summary.json").read_text())})
+    comp = {"base": base_point, "oracle_mean_tokens": fam["base"].get("oracle_mean_tokens"), "methods": methods,
+            "demo_dir": str(demo_dir), "peer_options": {r: PEERS[r] for r in peers}, "quick": quick,
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    prev = out / "comparison.json"
+    wall = time.perf_counter() - t0
+    if prev.exists():  # keep the first full run's wall time; a rerun that only re-reads finished work is seconds
+        wall = max(wall, json.loads(prev.read_text()).get("wall_s", 0))
+    comp["wall_s"] = round(wall, 1)
+    prev.write_text(json.dumps(comp, indent=2) + "\n")
+    md, png = write_comparison_report(out)
+    print(md.read_text())
+    print(f"plot: {png}\ntable: {md}\nwall time {wall:.0f}s")
+    return comp
+
+
+def _summary(eval_dir) -> dict:
+    return json.loads(Path(eval_dir, "summary.json").read_text())
+
+
+def run(args) -> int:
+    if args.report_only:
+        md, png = write_comparison_report(Path(args.out))
+        print(md.read_text())
+        return 0
+    peers = args.peers.split(",") if args.peers else None
+    if peers:
+        unknown = [p for p in peers if p not in PEERS]
+        if unknown:
+            raise UserError(f"--peers: unknown {', '.join(unknown)} (known: {', '.join(PEERS)})")
+    run_sidebyside(Path(args.demo), Path(args.out), quick=args.quick, parallel=args.parallel, peers=peers)
+    return 0
