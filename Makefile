@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow lint clean
+.PHONY: setup demo compare test test-slow lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,6 +17,10 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/frugalthink demo --out runs/demo
+
+# Every method side by side on the embedded default (runs the demo first if runs/demo is missing).
+compare: $(STAMP)
+	$(BIN)/frugalthink sidebyside --demo runs/demo --out runs/compare
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts

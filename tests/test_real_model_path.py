@@ -50,8 +50,8 @@ def build(kind, path, texts):
     tok.save_pretrained(path)
 
 
-@pytest.mark.parametrize("kind", ["qwen2", "llama"])
-def test_train_and_eval_on_real_math_prompts(kind, tmp_path):
+@pytest.mark.parametrize("kind,reward", [("qwen2", "efficiency"), ("llama", "l1_max")])
+def test_train_and_eval_on_real_math_prompts(kind, reward, tmp_path):
     from transformers import AutoTokenizer
 
     from frugalthink.jsonl import iter_jsonl
@@ -70,7 +70,7 @@ def test_train_and_eval_on_real_math_prompts(kind, tmp_path):
         f"model: {tmp_path / 'm'}\ntask: 'jsonl:{data}'\n"
         "task_options: {problem_field: question, answer_field: answer}\n"
         "num_prompts: 16\nalpha: 0.2\nprompts_per_rollout: 4\nrollouts: 2\nlearning_rate: 1.0e-4\n"
-        "max_completion_length: 12\nsave_every: 10\nthreads: 1\n")
+        f"max_completion_length: 12\nsave_every: 10\nthreads: 1\nreward: {reward}\n")
     out = tmp_path / "run"
     res = subprocess.run([sys.executable, "-m", "frugalthink.cli", "train", "--recipe", str(recipe), "--out", str(out)],
                          capture_output=True, text=True, timeout=600, env=os.environ.copy())
@@ -84,3 +84,12 @@ def test_train_and_eval_on_real_math_prompts(kind, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     records = [json.loads(x) for x in (tmp_path / "eval" / "records.jsonl").read_text().splitlines()]
     assert len(records) == 4 and all(r["tokens"] <= 8 for r in records)
+    if reward == "l1_max":  # the L1 model is asked with a budget in its prompt; the cutoff baseline on a real model
+        res = subprocess.run([sys.executable, "-m", "frugalthink.cli", "eval", "--model", str(out), "--task", "gsm8k",
+                              "--limit", "4", "--max-new-tokens", "64", "--latency-requests", "1", "--length-target",
+                              "500", "--budget", "48", "--out", str(tmp_path / "eval_l1")],
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        records = [json.loads(x) for x in (tmp_path / "eval_l1" / "records.jsonl").read_text().splitlines()]
+        assert all(r["tokens"] <= 48 for r in records)
+        assert any("The final answer is \\boxed{" in r["completion"] for r in records)  # forced at the budget

@@ -38,9 +38,12 @@ PEERS: dict[str, dict] = {
 }
 PEER_TITLES = {"kimi": "Kimi k1.5 length reward", "l1_max": "L1-Max", "shorter_better": "ShorterBetter",
                "grpo_lead": "GRPO-LEAD reward", "cosine": "cosine reward (TRL)", "dapo": "DAPO overlong (TRL)"}
-CUTOFF_BUDGETS = (24, 32, 40, 48, 64, 96, 128)
+CUTOFF_BUDGETS = (24, 32, 40, 48, 64, 96, 128, 160, 192)
 L1_EVAL_TARGETS = (32, 64, 128)
-SHORTEST = {"num_prompts": 960, "samples": 8, "epochs": 2, "batch_size": 16, "learning_rate": 2e-4, "beta": 0.1}
+SHORTEST = {"num_prompts": 960, "samples": 8, "epochs": 2, "batch_size": 16, "beta": 0.1}
+# One SFT setting (the demo RL's lr); DPO at three, because at that lr it collapses (docs/comparison.md).
+SFT_LEARNING_RATES = (2e-4,)
+DPO_LEARNING_RATES = (2e-4, 5e-5, 2e-5)
 QUICK = {"budgets": (12, 24), "l1_targets": (16, 32), "shortest": {"num_prompts": 8, "samples": 4, "epochs": 1}}
 
 
@@ -84,21 +87,25 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
     from frugalthink.commands.shortest import ShortestRecipe, train_shortest
 
     sizes = {**SHORTEST, **(QUICK["shortest"] if quick else {})}
-    for method, title in (("sft", "SFT on shortest correct"), ("dpo", "DPO short vs long")):
-        recipe = ShortestRecipe(model=str(demo_dir / "base"), method=method, task=rl_recipe.task,
-                                task_options=dict(rl_recipe.task_options),
-                                max_new_tokens=rl_recipe.max_completion_length, seed=rl_recipe.seed,
-                                **{k: v for k, v in sizes.items() if k != "beta" or method == "dpo"})
-        run_dir = out / method
-        try:
-            train_shortest(recipe, run_dir, pool_dir=out / "pool", console=True)
-        except UserError as exc:  # e.g. a too-weak model leaves no pairs: report it, keep the other methods
-            print(f"   {title}: not trained: {exc}", flush=True)
-            methods.append({"method": title, "kind": "offline baseline", "points": [], "note": str(exc)})
-            continue
-        summary = evaluate(replace(settings, model=str(run_dir)), run_dir / "eval", quiet=True)
-        methods.append({"method": title, "kind": "offline baseline",
-                        "points": [point_of(method, summary, run_dir / "eval")]})
+    for method, title, lrs in (("sft", "SFT on shortest correct", SFT_LEARNING_RATES),
+                               ("dpo", "DPO short vs long", DPO_LEARNING_RATES)):
+        pts, notes = [], []
+        for lr in lrs:
+            recipe = ShortestRecipe(model=str(demo_dir / "base"), method=method, task=rl_recipe.task,
+                                    task_options=dict(rl_recipe.task_options),
+                                    max_new_tokens=rl_recipe.max_completion_length, seed=rl_recipe.seed,
+                                    **{**sizes, "learning_rate": lr})
+            run_dir = out / f"{method}-lr{lr:g}"
+            try:
+                train_shortest(recipe, run_dir, pool_dir=out / "pool", console=True)
+            except UserError as exc:  # e.g. a too-weak model leaves no pairs: report it, keep the other methods
+                print(f"   {title}: not trained: {exc}", flush=True)
+                notes.append(str(exc))
+                continue
+            summary = evaluate(replace(settings, model=str(run_dir)), run_dir / "eval", quiet=True)
+            pts.append(point_of(f"lr={lr:g}", summary, run_dir / "eval"))
+        methods.append({"method": title, "kind": "offline baseline", "points": pts,
+                        **({"note": notes[0]} if notes and not pts else {})})
 
     print(f"== 4/5 peer rewards with the same RLOO trainer ({', '.join(peers)})", flush=True)
     runs = [(peer_recipe(rl_recipe, r), out / r, f"[{r}]") for r in peers]

@@ -189,5 +189,6 @@ class ChainTask(Task):
         return problem.question
 
     def budget_message(self, problem: Problem, tokens: int) -> str:
-        """``max48 A3B5C8D1:`` -- the budget in the characters the tiny tokenizer knows."""
-        return f"max{tokens} {problem.question}"
+        """``A3B5C8D1 48:`` -- the budget just before the colon. Of six placements tried on the base (docs/LOG.md),
+        this one disturbs it least (0.83 accuracy before any L1 training, vs 0.07-0.15 for a prefix)."""
+        return f"{problem.question[:-1]} {tokens}:"

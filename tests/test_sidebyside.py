@@ -1,0 +1,241 @@
+"""Side by side: the cutoff never exceeds its budget, the RL reward dispatch equals the pure functions, the offline
+baselines pick the right samples, recipes match the driver, and the quick comparison runs end to end."""
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from frugalthink import rewards as R
+from frugalthink.commands.train import load_recipe
+from frugalthink.comparison import comparison_table, matched_point
+from frugalthink.errors import UserError
+from frugalthink.generation import BudgetForcedGenerator, Generation
+from frugalthink.rl import REWARD_OPTIONS, LengthReward, l1_targets
+from frugalthink.shortest import preference_pairs, shortest_correct
+from frugalthink.tasks import get_task
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---- generation cutoff ----------------------------------------------------------------------------------------
+
+class CharTok:
+    def encode(self, text, add_special_tokens=False):
+        return list(text)
+
+
+class RandomLengthGen:
+    """A fake backend: each completion wants a random length; it stops at EOS or at max_new_tokens."""
+
+    name = "fake"
+    tokenizer = CharTok()
+
+    def __init__(self, seed):
+        self.rng = random.Random(seed)
+        self.calls = []
+
+    def generate(self, prompts, max_new_tokens, temperature, seed):
+        self.calls.append((len(prompts), max_new_tokens))
+        out = []
+        for _ in prompts:
+            want = self.rng.randint(1, 300)
+            if want <= max_new_tokens:
+                out.append(Generation("x" * (want - 1), want, False))
+            else:
+                out.append(Generation("x" * max_new_tokens, max_new_tokens, True))
+        return out
+
+    def sync(self):
+        pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(8, 300), st.integers(0, 10_000), st.sampled_from(["</think>\\boxed{", "\n</think>\n\nThe answer is"]))
+def test_cutoff_never_exceeds_its_budget(budget, seed, force):
+    answer_tokens = 3
+    if budget - len(force) - answer_tokens < 1:
+        with pytest.raises(UserError, match="no room to think"):
+            BudgetForcedGenerator(RandomLengthGen(seed), budget, force, answer_tokens)
+        return
+    gen = BudgetForcedGenerator(RandomLengthGen(seed), budget, force, answer_tokens)
+    outs = gen.generate(["p"] * 16, max_new_tokens=256, temperature=1.0, seed=seed)
+    assert all(g.tokens <= budget for g in outs)
+    for g in outs:
+        if "</think>" in g.text:  # forced: the think part was cut, the forced text follows it
+            assert g.text.startswith("x" * min(gen.think_budget, 256))
+
+
+def test_cutoff_end_to_end_with_a_real_model(tmp_path):
+    from frugalthink.commands.evaluate import EvalSettings, evaluate
+    from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
+
+    tok = build_tokenizer()
+    build_model(tok, TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64)).save_pretrained(
+        tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    opts = {"config": {"min_level": 2, "max_level": 3, "test_size": 8}}
+    for budget in (6, 20):
+        s = evaluate(EvalSettings(model=str(tmp_path / "m"), task="chain", budget=budget, temperature=1.0,
+                                  max_new_tokens=64, latency_requests=2, task_options=opts), tmp_path / f"b{budget}",
+                     quiet=True)
+        recs = [json.loads(x) for x in (tmp_path / f"b{budget}" / "records.jsonl").read_text().splitlines()]
+        lats = [json.loads(x) for x in (tmp_path / f"b{budget}" / "latency.jsonl").read_text().splitlines()]
+        assert max(r["tokens"] for r in recs + lats) <= budget
+        assert s["settings"]["budget"] == budget
+        # an untrained model rambles: most completions are cut and get the forced answer
+        assert sum("</think>\\boxed{" in r["completion"] for r in recs) >= len(recs) // 2
+    with pytest.raises(UserError, match="budget=6, not 20"):  # a resume may not mix two budgets
+        evaluate(EvalSettings(model=str(tmp_path / "m"), task="chain", budget=20, temperature=1.0, latency_requests=2,
+                              max_new_tokens=64, task_options=opts), tmp_path / "b6")
+
+
+# ---- RL reward dispatch ---------------------------------------------------------------------------------------
+
+def _batch():
+    task = get_task("chain")
+    pids = ["12", "34"] * 4
+    answers = ["3", "7"] * 4
+    texts, ids = [], []
+    for i, a in enumerate(answers):
+        right = i not in (2, 5)
+        texts.append(f"<think>x</think>\\boxed{{{a if right else 0}}}")
+        ids.append([7] * (4 + 3 * i) + ([1] if i != 6 else []))  # sample 6 truncated -> wrong
+    correct = [i not in (2, 5, 6) for i in range(8)]
+    return task, pids, answers, texts, ids, correct, [len(x) for x in ids]
+
+
+@pytest.mark.parametrize("kind", sorted(REWARD_OPTIONS))
+def test_length_reward_dispatch_equals_the_pure_function(kind):
+    task, pids, answers, texts, ids, correct, lengths = _batch()
+    opts = {**REWARD_OPTIONS[kind]}
+    if kind in ("cosine", "dapo"):
+        opts["max_len"] = 30
+    if kind == "dapo":
+        opts["cache"] = 10
+    if kind == "l1_max":
+        opts["alpha"] = 0.02
+    targets = [15, 25] * 4
+    got = LengthReward(task, 0.3, {1}, reward=kind, options=opts)(
+        prompts=[""] * 8, completions=texts, completion_ids=ids, answer=answers, problem_id=pids, target=targets)
+    expected = {
+        "efficiency": lambda: R.efficiency_rewards(correct, lengths, pids, 0.3),
+        "kimi": lambda: R.kimi_length_rewards(correct, lengths, pids, opts["weight"]),
+        "l1_max": lambda: R.l1_max_rewards(correct, lengths, targets, opts["alpha"], opts["delta"]),
+        "shorter_better": lambda: R.shorter_better_rewards(correct, lengths, pids, opts["alpha"], opts["beta"]),
+        "grpo_lead": lambda: R.grpo_lead_rewards(correct, lengths, pids, opts["alpha"]),
+        "cosine": lambda: R.cosine_rewards(correct, lengths, **opts),
+        "dapo": lambda: R.dapo_rewards(correct, lengths, opts["max_len"], opts["cache"]),
+    }[kind]()
+    assert got == pytest.approx(expected)
+    assert len(set(got)) > 2
+
+
+@pytest.mark.parametrize("text,message", [
+    ("model: m\nreward: kimmi\n", "reward: unknown 'kimmi'"),
+    ("model: m\nreward: kimi\nreward_options: {beta: 1}\n", "reward_options: beta not an option of reward 'kimi'"),
+    ("model: m\nreward: l1_max\nreward_options: {targets: [50, 10]}\n", "reward_options.targets"),
+])
+def test_reward_recipe_errors_name_the_field(tmp_path, text, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(UserError, match=message):
+        load_recipe(str(bad))
+
+
+def test_peer_recipe_files_match_the_driver():
+    from frugalthink.commands.demo import DEMO_RL
+    from frugalthink.commands.sidebyside import PEERS
+
+    files = sorted(p.stem for p in (ROOT / "recipes" / "tiny" / "peers").glob("*.yaml"))
+    assert files == sorted(PEERS)
+    for reward, opts in PEERS.items():
+        rec = load_recipe(str(ROOT / "recipes" / "tiny" / "peers" / f"{reward}.yaml"))
+        assert rec.reward == reward and rec.reward_options == opts
+        for key, value in DEMO_RL.items():
+            assert getattr(rec, key) == value, (reward, key)
+
+
+def test_l1_targets_are_fixed_per_prompt_and_in_range():
+    t = l1_targets(["a", "b", "c"] * 50, 16, 160, seed=0)
+    assert t == l1_targets(["a", "b", "c"] * 50, 16, 160, seed=0)
+    assert all(16 <= x <= 160 for x in t) and t[0] == t[3]
+    task = get_task("chain")
+    p = task.load("test")[0]
+    from frugalthink.prompts import build_prompt
+    from frugalthink.tiny import build_tokenizer
+
+    tok = build_tokenizer()
+    prompt = build_prompt(tok, task, p, length_target=48)
+    assert prompt == f"{p.question[:-1]} 48:"
+    assert tok.unk_token_id not in tok(prompt)["input_ids"]  # every character is in the tiny vocabulary
+
+
+# ---- offline baselines ----------------------------------------------------------------------------------------
+
+def _rec(pid, sample, tokens, correct, truncated=False):
+    return {"problem_id": pid, "sample": sample, "tokens": tokens, "correct": correct, "truncated": truncated,
+            "completion": f"{pid}-{sample}"}
+
+
+def test_shortest_correct_and_pairs():
+    recs = [_rec("a", 0, 30, True), _rec("a", 1, 10, False), _rec("a", 2, 20, True), _rec("a", 3, 50, True),
+            _rec("b", 0, 5, False), _rec("b", 1, 9, False),
+            _rec("c", 0, 12, True), _rec("c", 1, 12, True),
+            _rec("d", 0, 40, True), _rec("d", 1, 8, True, truncated=True)]
+    short = shortest_correct(recs)
+    assert {k: v["sample"] for k, v in short.items()} == {"a": 2, "c": 0, "d": 0}
+    pairs = preference_pairs(recs)
+    assert {k: (s["sample"], lg["sample"]) for k, (s, lg) in pairs.items()} == {"a": (2, 3)}  # c: equal lengths
+
+
+# ---- comparison table -----------------------------------------------------------------------------------------
+
+def _pt(label, acc, tokens):
+    return {"label": label, "accuracy": acc, "accuracy_ci95": [acc - 0.01, acc + 0.01], "mean_tokens": tokens,
+            "latency_p50_ms": tokens * 2.0}
+
+
+def test_matched_accuracy_picks_the_cheapest_qualifying_point():
+    pts = [_pt("a", 0.99, 80), _pt("b", 0.97, 40), _pt("c", 0.90, 20)]
+    assert matched_point(pts, 1.0)["label"] == "b"
+    assert matched_point(pts, 1.0, ratio=0.995) is None
+    comp = {"base": _pt("base", 1.0, 100),
+            "methods": [{"method": "m", "kind": "k", "points": pts},
+                        {"method": "weak", "kind": "k", "points": [_pt("w", 0.5, 10)]},
+                        {"method": "none", "kind": "k", "points": [], "note": "no pairs"}]}
+    table = comparison_table(comp)
+    assert "| m | k | 3 | b | 0.970" in table and "| 40.0 | -60.0% | 80.0 | -60.0% |" in table
+    assert "none (most accurate: w)" in table and "not run: no pairs" in table
+
+
+# ---- end to end -----------------------------------------------------------------------------------------------
+
+def test_quick_sidebyside_end_to_end(tmp_path):
+    cmd = [sys.executable, "-m", "frugalthink.cli", "sidebyside", "--quick", "--demo", str(tmp_path / "demo"),
+           "--out", str(tmp_path / "cmp")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    comp = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    names = [m["method"] for m in comp["methods"]]
+    for name in ("ours (alpha sweep)", "generation cutoff", "SFT on shortest correct", "DPO short vs long",
+                 "Kimi k1.5 length reward", "L1-Max", "ShorterBetter", "GRPO-LEAD reward", "cosine reward (TRL)",
+                 "DAPO overlong (TRL)"):
+        assert name in names
+    cut = next(m for m in comp["methods"] if m["method"] == "generation cutoff")
+    for p in cut["points"]:
+        budget = int(p["label"].split("=")[1])
+        recs = [json.loads(x) for x in Path(p["eval_dir"], "records.jsonl").read_text().splitlines()]
+        assert max(r["tokens"] for r in recs) <= budget
+    for reward in ("kimi", "l1_max", "dapo"):
+        summary = json.loads((tmp_path / "cmp" / reward / "train_summary.json").read_text())
+        assert summary["reward"] == reward
+    assert (tmp_path / "cmp" / "comparison.png").stat().st_size > 10_000
+    assert "Cheapest point at matched accuracy" in (tmp_path / "cmp" / "comparison.md").read_text()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # everything finished: only re-reads
+    assert again.returncode == 0 and "training [" not in again.stdout
