@@ -41,7 +41,7 @@ def test_kimi_equal_lengths_is_plain_correctness():
 def test_kimi_properties(g):
     correct, lengths = [c for c, _ in g], [n for _, n in g]
     r = kimi_length_rewards(correct, lengths, ["q"] * len(g))
-    for ri, ci, ni in zip(r, correct, lengths, strict=True):
+    for ri, ci in zip(r, correct, strict=True):
         if ci:
             assert 0.5 - 1e-9 <= ri <= 1.5 + 1e-9
         else:
