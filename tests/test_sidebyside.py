@@ -198,7 +198,7 @@ def test_shortest_correct_and_pairs():
 
 def _pt(label, acc, tokens):
     return {"label": label, "accuracy": acc, "accuracy_ci95": [acc - 0.01, acc + 0.01], "mean_tokens": tokens,
-            "latency_p50_ms": tokens * 2.0}
+            "latency_mean_ms": tokens * 2.0}
 
 
 def test_matched_accuracy_picks_the_cheapest_qualifying_point():
@@ -239,3 +239,21 @@ def test_quick_sidebyside_end_to_end(tmp_path):
     assert "Cheapest point at matched accuracy" in (tmp_path / "cmp" / "comparison.md").read_text()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # everything finished: only re-reads
     assert again.returncode == 0 and "training [" not in again.stdout
+    (tmp_path / "cmp" / "comparison.png").unlink()
+    rep = subprocess.run([sys.executable, "-m", "frugalthink.cli", "report", str(tmp_path / "cmp")],
+                         capture_output=True, text=True, timeout=300)
+    assert rep.returncode == 0 and "| generation cutoff |" in rep.stdout
+    assert (tmp_path / "cmp" / "comparison.png").exists()
+
+
+@pytest.mark.parametrize("override,message", [
+    ("method=ppo", "method must be sft or dpo"),
+    ("samples=1", "dpo needs samples >= 2"),
+    ("sft_weight=-1", "sft_weight must be >= 0"),
+    ("epochs=0", "epochs must be positive"),
+])
+def test_shortest_recipe_errors(override, message):
+    from frugalthink.commands.shortest import load_shortest_recipe
+
+    with pytest.raises(UserError, match=message):
+        load_shortest_recipe(str(ROOT / "recipes" / "tiny" / "shortest.yaml"), ["method=dpo", override], None, None)

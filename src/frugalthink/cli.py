@@ -100,9 +100,10 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parallel", type=int, default=1, help="members trained at once, one thread each (default 1)")
 
 
-@command("report", "HTML report, PNG figures and markdown table of a family", "frugalthink.commands.family:run_report")
+@command("report", "HTML report, PNG figures and markdown table of a family (or of a sidebyside comparison)",
+         "frugalthink.commands.family:run_report")
 def _report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", help="family directory (with family.json)")
+    p.add_argument("dir", help="family directory (family.json) or sidebyside directory (comparison.json)")
 
 
 @command("pick", "cheapest family member that meets a constraint", "frugalthink.commands.family:run_pick")
@@ -129,7 +130,6 @@ def _sidebyside_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small sizes, same code path (tests)")
     p.add_argument("--parallel", type=int, default=2, help="RL runs at once, one thread each (default 2)")
     p.add_argument("--peers", default=None, help="comma-separated subset of the peer rewards")
-    p.add_argument("--report-only", action="store_true", help="rebuild comparison.md/.png from comparison.json")
 
 
 def build_parser() -> argparse.ArgumentParser:

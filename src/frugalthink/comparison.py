@@ -1,5 +1,7 @@
 """Side-by-side comparison of methods, pure: every method is a set of evaluated points (accuracy, tokens, latency);
-the table reports each method's cheapest point that keeps ``>= 97%`` of the base's accuracy.
+the table reports each method's cheapest point that keeps ``>= 97%`` of the base's accuracy. Latency is the mean
+per-request time of the interleaved pass (`frugalthink.commands.sidebyside.interleaved_latency`), or of the
+evaluation's own timing when that pass has not run.
 
 ``comparison.json`` (written by `frugalthink sidebyside`) holds::
 
@@ -21,6 +23,7 @@ MATCHED = 0.97
 def point_of(label: str, summary: dict, eval_dir: str | Path) -> dict:
     return {"label": label, "accuracy": summary["accuracy"], "accuracy_ci95": summary["accuracy_ci95"],
             "mean_tokens": summary["mean_tokens"], "latency_p50_ms": summary.get("latency", {}).get("p50_ms"),
+            "latency_mean_ms": summary.get("latency", {}).get("mean_ms"),
             "truncated_frac": summary.get("truncation_rate"), "eval_dir": str(eval_dir)}
 
 
@@ -34,7 +37,7 @@ def comparison_table(comp: dict, ratio: float = MATCHED) -> str:
     """Markdown: one row per method -- its cheapest point at matched accuracy, else its most accurate point."""
     base = comp["base"]
     head = (f"| method | kind | points | matched (>= {100 * ratio:.0f}% of base acc.) | accuracy [95% CI] | "
-            "mean tokens | tokens vs base | p50 latency ms | latency vs base |")
+            "mean tokens | tokens vs base | latency ms / request | latency vs base |")
     lines = [head, "|" + "---|" * 9]
     rows = [{"method": "base", "kind": "-", "points": [base]}] + comp["methods"]
     for m in rows:
@@ -45,7 +48,7 @@ def comparison_table(comp: dict, ratio: float = MATCHED) -> str:
         best = matched_point(pts, base["accuracy"], ratio)
         shown = best or max(pts, key=lambda p: p["accuracy"])
         lo, hi = shown["accuracy_ci95"]
-        lat, lat0 = shown.get("latency_p50_ms"), base.get("latency_p50_ms")
+        lat, lat0 = shown.get("latency_mean_ms"), base.get("latency_mean_ms")
         lines.append(
             f"| {m['method']} | {m['kind']} | {len(pts)} | "
             f"{shown['label'] if best else 'none (most accurate: ' + shown['label'] + ')'} | "
@@ -59,17 +62,17 @@ def points_table(comp: dict) -> str:
     """Markdown: every evaluated point of every method."""
     base = comp["base"]
     lines = ["| method | point | accuracy [95% CI] | acc. / base | mean tokens | tokens vs base | truncated | "
-             "p50 latency ms |", "|" + "---|" * 8]
+             "latency ms / request | ms / token |", "|" + "---|" * 9]
     for m in [{"method": "base", "points": [base]}] + comp["methods"]:
         for p in m["points"]:
             lo, hi = p["accuracy_ci95"]
-            lat = p.get("latency_p50_ms")
+            lat, mpt = p.get("latency_mean_ms"), p.get("latency_ms_per_token")
             trunc = p.get("truncated_frac")
             lines.append(
                 f"| {m['method']} | {p['label']} | {p['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | "
                 f"{_ratio(p['accuracy'], base['accuracy'])} | {p['mean_tokens']:.1f} | "
                 f"{_pct(p['mean_tokens'], base['mean_tokens'])} | {'' if trunc is None else f'{trunc:.3f}'} | "
-                f"{'' if lat is None else f'{lat:.1f}'} |")
+                f"{'' if lat is None else f'{lat:.1f}'} | {'' if mpt is None else f'{mpt:.2f}'} |")
     return "\n".join(lines)
 
 

@@ -32,8 +32,17 @@ def run_sweep(args) -> int:
 
 
 def run_report(args) -> int:
+    from pathlib import Path
+
     from frugalthink.report import write_report
 
+    if (Path(args.dir) / "comparison.json").exists():  # a `frugalthink sidebyside` directory
+        from frugalthink.comparison import write_comparison_report
+
+        md, png = write_comparison_report(args.dir)
+        print(md.read_text())
+        print(f"plot: {png}")
+        return 0
     path = write_report(args.dir)
     print(family_table(load_family(args.dir)))
     print(f"report: {path}")

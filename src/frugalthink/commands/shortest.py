@@ -37,6 +37,7 @@ class ShortestRecipe:
     batch_size: int = 16
     learning_rate: float = 2e-4
     beta: float = 0.1  # DPO
+    sft_weight: float = 0.0  # DPO: add this times the SFT loss on the chosen answer (RPO-style; 0 = plain DPO)
     seed: int = 0
     threads: int | None = 2
 
@@ -46,6 +47,8 @@ class ShortestRecipe:
         for name in ("num_prompts", "samples", "max_new_tokens", "epochs", "batch_size"):
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.sft_weight < 0:
+            raise UserError(f"sft_weight must be >= 0, got {self.sft_weight}")
         if self.method == "dpo" and self.samples < 2:
             raise UserError("dpo needs samples >= 2 (a short and a long correct answer per prompt)")
 
@@ -124,7 +127,8 @@ def train_shortest(recipe: ShortestRecipe, out: str | Path, pool_dir: str | Path
     else:
         from trl import DPOConfig, DPOTrainer
 
-        trainer = DPOTrainer(model=model, args=DPOConfig(**common, beta=recipe.beta),
+        losses = dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, recipe.sft_weight]) if recipe.sft_weight else {}
+        trainer = DPOTrainer(model=model, args=DPOConfig(**common, beta=recipe.beta, **losses),
                              train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=callbacks)
     trainer.train()
     trainer.save_model(str(out))

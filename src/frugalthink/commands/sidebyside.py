@@ -41,9 +41,10 @@ PEER_TITLES = {"kimi": "Kimi k1.5 length reward", "l1_max": "L1-Max", "shorter_b
 CUTOFF_BUDGETS = (24, 32, 40, 48, 64, 96, 128, 160, 192)
 L1_EVAL_TARGETS = (32, 64, 128)
 SHORTEST = {"num_prompts": 960, "samples": 8, "epochs": 2, "batch_size": 16, "beta": 0.1}
-# One SFT setting (the demo RL's lr); DPO at three, because at that lr it collapses (docs/comparison.md).
-SFT_LEARNING_RATES = (2e-4,)
-DPO_LEARNING_RATES = (2e-4, 5e-5, 2e-5)
+# (learning rate, weight of an SFT loss on the chosen answer). One SFT setting (the demo RL's lr); DPO at three lrs
+# and once with the SFT term, because plain DPO collapses on the tiny model (docs/comparison.md).
+SFT_SETTINGS = ((2e-4, 0.0),)
+DPO_SETTINGS = ((2e-4, 0.0), (5e-5, 0.0), (2e-5, 0.0), (5e-5, 1.0))
 QUICK = {"budgets": (12, 24), "l1_targets": (16, 32), "shortest": {"num_prompts": 8, "samples": 4, "epochs": 1}}
 
 
@@ -87,15 +88,16 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
     from frugalthink.commands.shortest import ShortestRecipe, train_shortest
 
     sizes = {**SHORTEST, **(QUICK["shortest"] if quick else {})}
-    for method, title, lrs in (("sft", "SFT on shortest correct", SFT_LEARNING_RATES),
-                               ("dpo", "DPO short vs long", DPO_LEARNING_RATES)):
+    for method, title, grid in (("sft", "SFT on shortest correct", SFT_SETTINGS),
+                                ("dpo", "DPO short vs long", DPO_SETTINGS)):
         pts, notes = [], []
-        for lr in lrs:
+        for lr, sft_weight in grid:
             recipe = ShortestRecipe(model=str(demo_dir / "base"), method=method, task=rl_recipe.task,
                                     task_options=dict(rl_recipe.task_options),
                                     max_new_tokens=rl_recipe.max_completion_length, seed=rl_recipe.seed,
-                                    **{**sizes, "learning_rate": lr})
-            run_dir = out / f"{method}-lr{lr:g}"
+                                    sft_weight=sft_weight, **{**sizes, "learning_rate": lr})
+            tag = f"lr{lr:g}" + (f"-sft{sft_weight:g}" if sft_weight else "")
+            run_dir = out / f"{method}-{tag}"
             try:
                 train_shortest(recipe, run_dir, pool_dir=out / "pool", console=True)
             except UserError as exc:  # e.g. a too-weak model leaves no pairs: report it, keep the other methods
@@ -103,7 +105,8 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
                 notes.append(str(exc))
                 continue
             summary = evaluate(replace(settings, model=str(run_dir)), run_dir / "eval", quiet=True)
-            pts.append(point_of(f"lr={lr:g}", summary, run_dir / "eval"))
+            pts.append(point_of(f"lr={lr:g}" + (f" +SFT x{sft_weight:g}" if sft_weight else ""), summary,
+                                run_dir / "eval"))
         methods.append({"method": title, "kind": "offline baseline", "points": pts,
                         **({"note": notes[0]} if notes and not pts else {})})
 
@@ -125,6 +128,9 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
             pts = [point_of(reward, evaluate(replace(settings, model=str(run_dir)), d, quiet=True), d)]
         methods.append({"method": PEER_TITLES[reward], "kind": "peer reward (RLOO)", "points": pts,
                         "train": json.loads((run_dir / "train_summary.json").read_text())})
+    print("== latency, interleaved: one request at a time, every model in turn", flush=True)
+    interleaved_latency([base_point] + [p for m in methods for p in m["points"]],
+                        requests=settings.latency_requests, out=out / "latency_interleaved.jsonl")
     comp = {"base": base_point, "oracle_mean_tokens": fam["base"].get("oracle_mean_tokens"), "methods": methods,
             "demo_dir": str(demo_dir), "peer_options": {r: PEERS[r] for r in peers}, "quick": quick,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -140,15 +146,61 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
     return comp
 
 
+def interleaved_latency(points: list[dict], requests: int, out: Path) -> None:
+    """Per-request latency of every point's model, measured in turns on the same prompts.
+
+    Each evaluation also times requests, but at different moments of a long run, where a busy or throttled machine
+    shifts them by tens of percent. Here request i of every model runs back to back (round-robin), so drift hits
+    all models alike. Adds ``latency_mean_ms`` and ``latency_ms_per_token`` to each point; raw rows go to ``out``.
+    """
+    import random
+    import statistics
+
+    from frugalthink.commands.evaluate import EvalSettings, load_problems
+    from frugalthink.generation import BudgetForcedGenerator, HFGenerator
+    from frugalthink.jsonl import append_jsonl, read_jsonl_tolerant
+    from frugalthink.progress import progress_bar
+    from frugalthink.prompts import build_prompt
+
+    jobs = []
+    gens: dict[str, HFGenerator] = {}
+    for p in points:
+        cfg = EvalSettings(**json.loads(Path(p["eval_dir"], "eval_config.json").read_text())["config"]).resolved()
+        gen = gens.get(cfg.model) or gens.setdefault(cfg.model, HFGenerator(cfg.model))
+        task, problems = load_problems(cfg, gen.tokenizer)
+        if cfg.budget:
+            gen = BudgetForcedGenerator(gen, cfg.budget, task.force_answer_text, task.answer_tokens)
+        chosen = sorted(random.Random(cfg.seed).sample(range(len(problems)), min(requests, len(problems))))
+        prompts = [build_prompt(gen.tokenizer, task, problems[i], length_target=cfg.length_target) for i in chosen]
+        jobs.append((p, gen, cfg, prompts))
+    done = {(r["eval_dir"], r["request"]): r for r in read_jsonl_tolerant(out)}
+    for _, gen, cfg, prompts in jobs:  # warm-up, one request each
+        gen.timed(prompts[0], cfg.max_new_tokens, cfg.temperature, seed=cfg.seed)
+    with progress_bar("interleaved latency", total=requests * len(jobs)) as bar:
+        k = 0
+        for i in range(requests):
+            rows = []
+            for p, gen, cfg, prompts in jobs:
+                k += 1
+                if i >= len(prompts) or (p["eval_dir"], i) in done:
+                    continue
+                g, ms = gen.timed(prompts[i], cfg.max_new_tokens, cfg.temperature, seed=cfg.seed + i)
+                rows.append({"eval_dir": p["eval_dir"], "request": i, "tokens": g.tokens, "latency_ms": round(ms, 3)})
+            append_jsonl(out, rows)
+            done.update({(r["eval_dir"], r["request"]): r for r in rows})
+            bar(k)
+    for p, *_ in jobs:
+        rows = [r for (d, _), r in done.items() if d == p["eval_dir"]]
+        if rows:
+            p["latency_mean_ms"] = round(statistics.fmean(r["latency_ms"] for r in rows), 2)
+            p["latency_ms_per_token"] = round(sum(r["latency_ms"] for r in rows) / max(1, sum(r["tokens"] for r in rows)), 3)
+
+
 def _summary(eval_dir) -> dict:
     return json.loads(Path(eval_dir, "summary.json").read_text())
 
 
 def run(args) -> int:
-    if args.report_only:
-        md, png = write_comparison_report(Path(args.out))
-        print(md.read_text())
-        return 0
     peers = args.peers.split(",") if args.peers else None
     if peers:
         unknown = [p for p in peers if p not in PEERS]
