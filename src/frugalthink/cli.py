@@ -130,6 +130,7 @@ def _sidebyside_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small sizes, same code path (tests)")
     p.add_argument("--parallel", type=int, default=2, help="RL runs at once, one thread each (default 2)")
     p.add_argument("--peers", default=None, help="comma-separated subset of the peer rewards")
+    p.add_argument("--seeds", default="0", help="training seeds of the RL methods, comma-separated (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:

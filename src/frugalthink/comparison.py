@@ -96,13 +96,19 @@ def plot_comparison(comp: dict, path: Path, ratio: float = MATCHED) -> None:
     base = comp["base"]
     fig, ax = plt.subplots(figsize=(8.0, 5.4))
     markers = "osD^v<>pPX*h"
-    for k, m in enumerate(comp["methods"]):
+    families: dict[str, int] = {}
+    for m in comp["methods"]:
+        families.setdefault(m.get("family", m["method"]), len(families))
+    colors = plt.get_cmap("tab20" if len(families) > 10 else "tab10")
+    for m in comp["methods"]:
         if not m["points"]:
             continue
+        k = families[m.get("family", m["method"])]
         pts = sorted(m["points"], key=lambda p: p["mean_tokens"])
         xs, ys = [p["mean_tokens"] for p in pts], [p["accuracy"] for p in pts]
-        ours = m["kind"] == "ours"
-        ax.plot(xs, ys, marker=markers[k % len(markers)], ls="-" if len(pts) > 1 else "none",
+        ours, other_seed = m["kind"] == "ours", bool(m.get("seed"))
+        ax.plot(xs, ys, marker=markers[k % len(markers)], ls=(":" if other_seed else "-") if len(pts) > 1 else "none",
+                color=colors(k), markerfacecolor="none" if other_seed else colors(k),
                 lw=2.2 if ours else 1.0, ms=7 if ours else 5, label=m["method"], zorder=3 if ours else 2)
     ax.plot([base["mean_tokens"]], [base["accuracy"]], marker="*", ms=14, color="black", ls="none", label="base",
             zorder=4)

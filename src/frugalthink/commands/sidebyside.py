@@ -23,7 +23,7 @@ from frugalthink.commands import demo as demo_cmd
 from frugalthink.commands.evaluate import evaluate
 from frugalthink.comparison import point_of, write_comparison_report
 from frugalthink.errors import UserError
-from frugalthink.family import load_family, train_runs
+from frugalthink.family import load_family, member_dir, train_runs
 
 # Peer rewards for the embedded default. Per-token weights are the papers' times 30 (their traces run to thousands
 # of tokens, the tiny model's to ~50-170); caps and caches are fractions of our 256-token cap. See
@@ -48,15 +48,27 @@ DPO_SETTINGS = ((2e-4, 0.0), (5e-5, 0.0), (2e-5, 0.0), (5e-5, 1.0))
 QUICK = {"budgets": (12, 24), "l1_targets": (16, 32), "shortest": {"num_prompts": 8, "samples": 4, "epochs": 1}}
 
 
-def peer_recipe(rl_recipe, reward: str):
-    return replace(rl_recipe, reward=reward, reward_options=dict(PEERS[reward]), alpha=0.0)
+def peer_recipe(rl_recipe, reward: str, seed: int = 0):
+    return replace(rl_recipe, reward=reward, reward_options=dict(PEERS[reward]), alpha=0.0, seed=seed)
+
+
+def _seeded(name: str, seed: int) -> str:
+    return name if not seed else f"{name}-seed{seed}"
+
+
+def _titled(title: str, seed: int) -> str:
+    return title if not seed else f"{title} (seed {seed})"
 
 
 def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int = 2,
-                   peers: list[str] | None = None) -> dict:
+                   peers: list[str] | None = None, seeds: list[int] | None = None) -> dict:
+    """``seeds``: training seeds of the RL methods (default [0]). Seed 0 of ours is the demo's family; other seeds
+    of ours are trained here (``OUT/ours/alpha-A-seedS``), with the peers (``OUT/<reward>-seedS``)."""
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     peers = peers or list(PEERS)
+    seeds = seeds or [0]
+    extra_seeds = [x for x in seeds if x != 0]
     if (demo_dir / "family.json").exists() and (demo_dir / "summary.json").exists():
         fam = load_family(demo_dir)
         print(f"== 1/5 base and family: reusing {demo_dir}", flush=True)
@@ -110,29 +122,51 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
         methods.append({"method": title, "kind": "offline baseline", "points": pts,
                         **({"note": notes[0]} if notes and not pts else {})})
 
-    print(f"== 4/5 peer rewards with the same RLOO trainer ({', '.join(peers)})", flush=True)
-    runs = [(peer_recipe(rl_recipe, r), out / r, f"[{r}]") for r in peers]
+    print(f"== 4/5 peer rewards with the same RLOO trainer ({', '.join(peers)}; seeds {seeds})", flush=True)
+    alphas = [m["alpha"] for m in fam["members"] if not m.get("seed")]
+    runs = [(peer_recipe(rl_recipe, r, seed), out / _seeded(r, seed), f"[{_seeded(r, seed)}]")
+            for seed in seeds for r in peers]
+    runs += [(replace(rl_recipe, alpha=a, seed=seed), member_dir(out / "ours", a, seed), f"[alpha={a:g} seed={seed}]")
+             for seed in extra_seeds for a in alphas]
     train_runs(runs, parallel=parallel, console=True)
 
     print("== 5/5 evaluation and comparison", flush=True)
-    for reward in peers:
-        run_dir = out / reward
-        if reward == "l1_max":
+    for seed in extra_seeds:
+        for title, kind, chosen in (("ours (alpha sweep)", "ours", [a for a in alphas if a > 0]),
+                                    ("RL correctness only (alpha=0)", "RL baseline", [a for a in alphas if a == 0])):
             pts = []
-            for t in QUICK["l1_targets"] if quick else L1_EVAL_TARGETS:
-                d = run_dir / f"eval-target-{t}"
-                pts.append(point_of(f"target={t}", evaluate(replace(settings, model=str(run_dir), length_target=t),
-                                                            d, quiet=True), d))
-        else:
-            d = run_dir / "eval"
-            pts = [point_of(reward, evaluate(replace(settings, model=str(run_dir)), d, quiet=True), d)]
-        methods.append({"method": PEER_TITLES[reward], "kind": "peer reward (RLOO)", "points": pts,
-                        "train": json.loads((run_dir / "train_summary.json").read_text())})
+            for a in chosen:
+                run_dir = member_dir(out / "ours", a, seed)
+                d = run_dir / "eval"
+                pts.append(point_of(f"alpha={a:g}", evaluate(replace(settings, model=str(run_dir)), d, quiet=True), d))
+            methods.append({"method": _titled(title, seed), "family": title, "seed": seed, "kind": kind,
+                            "points": pts})
+    for seed in seeds:
+        for reward in peers:
+            run_dir = out / _seeded(reward, seed)
+            if reward == "l1_max":
+                pts = []
+                for t in QUICK["l1_targets"] if quick else L1_EVAL_TARGETS:
+                    d = run_dir / f"eval-target-{t}"
+                    pts.append(point_of(f"target={t}", evaluate(
+                        replace(settings, model=str(run_dir), length_target=t), d, quiet=True), d))
+            else:
+                d = run_dir / "eval"
+                pts = [point_of(reward, evaluate(replace(settings, model=str(run_dir)), d, quiet=True), d)]
+            methods.append({"method": _titled(PEER_TITLES[reward], seed), "family": PEER_TITLES[reward],
+                            "seed": seed, "kind": "peer reward (RLOO)", "points": pts,
+                            "train": json.loads((run_dir / "train_summary.json").read_text())})
+    order = {}
+    for m in methods:
+        m.setdefault("family", m["method"])
+        m.setdefault("seed", 0)
+        order.setdefault(m["family"], len(order))
+    methods.sort(key=lambda m: (order[m["family"]], m["seed"]))
     print("== latency, interleaved: one request at a time, every model in turn", flush=True)
     interleaved_latency([base_point] + [p for m in methods for p in m["points"]],
                         requests=settings.latency_requests, out=out / "latency_interleaved.jsonl")
     comp = {"base": base_point, "oracle_mean_tokens": fam["base"].get("oracle_mean_tokens"), "methods": methods,
-            "demo_dir": str(demo_dir), "peer_options": {r: PEERS[r] for r in peers}, "quick": quick,
+            "demo_dir": str(demo_dir), "peer_options": {r: PEERS[r] for r in peers}, "seeds": seeds, "quick": quick,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     prev = out / "comparison.json"
     wall = time.perf_counter() - t0
@@ -206,5 +240,7 @@ def run(args) -> int:
         unknown = [p for p in peers if p not in PEERS]
         if unknown:
             raise UserError(f"--peers: unknown {', '.join(unknown)} (known: {', '.join(PEERS)})")
-    run_sidebyside(Path(args.demo), Path(args.out), quick=args.quick, parallel=args.parallel, peers=peers)
+    seeds = [int(x) for x in args.seeds.split(",")]
+    run_sidebyside(Path(args.demo), Path(args.out), quick=args.quick, parallel=args.parallel, peers=peers,
+                   seeds=seeds)
     return 0
