@@ -227,6 +227,8 @@ def test_quick_sidebyside_end_to_end(tmp_path):
                  "Kimi k1.5 length reward", "L1-Max", "ShorterBetter", "GRPO-LEAD reward", "cosine reward (TRL)",
                  "DAPO overlong (TRL)"):
         assert name in names
+    points = [comp["base"]] + [p for m in comp["methods"] for p in m["points"]]
+    assert all(p["latency_mean_ms"] > 0 and p["latency_ms_per_token"] > 0 for p in points)  # the interleaved pass
     cut = next(m for m in comp["methods"] if m["method"] == "generation cutoff")
     for p in cut["points"]:
         budget = int(p["label"].split("=")[1])

@@ -86,42 +86,55 @@ def _pct(x, ref) -> str:
     return f"{100 * (x / ref - 1):+.1f}%"
 
 
+_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#393b79", "#637939")
+
+
 def plot_comparison(comp: dict, path: Path, ratio: float = MATCHED) -> None:
-    """Accuracy vs mean tokens, one marker/line per method (points of a method sorted by tokens)."""
+    """Accuracy vs mean tokens, one colour/marker per method (a method's points joined in token order; other
+    training seeds hollow and dotted). Left: everything; right: the region around the base's accuracy."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     base = comp["base"]
-    fig, ax = plt.subplots(figsize=(8.0, 5.4))
+    fig, axes = plt.subplots(1, 2, figsize=(13.0, 5.2), gridspec_kw={"width_ratios": [1, 1]})
     markers = "osD^v<>pPX*h"
     families: dict[str, int] = {}
     for m in comp["methods"]:
         families.setdefault(m.get("family", m["method"]), len(families))
-    colors = plt.get_cmap("tab20" if len(families) > 10 else "tab10")
-    for m in comp["methods"]:
-        if not m["points"]:
-            continue
-        k = families[m.get("family", m["method"])]
-        pts = sorted(m["points"], key=lambda p: p["mean_tokens"])
-        xs, ys = [p["mean_tokens"] for p in pts], [p["accuracy"] for p in pts]
-        ours, other_seed = m["kind"] == "ours", bool(m.get("seed"))
-        ax.plot(xs, ys, marker=markers[k % len(markers)], ls=(":" if other_seed else "-") if len(pts) > 1 else "none",
-                color=colors(k), markerfacecolor="none" if other_seed else colors(k),
-                lw=2.2 if ours else 1.0, ms=7 if ours else 5, label=m["method"], zorder=3 if ours else 2)
-    ax.plot([base["mean_tokens"]], [base["accuracy"]], marker="*", ms=14, color="black", ls="none", label="base",
-            zorder=4)
-    ax.axhline(ratio * base["accuracy"], ls=":", color="grey", lw=1, label=f"{100 * ratio:.0f}% of base accuracy")
-    if comp.get("oracle_mean_tokens"):
-        ax.axvline(comp["oracle_mean_tokens"], ls="--", color="grey", lw=1, label="oracle minimum tokens")
-    ax.set_xlabel("mean completion tokens (test set, T=0.6)")
-    ax.set_ylabel("accuracy")
-    ax.set_title("Every method, measured the same way: accuracy vs tokens")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    zoom_lo = ratio * base["accuracy"] - 0.04
+    for ax, zoom in zip(axes, (False, True), strict=True):
+        for m in comp["methods"]:
+            if not m["points"]:
+                continue
+            k = families[m.get("family", m["method"])]
+            pts = sorted(m["points"], key=lambda p: p["mean_tokens"])
+            xs, ys = [p["mean_tokens"] for p in pts], [p["accuracy"] for p in pts]
+            ours, other_seed = m["kind"] == "ours", bool(m.get("seed"))
+            color = _COLORS[k % len(_COLORS)]
+            ax.plot(xs, ys, marker=markers[k % len(markers)], color=color,
+                    ls=(":" if other_seed else "-") if len(pts) > 1 else "none",
+                    markerfacecolor="none" if other_seed else color, lw=2.2 if ours else 1.0,
+                    ms=8 if ours else 6, label=m["method"], zorder=3 if ours else 2)
+        ax.plot([base["mean_tokens"]], [base["accuracy"]], marker="*", ms=14, color="black", ls="none",
+                label="base", zorder=4)
+        ax.axhline(ratio * base["accuracy"], ls=":", color="grey", lw=1, label=f"{100 * ratio:.0f}% of base accuracy")
+        if comp.get("oracle_mean_tokens"):
+            ax.axvline(comp["oracle_mean_tokens"], ls="--", color="grey", lw=1, label="oracle minimum tokens")
+        ax.set_xlabel("mean completion tokens (test set)")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+        if zoom:
+            ax.set_ylim(zoom_lo, 1.0 + 0.15 * (1.0 - zoom_lo))
+            ax.set_title(f"zoom: accuracy >= {zoom_lo:.2f}")
+        else:
+            ax.set_title("every method, measured the same way")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 

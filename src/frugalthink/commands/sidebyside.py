@@ -36,6 +36,11 @@ PEERS: dict[str, dict] = {
     "cosine": {},
     "dapo": {},
 }
+# Extra settings of a peer's own knob (seed 0 only): does it give a family too? Weaker than the defaults above.
+PEER_VARIANTS: dict[str, tuple[dict, ...]] = {
+    "kimi": ({"weight": 0.1}, {"weight": 0.3}),
+    "shorter_better": ({"beta": 0.003}, {"beta": 0.01}),
+}
 PEER_TITLES = {"kimi": "Kimi k1.5 length reward", "l1_max": "L1-Max", "shorter_better": "ShorterBetter",
                "grpo_lead": "GRPO-LEAD reward", "cosine": "cosine reward (TRL)", "dapo": "DAPO overlong (TRL)"}
 CUTOFF_BUDGETS = (24, 32, 40, 48, 64, 96, 128, 160, 192)
@@ -48,8 +53,13 @@ DPO_SETTINGS = ((2e-4, 0.0), (5e-5, 0.0), (2e-5, 0.0), (5e-5, 1.0))
 QUICK = {"budgets": (12, 24), "l1_targets": (16, 32), "shortest": {"num_prompts": 8, "samples": 4, "epochs": 1}}
 
 
-def peer_recipe(rl_recipe, reward: str, seed: int = 0):
-    return replace(rl_recipe, reward=reward, reward_options=dict(PEERS[reward]), alpha=0.0, seed=seed)
+def peer_recipe(rl_recipe, reward: str, seed: int = 0, variant: dict | None = None):
+    return replace(rl_recipe, reward=reward, reward_options={**PEERS[reward], **(variant or {})}, alpha=0.0,
+                   seed=seed)
+
+
+def _variant_tag(variant: dict) -> str:
+    return "-".join(f"{k}{v:g}" for k, v in sorted(variant.items()))
 
 
 def _seeded(name: str, seed: int) -> str:
@@ -128,6 +138,9 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
             for seed in seeds for r in peers]
     runs += [(replace(rl_recipe, alpha=a, seed=seed), member_dir(out / "ours", a, seed), f"[alpha={a:g} seed={seed}]")
              for seed in extra_seeds for a in alphas]
+    variants = [] if quick else [(r, v) for r in peers for v in PEER_VARIANTS.get(r, ())]
+    runs += [(peer_recipe(rl_recipe, r, 0, v), out / f"{r}-{_variant_tag(v)}", f"[{r}-{_variant_tag(v)}]")
+             for r, v in variants]
     train_runs(runs, parallel=parallel, console=True)
 
     print("== 5/5 evaluation and comparison", flush=True)
@@ -152,7 +165,12 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
                         replace(settings, model=str(run_dir), length_target=t), d, quiet=True), d))
             else:
                 d = run_dir / "eval"
-                pts = [point_of(reward, evaluate(replace(settings, model=str(run_dir)), d, quiet=True), d)]
+                label = _variant_tag(PEERS[reward]) if reward in PEER_VARIANTS else reward
+                pts = [point_of(label, evaluate(replace(settings, model=str(run_dir)), d, quiet=True), d)]
+                for v in (PEER_VARIANTS.get(reward, ()) if not seed and not quick else ()):
+                    vdir = out / f"{reward}-{_variant_tag(v)}"
+                    pts.append(point_of(_variant_tag({**PEERS[reward], **v}), evaluate(
+                        replace(settings, model=str(vdir)), vdir / "eval", quiet=True), vdir / "eval"))
             methods.append({"method": _titled(PEER_TITLES[reward], seed), "family": PEER_TITLES[reward],
                             "seed": seed, "kind": "peer reward (RLOO)", "points": pts,
                             "train": json.loads((run_dir / "train_summary.json").read_text())})
