@@ -186,12 +186,12 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
     comp = {"base": base_point, "oracle_mean_tokens": fam["base"].get("oracle_mean_tokens"), "methods": methods,
             "demo_dir": str(demo_dir), "peer_options": {r: PEERS[r] for r in peers}, "seeds": seeds, "quick": quick,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-    prev = out / "comparison.json"
+    path = out / "comparison.json"
     wall = time.perf_counter() - t0
-    if prev.exists():  # keep the first full run's wall time; a rerun that only re-reads finished work is seconds
-        wall = max(wall, json.loads(prev.read_text()).get("wall_s", 0))
-    comp["wall_s"] = round(wall, 1)
-    prev.write_text(json.dumps(comp, indent=2) + "\n")
+    # Each invocation resumes the last; keep every pass's wall time (a pass that only re-reads takes seconds).
+    passes = json.loads(path.read_text()).get("passes", []) if path.exists() else []
+    comp["passes"] = passes + [{"finished": comp["finished"], "wall_s": round(wall, 1)}]
+    path.write_text(json.dumps(comp, indent=2) + "\n")
     md, png = write_comparison_report(out)
     print(md.read_text())
     print(f"plot: {png}\ntable: {md}\nwall time {wall:.0f}s")
