@@ -41,6 +41,9 @@ def test_recipes_build_trainer_config_on_cpu(recipe, tmp_path):
     ("model: m\nrollouts: many\n", "rollouts: expected an integer"),
     ("model: m\n  x: [\n", "invalid YAML"),
     ("alpha: 0.1\n", "missing field 'model'"),
+    ("model: m\nreward: kimmi\n", "reward: unknown 'kimmi'"),
+    ("model: m\nreward: kimi\nreward_options: {beta: 1}\n", "reward_options: beta not an option of reward 'kimi'"),
+    ("model: m\nreward: l1_max\nreward_options: {targets: [50, 10]}\n", "reward_options.targets"),
 ])
 def test_recipe_errors_name_the_field(tmp_path, text, message):
     bad = tmp_path / "bad.yaml"

@@ -136,18 +136,6 @@ def test_length_reward_dispatch_equals_the_pure_function(kind):
     assert len(set(got)) > 2
 
 
-@pytest.mark.parametrize("text,message", [
-    ("model: m\nreward: kimmi\n", "reward: unknown 'kimmi'"),
-    ("model: m\nreward: kimi\nreward_options: {beta: 1}\n", "reward_options: beta not an option of reward 'kimi'"),
-    ("model: m\nreward: l1_max\nreward_options: {targets: [50, 10]}\n", "reward_options.targets"),
-])
-def test_reward_recipe_errors_name_the_field(tmp_path, text, message):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(text)
-    with pytest.raises(UserError, match=message):
-        load_recipe(str(bad))
-
-
 def test_peer_recipe_files_match_the_driver():
     from frugalthink.commands.demo import DEMO_RL
     from frugalthink.commands.sidebyside import PEERS

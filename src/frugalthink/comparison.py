@@ -12,10 +12,9 @@ with a point = ``{"label", "accuracy", "accuracy_ci95", "mean_tokens", "latency_
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from frugalthink.errors import UserError
+from frugalthink.jsonl import read_json_object
 
 MATCHED = 0.97
 
@@ -139,17 +138,7 @@ def plot_comparison(comp: dict, path: Path, ratio: float = MATCHED) -> None:
 
 
 def load_comparison(d: str | Path) -> dict:
-    path = Path(d) / "comparison.json"
-    if not path.exists():
-        raise UserError(f"{path}: not found (run `frugalthink sidebyside` first)")
-    try:
-        comp = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
-    for key in ("base", "methods"):
-        if key not in comp:
-            raise UserError(f"{path}: missing field '{key}'")
-    return comp
+    return read_json_object(Path(d) / "comparison.json", ("base", "methods"), "run `frugalthink sidebyside` first")
 
 
 def write_comparison_report(d: str | Path) -> tuple[Path, Path]:

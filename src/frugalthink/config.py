@@ -21,6 +21,13 @@ from frugalthink.errors import UserError
 T = TypeVar("T")
 
 
+def require_positive(obj, names: tuple[str, ...]) -> None:
+    """Raise `UserError` naming the first of ``names`` whose value on ``obj`` is not > 0."""
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise UserError(f"{name} must be positive, got {getattr(obj, name)}")
+
+
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():

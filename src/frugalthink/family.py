@@ -18,6 +18,7 @@ from pathlib import Path
 
 from frugalthink.commands.evaluate import EvalSettings, evaluate
 from frugalthink.errors import UserError
+from frugalthink.jsonl import read_json_object
 
 
 def member_dir(out: Path, alpha: float, seed: int = 0) -> Path:
@@ -153,17 +154,7 @@ def train_runs(runs: list[tuple], parallel: int = 1, console: bool = True) -> No
 
 
 def load_family(d: str | Path) -> dict:
-    path = Path(d) / "family.json"
-    if not path.exists():
-        raise UserError(f"{path}: not found (run `frugalthink sweep` first)")
-    try:
-        fam = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
-    for key in ("base", "members"):
-        if key not in fam:
-            raise UserError(f"{path}: missing field '{key}'")
-    return fam
+    return read_json_object(Path(d) / "family.json", ("base", "members"), "run `frugalthink sweep` first")
 
 
 def family_table(fam: dict) -> str:

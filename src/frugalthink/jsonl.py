@@ -10,6 +10,21 @@ from pathlib import Path
 from frugalthink.errors import UserError
 
 
+def read_json_object(path: str | Path, required: tuple[str, ...], missing_hint: str) -> dict:
+    """A JSON object from ``path`` with ``required`` keys; errors name the file (and line) and say what to run."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: not found ({missing_hint})")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+    for key in required:
+        if key not in data:
+            raise UserError(f"{path}: missing field '{key}'")
+    return data
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, row)`` for each non-empty line; a bad line raises `UserError` naming file:line."""
     path = Path(path)

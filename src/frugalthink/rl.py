@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from frugalthink import rewards as R
+from frugalthink.config import require_positive
 from frugalthink.errors import UserError
 from frugalthink.tasks.base import Problem
 
@@ -89,11 +90,8 @@ class RLRecipe:
                 f"prompts_per_rollout*num_generations ({samples}) must split evenly over updates_per_rollout * "
                 f"gradient_accumulation_steps * num_processes ({per_update})"
             )
-        for name in ("rollouts", "prompts_per_rollout", "updates_per_rollout", "save_every", "max_completion_length"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise UserError(f"learning_rate must be positive, got {self.learning_rate}")
+        require_positive(self, ("rollouts", "prompts_per_rollout", "updates_per_rollout", "save_every",
+                                "max_completion_length", "learning_rate"))
 
     def resolved_reward_options(self) -> dict:
         """The reward's options with defaults filled in (length caps default to ``max_completion_length``)."""

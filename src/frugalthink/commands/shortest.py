@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from frugalthink.config import apply_overrides, from_dict, load_yaml, write_run_metadata
+from frugalthink.config import apply_overrides, from_dict, load_yaml, require_positive, write_run_metadata
 from frugalthink.errors import UserError
 
 FINISHED = "train_summary.json"
@@ -44,9 +44,7 @@ class ShortestRecipe:
     def validate(self) -> None:
         if self.method not in ("sft", "dpo"):
             raise UserError(f"method must be sft or dpo, got {self.method!r}")
-        for name in ("num_prompts", "samples", "max_new_tokens", "epochs", "batch_size"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"{name} must be positive, got {getattr(self, name)}")
+        require_positive(self, ("num_prompts", "samples", "max_new_tokens", "epochs", "batch_size"))
         if self.sft_weight < 0:
             raise UserError(f"sft_weight must be >= 0, got {self.sft_weight}")
         if self.method == "dpo" and self.samples < 2:

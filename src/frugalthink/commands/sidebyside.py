@@ -167,7 +167,7 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
                 d = run_dir / "eval"
                 label = _variant_tag(PEERS[reward]) if reward in PEER_VARIANTS else reward
                 pts = [point_of(label, evaluate(replace(settings, model=str(run_dir)), d, quiet=True), d)]
-                for v in (PEER_VARIANTS.get(reward, ()) if not seed and not quick else ()):
+                for v in ([v for r, v in variants if r == reward] if not seed else []):
                     vdir = out / f"{reward}-{_variant_tag(v)}"
                     pts.append(point_of(_variant_tag({**PEERS[reward], **v}), evaluate(
                         replace(settings, model=str(vdir)), vdir / "eval", quiet=True), vdir / "eval"))

@@ -78,13 +78,14 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     if len(problems) < recipe.prompts_per_rollout:
         raise UserError(f"only {len(problems)} training prompts; prompts_per_rollout is {recipe.prompts_per_rollout}")
     options = recipe.resolved_reward_options()
-    rows = [{"prompt": build_prompt(tokenizer, task, p), "answer": p.answer, "problem_id": p.id} for p in problems]
-    if recipe.reward == "l1_max":
-        # L1: every prompt carries its own token budget, which the reward reads back from the "target" column.
-        low, high = options["targets"]
-        for row, p, t in zip(rows, problems, l1_targets([p.id for p in problems], low, high, recipe.seed), strict=True):
-            row.update(prompt=build_prompt(tokenizer, task, p, length_target=t), target=t)
-    dataset = Dataset.from_list(rows)
+    # L1: every prompt carries its own token budget, which the reward reads back from the "target" column.
+    targets = (l1_targets([p.id for p in problems], *options["targets"], recipe.seed) if recipe.reward == "l1_max"
+               else [None] * len(problems))
+    dataset = Dataset.from_list([
+        {"prompt": build_prompt(tokenizer, task, p, length_target=t), "answer": p.answer, "problem_id": p.id,
+         **({"target": t} if t is not None else {})}
+        for p, t in zip(problems, targets, strict=True)
+    ])
     dtype = torch.bfloat16 if recipe.bf16 else torch.float32
     model = AutoModelForCausalLM.from_pretrained(recipe.model, dtype=dtype)
     eos = model.generation_config.eos_token_id
