@@ -7,10 +7,12 @@ import time
 from pathlib import Path
 
 from frugalthink.config import apply_overrides, from_dict, load_yaml, write_run_metadata
-from frugalthink.errors import UserError
+from frugalthink.outdir import claim
 from frugalthink.progress import progress_bar
 from frugalthink.sft import BaseRecipe, train_base
 from frugalthink.tiny import build_model, build_tokenizer
+
+METADATA = "frugalthink_base.json"
 
 
 def load_base_recipe(path: str | None, overrides: list[str], answer_only: bool = False) -> BaseRecipe:
@@ -27,13 +29,11 @@ def build_base(out: str | Path, recipe: BaseRecipe) -> dict:
     done = out / "base_summary.json"
     if done.exists():
         return json.loads(done.read_text())
-    if out.exists() and any(out.iterdir()):
-        # An interrupted build leaves partial files; the build is short and deterministic, so start over.
-        for f in out.iterdir():
-            if f.is_file():
-                f.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    write_run_metadata(out, recipe, name="frugalthink_base.json")
+    claim(out, METADATA)
+    # An interrupted build of ours starts over (short and deterministic): save_pretrained overwrites our weights and
+    # tokenizer files; our own log is emptied. Nothing else in the folder is touched.
+    (out / "train_log.jsonl").write_text("")
+    write_run_metadata(out, recipe, name=METADATA)
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, recipe.model, seed=recipe.seed)
     n_params = sum(p.numel() for p in model.parameters())
@@ -50,8 +50,6 @@ def build_base(out: str | Path, recipe: BaseRecipe) -> dict:
 def run(args) -> int:
     recipe = load_base_recipe(args.recipe, args.set, args.answer_only)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a directory")
     summary = build_base(out, recipe)
     print(f"base reasoner: {out} ({summary['params']} params, {summary['steps']} SFT steps, "
           f"{summary['wall_s']:.0f}s, final loss {summary['final_loss']:.4f})")

@@ -16,6 +16,7 @@ from pathlib import Path
 from frugalthink.errors import UserError
 from frugalthink.evaluation import format_summary, summarize
 from frugalthink.jsonl import append_jsonl, read_jsonl_tolerant
+from frugalthink.outdir import claim
 from frugalthink.progress import progress_bar
 
 # Settings that define what the records mean: a resume with different values would mix two experiments.
@@ -89,8 +90,7 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
     from frugalthink.prompts import build_prompt
 
     settings = settings.resolved()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim(out, "eval_config.json")
     _check_resume(out, settings)
     write_run_metadata(out, settings, name="eval_config.json")
     gen = generator or make_generator(settings.backend, settings.model)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from frugalthink.config import apply_overrides, from_dict, load_yaml, require_positive, write_run_metadata
 from frugalthink.errors import UserError
+from frugalthink.outdir import claim
 
 FINISHED = "train_summary.json"
 
@@ -71,7 +72,7 @@ def train_shortest(recipe: ShortestRecipe, out: str | Path, pool_dir: str | Path
     out = Path(out)
     if (out / FINISHED).exists():
         return json.loads((out / FINISHED).read_text())
-    out.mkdir(parents=True, exist_ok=True)
+    claim(out, "frugalthink_run.json")
     write_run_metadata(out, recipe, name="frugalthink_run.json")
     pool_dir = Path(pool_dir) if pool_dir else out / "pool"
     records = sample_pool(recipe, pool_dir, quiet=not console)

@@ -15,9 +15,11 @@ from pathlib import Path
 
 from frugalthink.config import apply_overrides, from_dict, load_yaml, write_run_metadata
 from frugalthink.errors import UserError
+from frugalthink.outdir import claim
 from frugalthink.rl import RLRecipe
 
 FINISHED = "train_summary.json"
+METADATA = "frugalthink_run.json"
 
 
 def load_recipe(path: str, alpha: float | None = None, overrides: list[str] = ()) -> RLRecipe:
@@ -49,7 +51,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     ckpt = last_checkpoint(out) if out.exists() else None
     if ckpt and not resume:
         raise UserError(f"{out}: holds checkpoints ({ckpt.name}); pass --resume to continue, or use another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    claim(out, METADATA)
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -67,7 +69,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
 
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
-    write_run_metadata(out, recipe, name="frugalthink_run.json")
+    write_run_metadata(out, recipe, name=METADATA)
     tokenizer = AutoTokenizer.from_pretrained(recipe.model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
