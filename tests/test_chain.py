@@ -97,7 +97,7 @@ def test_grader_on_minimal_verbose_and_corrupted_traces():
     cut = task.grade([m[:-3] for m in minimal], problems)
     assert not any(r.correct for r in cut)
     assert task.grade(minimal[:1], problems[:1], truncated=[True])[0].reason == "truncated"
-    assert task.grade(["<think>B1+1=2"], [Problem("x", "", "2")])[0].reason == "no_answer"
+    assert task.grade(["<think>B1+1=2"], [Problem("x", "", "2")])[0].reason == "unfinished_thinking"
 
 
 def test_tokenizer_round_trip_and_counts():

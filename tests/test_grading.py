@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from frugalthink.answers import extract_answer, final_number, last_boxed, normalize, strip_thinking
+from frugalthink.answers import extract, extract_answer, final_number, last_boxed, normalize
 from frugalthink.grading import MathVerifyPool, grade, grade_many
 from frugalthink.jsonl import iter_jsonl
 from frugalthink.tasks.math_benchmarks import gold_from_text, shipped_file
@@ -40,16 +40,16 @@ def test_different_values_are_wrong(pred, gold):
 
 def test_reasons():
     assert grade("I have no idea.", "3").reason == "no_answer"
-    assert grade(r"\boxed{3}", "3", truncated=True) == grade(r"\boxed{3}", "3", truncated=True)
+    assert grade(r"\boxed{3}", "3").correct  # the same completion, not truncated, is right
     cut = grade(r"\boxed{3}", "3", truncated=True)
     assert (cut.correct, cut.reason, cut.extracted) == (False, "truncated", "3")
 
 
 def test_think_tags_grade_only_the_final_part():
-    assert strip_thinking("<think>\\boxed{4}</think>The answer is \\boxed{3}") == "The answer is \\boxed{3}"
+    assert extract("<think>\\boxed{4}</think>The answer is \\boxed{3}") == ("3", "ok")
     assert grade("<think>maybe \\boxed{4}</think> \\boxed{3}", "3").correct
     assert not grade("<think>maybe \\boxed{3}</think> \\boxed{4}", "3").correct
-    assert grade("<think>still going, \\boxed{3}", "3").reason == "no_answer"
+    assert grade("<think>still going, \\boxed{3}", "3").reason == "unfinished_thinking"
 
 
 def test_extraction_rules():
@@ -114,9 +114,9 @@ def _rows(name):
 def test_real_benchmarks_reference_solutions_grade_correct():
     math500 = _rows("math500")
     res = grade_many([r["solution"] for r in math500], [r["answer"] for r in math500])
-    assert sum(r.correct for r in res) / len(res) >= 0.99
+    assert sum(r.correct for r in res) / len(res) >= 0.995
     gsm = _rows("gsm8k")
-    res = grade_many([r["answer"] for r in gsm], [gold_from_text(r["answer"]) for r in gsm])
+    res = grade_many([r["answer"] for r in gsm], [gold_from_text(r["answer"]) for r in gsm], number_fallback=True)
     assert sum(r.correct for r in res) / len(res) >= 0.995
     for name in ("aime24", "amc23"):
         rows = _rows(name)

@@ -12,6 +12,7 @@ from frugalthink.commands.train import load_recipe
 from frugalthink.errors import UserError
 from frugalthink.rl import LengthReward, build_rloo_config
 from frugalthink.tasks import get_task
+from frugalthink.tasks.base import Problem
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,10 +62,11 @@ def test_demo_recipe_file_matches_the_demo():
 
 
 def _reward_inputs():
-    # 3 prompts x 4 samples, deliberately interleaved so that groups straddle the two ranks' halves.
+    # 3 prompts x 4 samples, consecutive as TRL lays them out; the middle group straddles the two ranks' halves.
+    # Prompts 1 and 3 share a problem id (duplicates in a user's data): groups still come from positions.
     task = get_task("chain")
-    pids = ["111", "222", "333"] * 4
-    answers = ["3", "6", "9"] * 4
+    pids = ["111"] * 4 + ["222"] * 4 + ["111"] * 4
+    answers = ["3"] * 4 + ["6"] * 4 + ["3"] * 4
     eos = 1
     texts, ids = [], []
     for i, a in enumerate(answers):
@@ -81,7 +83,7 @@ def _dist_worker(rank, world, port, out_dir):
     task, pids, answers, texts, ids = _reward_inputs()
     half = len(pids) // world
     sl = slice(rank * half, (rank + 1) * half)
-    reward = LengthReward(task, 0.3, {1})
+    reward = LengthReward(task, 0.3, {1}, num_generations=4)
     r = reward(prompts=[""] * half, completions=texts[sl], completion_ids=ids[sl], answer=answers[sl],
                problem_id=pids[sl])
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(r))
@@ -94,7 +96,7 @@ def test_two_processes_give_the_same_rewards_as_one(tmp_path):
     import torch.multiprocessing as mp
 
     task, pids, answers, texts, ids = _reward_inputs()
-    single = LengthReward(task, 0.3, {1})(prompts=[""] * 12, completions=texts, completion_ids=ids,
+    single = LengthReward(task, 0.3, {1}, num_generations=4)(prompts=[""] * 12, completions=texts, completion_ids=ids,
                                               answer=answers, problem_id=pids)
     assert single[7] == 0.0  # truncated -> wrong
     assert len({round(x, 6) for x in single}) > 3  # the length penalty actually differentiates
@@ -104,10 +106,24 @@ def test_two_processes_give_the_same_rewards_as_one(tmp_path):
     mp.spawn(_dist_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
     both = json.loads((tmp_path / "rank0.json").read_text()) + json.loads((tmp_path / "rank1.json").read_text())
     assert both == pytest.approx(single)
-    # Without gathering, each rank would see incomplete groups and get different numbers:
-    alone = LengthReward(task, 0.3, {1})(prompts=[""] * 6, completions=texts[:6], completion_ids=ids[:6],
-                                             answer=answers[:6], problem_id=pids[:6])
-    assert alone != pytest.approx(single[:6])
+    # Without gathering, a rank holds half a group and could not form the prompt's statistics at all:
+    with pytest.raises(ValueError, match="groups of num_generations=4"):
+        LengthReward(task, 0.3, {1}, num_generations=4)(prompts=[""] * 6, completions=texts[:6],
+                                                         completion_ids=ids[:6], answer=answers[:6],
+                                                         problem_id=pids[:6])
+
+
+def test_groups_come_from_positions_not_problem_ids():
+    from frugalthink import rewards as R
+
+    task, pids, answers, texts, ids = _reward_inputs()
+    got = LengthReward(task, 0.3, {1}, num_generations=4)(prompts=[""] * 12, completions=texts, completion_ids=ids,
+                                                           answer=answers, problem_id=pids)
+    correct = [g.correct for g in task.grade(texts, [Problem(p, "", a) for p, a in zip(pids, answers)],
+                                             [not i or i[-1] != 1 for i in ids])]
+    lengths = [len(i) for i in ids]
+    assert got == pytest.approx(R.efficiency_rewards(correct, lengths, [i // 4 for i in range(12)], 0.3))
+    assert got != pytest.approx(R.efficiency_rewards(correct, lengths, pids, 0.3))  # grouping by id would differ
 
 
 def _tiny_model(path):
@@ -129,20 +145,29 @@ def _log(out):
     return [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
 
 
-def test_clipping_fires_on_the_second_update(tmp_path):
+@pytest.mark.parametrize("rule", ["trl", "official"])
+def test_clipping_fires_on_the_second_update(tmp_path, rule):
+    # A random model gets every chain answer wrong, so the efficiency reward is 0 for all and (policy = reference at
+    # the start, KL 0) carries no signal; DAPO's length-dependent overlong shaping gives one under both rules.
+    reward = "dapo"
     _tiny_model(tmp_path / "m")
     out = tmp_path / "run"
     res = _train(["--set", f"model={tmp_path / 'm'}", "--set", "rollouts=3", "--set", "prompts_per_rollout=4",
                   "--set", "max_completion_length=24", "--set", "learning_rate=0.05", "--set", "threads=1",
-                  "--alpha", "0.2", "--out", str(out)])
+                  "--set", f"update_rule={rule}", "--set", f"reward={reward}", "--alpha", "0.2", "--out", str(out)])
     assert res.returncode == 0, res.stderr[-2000:]
     log = _log(out)
     assert [r["step"] for r in log] == list(range(1, 7))
     first_updates = [r["clip_ratio"] for r in log if r["step"] % 2 == 1]
     assert all(c == 0 for c in first_updates)  # ratio is exactly 1 on the rollout's first update
     assert any(r["clip_ratio"] > 0 for r in log if r["step"] % 2 == 0)
-    for key in ("reward", "accuracy", "tokens_mean", "tokens_median", "frac_all_correct", "frac_all_wrong", "kl"):
+    for key in ("reward", "accuracy", "tokens_mean", "tokens_median", "frac_all_correct", "frac_all_wrong", "kl",
+                "tokens_wrong_mean", "truncated_frac", "entropy"):
         assert key in log[0]
+    assert all("s_per_rollout" in r and r["gen_tokens_per_s"] > 0 for r in log if r["step"] % 2 == 0)
+    assert [line.split("|")[0].strip() for line in res.stdout.splitlines() if line.startswith("step")] == [
+        f"step {i:4d}" for i in range(1, 7)]  # a console line for every optimizer step
+    assert "warning (step 1): " in res.stdout  # most completions truncated
     cfg = json.loads((out / "frugalthink_run.json").read_text())
     assert cfg["config"]["alpha"] == 0.2 and cfg["frugalthink_version"]
     from transformers import AutoModelForCausalLM

@@ -98,9 +98,10 @@ def test_cutoff_end_to_end_with_a_real_model(tmp_path):
 # ---- RL reward dispatch ---------------------------------------------------------------------------------------
 
 def _batch():
+    # Two prompts x 4 samples, consecutive (groups by position, as the trainer lays them out).
     task = get_task("chain")
-    pids = ["12", "34"] * 4
-    answers = ["3", "7"] * 4
+    pids = ["12"] * 4 + ["34"] * 4
+    answers = ["3"] * 4 + ["7"] * 4
     texts, ids = [], []
     for i, a in enumerate(answers):
         right = i not in (2, 5)
@@ -121,7 +122,7 @@ def test_length_reward_dispatch_equals_the_pure_function(kind):
     if kind == "l1_max":
         opts["alpha"] = 0.02
     targets = [15, 25] * 4
-    got = LengthReward(task, 0.3, {1}, reward=kind, options=opts)(
+    got = LengthReward(task, 0.3, {1}, reward=kind, options=opts, num_generations=4)(
         prompts=[""] * 8, completions=texts, completion_ids=ids, answer=answers, problem_id=pids, target=targets)
     expected = {
         "efficiency": lambda: R.efficiency_rewards(correct, lengths, pids, 0.3),

@@ -1,13 +1,16 @@
 """Answer extraction from model completions: pure string code, no torch, no sympy.
 
-The grader (`frugalthink.grading`) calls `extract_answer` on every completion, for rewards and evaluation alike.
+The grader (`frugalthink.grading`) calls `extract` on every completion, for rewards and evaluation alike. The rules
+are strict on purpose: a length penalty rewards any shortcut the grader leaves open, and RL finds it.
 
-Rules, in order:
-1. If the completion contains ``</think>``, only the text after the last ``</think>`` is graded (R1-style models
-   put their final answer there). A completion that opens ``<think>`` and never closes it is still thinking: it
-   has no answer. Otherwise the whole completion is graded.
-2. The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) wins, braces matched.
-3. Fallbacks for GSM8K-style text: ``#### N``, then "answer is N", then the last number in the text.
+1. Thinking must be closed. When the prompt or the completion opens ``<think>``, only the text after the last
+   ``</think>`` is the answer region; if thinking never closes, the completion is wrong (``unfinished_thinking``),
+   whatever it boxed inside. Without any thinking block the whole completion is the answer region.
+2. The answer is a ``\\boxed{...}`` (or ``\\fbox{...}``) in the answer region. An empty box is wrong
+   (``empty_box``); boxes with different values are hedging and wrong (``hedging``); the same value boxed twice
+   (e.g. in a sentence and again in a display) is fine.
+3. Only tasks that declare ``number_fallback`` (GSM8K-style references) fall back, when no box is present, to
+   ``#### N``, then "answer is N", then the last number of the answer region.
 """
 
 from __future__ import annotations
@@ -22,14 +25,6 @@ _ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*\$?\s*(" + _NUMBER + r")", re.IGNOR
 _LAST_NUMBER = re.compile(_NUMBER)
 
 
-def strip_thinking(text: str) -> str:
-    """The part of ``text`` after the last ``</think>``; ``""`` if thinking was opened and never closed."""
-    idx = text.rfind(THINK_END)
-    if idx < 0:
-        return "" if THINK_START in text else text
-    return text[idx + len(THINK_END) :]
-
-
 def last_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{...}``/``\\fbox{...}`` in ``text``; None when absent or unclosed.
 
@@ -37,26 +32,7 @@ def last_boxed(text: str) -> str | None:
     '\\\\frac{1}{2}'
     """
     start = max(text.rfind(opener) for opener in _BOX_OPENERS)
-    if start < 0:
-        return None
-    i = start + (6 if text.startswith("\\boxed", start) else 5)
-    while i < len(text) and text[i] == " ":
-        i += 1
-    if i >= len(text):
-        return None
-    if text[i] != "{":  # "\boxed 5" form: take the next token
-        m = re.match(r"[^\s$.,]+", text[i:])
-        return m.group(0) if m else None
-    depth = 0
-    for j in range(i, len(text)):
-        ch = text[j]
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j].strip()
-    return None  # unbalanced: the answer was cut off
+    return None if start < 0 else _first_box(text[start:])
 
 
 def final_number(text: str) -> str | None:
@@ -71,13 +47,79 @@ def final_number(text: str) -> str | None:
     return found[-1].replace(",", "").rstrip(".")
 
 
-def extract_answer(completion: str) -> str | None:
-    """Final answer of a completion (see module docstring), or None when it has none."""
-    tail = strip_thinking(completion)
-    boxed = last_boxed(tail)
-    if boxed is not None:
-        return boxed
-    return final_number(tail)
+def all_boxed(text: str) -> list[str | None]:
+    """Contents of every ``\\boxed{...}``/``\\fbox{...}`` in ``text``, in order (None for an unclosed one)."""
+    found, i = [], 0
+    while True:
+        starts = [j for j in (text.find(o, i) for o in _BOX_OPENERS) if j >= 0]
+        if not starts:
+            return found
+        found.append(_first_box(text[min(starts) :]))
+        i = min(starts) + 5
+
+
+def _first_box(text: str) -> str | None:
+    """Content of the box that ``text`` starts with (``\\boxed{..}``, ``\\boxed 5``, ``\\fbox{..}``)."""
+    i = 6 if text.startswith("\\boxed") else 5
+    while i < len(text) and text[i] == " ":
+        i += 1
+    if i >= len(text):
+        return None
+    if text[i] != "{":
+        m = re.match(r"[^\s$.,]+", text[i:])
+        return m.group(0) if m else None
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j].strip()
+    return None
+
+
+def extract(completion: str, thinking_open: bool = False, number_fallback: bool = False) -> tuple[str | None, str]:
+    """The final answer of a completion and why there is none: ``(answer, "ok")`` or ``(None, reason)`` with reason
+    one of ``unfinished_thinking``, ``empty_box``, ``hedging``, ``no_answer`` (module docstring).
+
+    ``thinking_open``: the prompt itself opened ``<think>`` (so the completion must close it).
+
+    >>> extract(r"<think>maybe \\boxed{3}</think>So \\boxed{4}.")
+    ('4', 'ok')
+    >>> extract(r"still thinking, maybe \\boxed{3}", thinking_open=True)
+    (None, 'unfinished_thinking')
+    >>> extract(r"</think>\\boxed{3} or \\boxed{4}")
+    (None, 'hedging')
+    """
+    idx = completion.rfind(THINK_END)
+    if idx >= 0:
+        region = completion[idx + len(THINK_END) :]
+        if THINK_START in region:  # thinking re-opened after it closed, and never closed again
+            return None, "unfinished_thinking"
+    elif thinking_open or THINK_START in completion:
+        return None, "unfinished_thinking"
+    else:
+        region = completion
+    boxes = all_boxed(region)
+    if boxes:
+        if any(b is None for b in boxes):
+            return None, "no_answer"  # a box left unclosed: the answer was cut off
+        if any(not b for b in boxes):
+            return None, "empty_box"
+        if len({normalize(b) for b in boxes}) > 1:
+            return None, "hedging"
+        return boxes[-1], "ok"
+    if number_fallback:
+        number = final_number(region)
+        if number is not None:
+            return number, "ok"
+    return None, "no_answer"
+
+
+def extract_answer(completion: str, thinking_open: bool = False, number_fallback: bool = False) -> str | None:
+    """The answer `extract` finds, or None."""
+    return extract(completion, thinking_open, number_fallback)[0]
 
 
 _DROP = ("\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "\\displaystyle", "$", " ", "\n", "\t")

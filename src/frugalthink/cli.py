@@ -28,6 +28,8 @@ def _grade_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output JSONL: input rows plus correct, extracted, reason")
     p.add_argument("--kind", choices=["math", "exact"], default="math", help="comparison (default: math)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per math-verify comparison (default 5)")
+    p.add_argument("--number-fallback", action="store_true",
+                   help="relax: accept a bare final number when nothing is boxed (GSM8K-style references)")
 
 
 @command("base", "build the embedded tiny base reasoner (synthetic task, SFT)", "frugalthink.commands.base:run")

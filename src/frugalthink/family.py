@@ -113,8 +113,14 @@ def train_runs(runs: list[tuple], parallel: int = 1, console: bool = True) -> No
 
     import yaml
 
+    from frugalthink.commands.train import METADATA
+    from frugalthink.config import write_run_metadata
+    from frugalthink.outdir import claim
+
     def launch(recipe, run_dir, tag):
-        run_dir.mkdir(parents=True, exist_ok=True)
+        # Mark the folder as a training run of ours before the recipe copy and the log land in it.
+        claim(run_dir, METADATA)
+        write_run_metadata(run_dir, recipe, name=METADATA)
         recipe_path = run_dir / "recipe.yaml"
         recipe_path.write_text(yaml.safe_dump(asdict(replace(recipe, threads=1))))
         cmd = [sys.executable, "-m", "frugalthink.cli", "train", "--recipe", str(recipe_path), "--out", str(run_dir),

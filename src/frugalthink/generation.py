@@ -63,10 +63,25 @@ class HFGenerator:
         eos = eos if isinstance(eos, list) else [eos if eos is not None else self.tokenizer.eos_token_id]
         self.eos_ids = {int(e) for e in eos} | {int(self.tokenizer.eos_token_id)}
 
+    def encode(self, prompts: list[str]) -> dict:
+        """Left-padded ``input_ids``/``attention_mask`` from `frugalthink.prompts.encode_prompt` (training's ids)."""
+        import torch
+
+        from frugalthink.prompts import encode_prompt
+
+        rows = [encode_prompt(self.tokenizer, p) for p in prompts]
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+
     def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, seed: int) -> list[Generation]:
         import torch
 
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        from frugalthink.prompts import decode_completion
+
+        enc = self.encode(prompts)
         torch.manual_seed(seed)
         if self.device == "cuda":
             torch.cuda.manual_seed_all(seed)
@@ -86,8 +101,7 @@ class HFGenerator:
         width = enc["input_ids"].shape[1]
         for row in out[:, width:].tolist():
             ids, truncated = _split_at_eos(row, self.eos_ids, self.tokenizer.pad_token_id)
-            text_ids = ids[:-1] if not truncated else ids
-            gens.append(Generation(self.tokenizer.decode(text_ids, skip_special_tokens=False), len(ids), truncated))
+            gens.append(Generation(decode_completion(self.tokenizer, ids, self.eos_ids), len(ids), truncated))
         return gens
 
     def sync(self) -> None:
@@ -105,28 +119,40 @@ class VLLMGenerator:
 
     name = "vllm"
 
-    def __init__(self, model_path: str, dtype: str | None = None, gpu_memory_utilization: float = 0.85):
-        try:
-            from vllm import LLM
-        except ImportError as exc:
-            from frugalthink.errors import UserError
+    def __init__(self, model_path: str, dtype: str | None = None, gpu_memory_utilization: float = 0.85, llm=None):
+        if llm is None:
+            try:
+                from vllm import LLM
+            except ImportError as exc:
+                from frugalthink.errors import UserError
 
-            raise UserError("--backend vllm needs vLLM: pip install 'frugalthink[gpu]' on a GPU machine") from exc
-        self.llm = LLM(model=model_path, dtype=dtype or "bfloat16", gpu_memory_utilization=gpu_memory_utilization)
+                raise UserError("--backend vllm needs vLLM: pip install 'frugalthink[gpu]' on a GPU machine") from exc
+            llm = LLM(model=model_path, dtype=dtype or "bfloat16", gpu_memory_utilization=gpu_memory_utilization)
+        self.llm = llm
         self.tokenizer = self.llm.get_tokenizer()
+        self.eos_ids = {int(self.tokenizer.eos_token_id)}
+
+    def requests(self, prompts: list[str]) -> list[dict]:
+        """What is sent to vLLM: token ids from `frugalthink.prompts.encode_prompt`, never raw strings (vLLM would
+        tokenize them with special tokens added, a second BOS for templates that write their own)."""
+        from frugalthink.prompts import encode_prompt
+
+        return [{"prompt_token_ids": encode_prompt(self.tokenizer, p)} for p in prompts]
+
+    def completion(self, token_ids, finish_reason: str | None) -> Generation:
+        """A vLLM output as a `Generation`, decoded as every other backend and the reward decode."""
+        from frugalthink.prompts import decode_completion
+
+        ids = list(token_ids)
+        return Generation(decode_completion(self.tokenizer, ids, self.eos_ids), len(ids), finish_reason == "length")
 
     def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, seed: int) -> list[Generation]:
         from vllm import SamplingParams
 
         params = [SamplingParams(temperature=temperature, top_p=1.0, max_tokens=max_new_tokens, seed=seed + i)
                   for i in range(len(prompts))]
-        outs = self.llm.generate(prompts, params, use_tqdm=False)
-        gens = []
-        for o in outs:
-            c = o.outputs[0]
-            truncated = c.finish_reason == "length"
-            gens.append(Generation(c.text, len(c.token_ids), truncated))
-        return gens
+        outs = self.llm.generate(self.requests(prompts), params, use_tqdm=False)
+        return [self.completion(o.outputs[0].token_ids, o.outputs[0].finish_reason) for o in outs]
 
     def sync(self) -> None:
         """vLLM's generate returns after its work is done."""

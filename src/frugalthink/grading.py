@@ -2,7 +2,9 @@
 
 A completion is graded in three steps:
 1. truncated (no EOS) -> wrong, reason ``truncated``;
-2. `frugalthink.answers.extract_answer` -> None means wrong, reason ``no_answer``;
+2. `frugalthink.answers.extract` (strict rules: closed thinking, one boxed value, number fallback only where the
+   task declares it) -> no answer means wrong, with its reason (``unfinished_thinking``, ``empty_box``,
+   ``hedging``, ``no_answer``);
 3. comparison with the gold answer. ``kind="exact"`` (synthetic tasks) compares normal forms. ``kind="math"``
    first tries the same exact normal-form match (most right answers are written like the gold), then math-verify's
    ``verify(gold, pred)`` -- gold first, the function is not symmetric.
@@ -23,9 +25,9 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from multiprocessing.connection import wait
 
-from frugalthink.answers import extract_answer, normalize, strip_assignment
+from frugalthink.answers import extract, normalize, strip_assignment
 
-REASONS = ("correct", "no_answer", "timeout", "truncated", "mismatch")
+REASONS = ("correct", "truncated", "unfinished_thinking", "empty_box", "hedging", "no_answer", "mismatch", "timeout")
 DEFAULT_TIMEOUT_S = 5.0
 
 
@@ -193,6 +195,8 @@ def grade_many(
     truncated: Sequence[bool] | None = None,
     kind: str = "math",
     timeout_s: float | None = None,
+    thinking_open: Sequence[bool] | None = None,
+    number_fallback: bool = False,
 ) -> list[GradeResult]:
     """Grade completions against gold answers. Never raises on model output.
 
@@ -202,6 +206,8 @@ def grade_many(
         truncated: True where generation stopped without EOS; such completions are wrong (``truncated``).
         kind: ``"math"`` (math-verify equivalence) or ``"exact"`` (normal-form equality only).
         timeout_s: hard limit per math-verify comparison (default 5 s).
+        thinking_open: True where the prompt itself opened ``<think>`` (see `frugalthink.prompts.opens_thinking`).
+        number_fallback: accept a bare final number when nothing is boxed (tasks that declare it, e.g. GSM8K).
 
     >>> [r.reason for r in grade_many([r"\\boxed{0.5}", "no idea"], [r"\\frac{1}{2}", "3"])]
     ['correct', 'no_answer']
@@ -211,16 +217,17 @@ def grade_many(
     if kind not in ("math", "exact"):
         raise ValueError(f"unknown grading kind {kind!r}: expected 'math' or 'exact'")
     truncated = truncated if truncated is not None else [False] * len(completions)
+    thinking_open = thinking_open if thinking_open is not None else [False] * len(completions)
     results: list[GradeResult | None] = [None] * len(completions)
     slow: list[int] = []
     extracted_all: list[str | None] = []
-    for i, (completion, gold, cut) in enumerate(zip(completions, golds, truncated, strict=True)):
-        extracted = extract_answer(completion)
+    for i, (completion, gold, cut, opened) in enumerate(zip(completions, golds, truncated, thinking_open, strict=True)):
+        extracted, why = extract(completion, thinking_open=opened, number_fallback=number_fallback)
         extracted_all.append(extracted)
         if cut:
             results[i] = GradeResult(False, extracted, "truncated")
         elif extracted is None:
-            results[i] = GradeResult(False, None, "no_answer")
+            results[i] = GradeResult(False, None, why)
         elif _fast_equal(str(gold), extracted):
             results[i] = GradeResult(True, extracted, "correct")
         elif kind == "exact":
@@ -241,6 +248,8 @@ def _fast_equal(gold: str, pred: str) -> bool:
     return "=" not in g and normalize(strip_assignment(pred)) == g
 
 
-def grade(completion: str, gold: str, truncated: bool = False, kind: str = "math") -> GradeResult:
+def grade(completion: str, gold: str, truncated: bool = False, kind: str = "math", thinking_open: bool = False,
+          number_fallback: bool = False) -> GradeResult:
     """Grade a single completion; see `grade_many`."""
-    return grade_many([completion], [gold], [truncated], kind=kind)[0]
+    return grade_many([completion], [gold], [truncated], kind=kind, thinking_open=[thinking_open],
+                      number_fallback=number_fallback)[0]

@@ -1,16 +1,22 @@
-"""Prompt building: the task's user message, wrapped in the model's chat template when it has one."""
+"""The one prompt path: text (chat template + the task's message) -> token ids, and completion ids -> text.
+
+Training (`frugalthink.trainer`), HF evaluation and vLLM evaluation all call `encode_prompt`, and the reward and
+evaluation both call `decode_completion`, so a problem is seen as the same ids and a completion graded from the same
+text everywhere.
+"""
 
 from __future__ import annotations
 
+from frugalthink.answers import THINK_END, THINK_START
 from frugalthink.tasks.base import Problem, Task
 
 
 def build_prompt(tokenizer, task: Task, problem: Problem, length_target: int | None = None) -> str:
-    """The exact text fed to the model (and to TRL as a plain-text prompt), so training and evaluation match.
+    """The exact text fed to the model.
 
-    With a chat template (e.g. R1-Distill-Qwen's, which opens ``<think>``) the user turn is rendered with
-    ``add_generation_prompt=True``; without one (the tiny model) the raw message is the prompt. ``length_target``
-    writes a token budget into the request (L1's prompts, `Task.budget_message`).
+    With a chat template (R1-Distill-Qwen's, Qwen2.5's) the user turn is rendered with ``add_generation_prompt=True``;
+    without one (the tiny model) the raw message is the prompt. ``length_target`` writes a token budget into the
+    request (L1's prompts, `Task.budget_message`).
     """
     message = task.user_message(problem) if length_target is None else task.budget_message(problem, length_target)
     if task.uses_chat_template and getattr(tokenizer, "chat_template", None):
@@ -18,3 +24,40 @@ def build_prompt(tokenizer, task: Task, problem: Problem, length_target: int | N
             [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True
         )
     return message
+
+
+def _added_prefix(tokenizer) -> list[int]:
+    """The ids the tokenizer puts in front of a text when special tokens are added (e.g. ``[bos]``, or ``[]``)."""
+    cache = getattr(tokenizer, "_frugalthink_prefix", None)
+    if cache is None:
+        plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+        full = tokenizer("a", add_special_tokens=True)["input_ids"]
+        cache = full[: full.index(plain[0])] if plain and plain[0] in full else []
+        try:
+            tokenizer._frugalthink_prefix = cache
+        except AttributeError:
+            pass
+    return cache
+
+
+def encode_prompt(tokenizer, text: str) -> list[int]:
+    """Token ids of a rendered prompt: the text's own tokens, with the tokenizer's leading special tokens (BOS)
+    added once, only when the text does not already start with them (a template that writes ``{{bos_token}}``)."""
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    prefix = _added_prefix(tokenizer)
+    if prefix and ids[: len(prefix)] != prefix:
+        ids = prefix + ids
+    return ids
+
+
+def decode_completion(tokenizer, ids: list[int], eos_ids: set[int]) -> str:
+    """The text that is graded: special tokens kept (``<think>`` stays visible), a final EOS dropped."""
+    ids = list(ids)
+    if ids and ids[-1] in eos_ids:
+        ids = ids[:-1]
+    return tokenizer.decode(ids, skip_special_tokens=False)
+
+
+def opens_thinking(prompt_text: str) -> bool:
+    """True when the prompt leaves a ``<think>`` open (templates that start the thinking block for the model)."""
+    return prompt_text.rfind(THINK_START) > prompt_text.rfind(THINK_END)

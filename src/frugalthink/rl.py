@@ -1,14 +1,15 @@
-"""RL glue on TRL's RLOOTrainer: recipe -> RLOOConfig, the efficiency reward callable, per-step logging.
+"""RL glue on TRL's RLOOTrainer: recipe -> RLOOConfig, the reward callable, per-step logging and health checks.
 
-What runs is TRL's RLOO: k samples per prompt, leave-one-out baseline, no critic, PPO-style clipped *sequence*
-ratio, KL to the reference folded into the reward. The paper takes two optimizer steps per rollout (256 samples,
-128 per step), so the ratio moves off 1 on the second step and the clip can act; we mirror that with
-``steps_per_generation = updates_per_rollout * gradient_accumulation_steps``.
+The update rule is the recipe's ``update_rule``: ``official`` (the paper's code: per-token ratio and clip, k1 KL
+per token, whitened token advantages; `frugalthink.update_rule`) or ``trl`` (TRL's sequence-level RLOO). Both take
+two optimizer steps per rollout (256 samples, 128 per step) as the paper does, so the ratio moves off 1 on the
+second step and the clip can act: ``steps_per_generation = updates_per_rollout * gradient_accumulation_steps``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ class RLRecipe:
     gradient_accumulation_steps: int = 1
     rollouts: int = 100
     learning_rate: float = 5e-6
+    warmup_steps: int = 0  # linear warm-up (optimizer steps), then constant; the official run uses 6
+    update_rule: str = "official"
     beta: float = 0.001
     epsilon: float = 0.2
     temperature: float = 1.0
@@ -67,10 +70,19 @@ class RLRecipe:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     deepspeed: str | None = None
+    report_to: list[str] = field(default_factory=list)  # passed to TRL: "tensorboard", "wandb", ...
+    # How the paper evaluates a trained model: {"tasks": {name: samples}, "temperature", "top_p", "max_new_tokens"}.
+    eval: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         if not 0.0 <= self.alpha < 1.0:
             raise UserError(f"alpha must be in [0, 1), got {self.alpha}")
+        from frugalthink.update_rule import UPDATE_RULES
+
+        if self.update_rule not in UPDATE_RULES:
+            raise UserError(f"update_rule: unknown {self.update_rule!r} (one of {', '.join(UPDATE_RULES)})")
+        if self.warmup_steps < 0:
+            raise UserError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.reward not in REWARD_OPTIONS:
             raise UserError(f"reward: unknown {self.reward!r} (one of {', '.join(REWARD_OPTIONS)})")
         unknown = set(self.reward_options) - set(REWARD_OPTIONS[self.reward])
@@ -123,7 +135,8 @@ def build_rloo_config(recipe: RLRecipe, out_dir: str | Path):
         seed=recipe.seed,
         data_seed=recipe.seed,
         learning_rate=recipe.learning_rate,
-        lr_scheduler_type="constant",
+        lr_scheduler_type="constant_with_warmup" if recipe.warmup_steps else "constant",
+        warmup_steps=recipe.warmup_steps,
         weight_decay=recipe.weight_decay,
         max_grad_norm=recipe.max_grad_norm,
         per_device_train_batch_size=recipe.per_device_batch_size,
@@ -144,7 +157,7 @@ def build_rloo_config(recipe: RLRecipe, out_dir: str | Path):
         save_steps=recipe.save_every * recipe.updates_per_rollout,
         save_only_model=False,
         logging_steps=1,
-        report_to=[],
+        report_to=list(recipe.report_to),
         bf16=recipe.bf16,
         gradient_checkpointing=recipe.gradient_checkpointing,
         use_vllm=recipe.use_vllm,
@@ -184,14 +197,17 @@ def _gather_lists(*lists):
 class LengthReward:
     """TRL reward function: grade with the one grader, then the recipe's reward (ours or a peer's) per prompt group.
 
-    A prompt's k completions can sit on different ranks when training on several processes, so the group
-    statistics are computed after gathering (correct, length, group) from every rank; each rank returns its slice.
-    Truncated completions (no EOS) are graded wrong for every reward.
+    Groups are formed by position, as TRL's sampler lays them out: the gathered batch holds each prompt's k samples
+    consecutively, so sample i belongs to group i // k (problem ids may repeat in a user's data). A group can sit
+    on several ranks, so the statistics are computed after gathering (correct, length) from every rank; each rank
+    returns its slice. Completions are decoded from their ids with `frugalthink.prompts.decode_completion`, the
+    decoding evaluation uses, and graded with the prompt's thinking state. Truncated completions (no EOS) are wrong.
     """
 
     def __init__(self, task, alpha: float, eos_token_ids, group_std: bool = False, reward: str = "efficiency",
-                 options: dict | None = None) -> None:
+                 options: dict | None = None, tokenizer=None, num_generations: int = 8) -> None:
         self.task, self.alpha, self.group_std = task, alpha, group_std
+        self.tokenizer, self.k = tokenizer, num_generations
         self.kind, self.options = reward, dict(options or {})
         self.__name__ = reward
         self.eos = set(eos_token_ids)
@@ -202,16 +218,22 @@ class LengthReward:
             self._overlong = get_soft_overlong_punishment(self.options["max_len"], self.options["cache"])
 
     def __call__(self, prompts, completions, completion_ids, answer, problem_id, **kwargs) -> list[float]:
+        from frugalthink.prompts import decode_completion, opens_thinking
+
         truncated = [not ids or ids[-1] not in self.eos for ids in completion_ids]
-        texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
+        if self.tokenizer is not None:
+            texts = [decode_completion(self.tokenizer, ids, self.eos) for ids in completion_ids]
+        else:
+            texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
         problems = [Problem(id=str(pid), question="", answer=str(a)) for pid, a in zip(problem_id, answer, strict=True)]
-        grades = self.task.grade(texts, problems, truncated)
+        grades = self.task.grade(texts, problems, truncated, thinking_open=[opens_thinking(str(p)) for p in prompts])
         correct = [g.correct for g in grades]
         lengths = [len(ids) for ids in completion_ids]
-        groups = [str(pid) for pid in problem_id]
         targets = list(kwargs.get("target") or [0] * len(lengths))
-        all_correct, all_lengths, all_groups, all_trunc, all_targets, offset = _gather_lists(
-            correct, lengths, groups, truncated, targets)
+        all_correct, all_lengths, all_trunc, all_targets, offset = _gather_lists(correct, lengths, truncated, targets)
+        if len(all_correct) % self.k:
+            raise ValueError(f"{len(all_correct)} completions do not form groups of num_generations={self.k}")
+        all_groups = [i // self.k for i in range(len(all_correct))]
         rewards = self.rewards(all_correct, all_lengths, all_groups, all_targets)
         if self.group_std:
             rewards = R.group_std_normalize(rewards, all_groups)
@@ -249,18 +271,35 @@ def l1_targets(problem_ids: list[str], low: int, high: int, seed: int) -> list[i
     return [random.Random(f"l1-{seed}-{pid}").randint(low, high) for pid in problem_ids]
 
 
+def _p90(values: list[int]) -> float:
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))])
+
+
 def batch_metrics(correct, lengths, groups, truncated) -> dict[str, float]:
-    """Per-rollout statistics logged every step (computed on the gathered batch, identical on every rank)."""
-    by_group: dict[str, list[bool]] = defaultdict(list)
+    """Per-rollout statistics logged every step (computed on the gathered batch, identical on every rank).
+
+    Lengths of correct and of wrong samples are reported apart (NaN when there are none): a shrinking correct
+    length with a flat wrong length is the method working; both collapsing together is a run going wrong.
+    """
+    by_group: dict = defaultdict(list)
     for c, g in zip(correct, groups, strict=True):
         by_group[g].append(c)
+    right = [n for n, c in zip(lengths, correct, strict=True) if c]
+    wrong = [n for n, c in zip(lengths, correct, strict=True) if not c]
+    nan = float("nan")
     return {
         "accuracy": sum(correct) / len(correct),
         "tokens_mean": statistics.fmean(lengths),
         "tokens_median": statistics.median(lengths),
+        "tokens_correct_mean": statistics.fmean(right) if right else nan,
+        "tokens_correct_p90": _p90(right) if right else nan,
+        "tokens_wrong_mean": statistics.fmean(wrong) if wrong else nan,
+        "tokens_wrong_p90": _p90(wrong) if wrong else nan,
         "frac_groups_all_correct": sum(all(v) for v in by_group.values()) / len(by_group),
         "frac_groups_all_wrong": sum(not any(v) for v in by_group.values()) / len(by_group),
         "truncated_frac": sum(truncated) / len(truncated),
+        "generated_tokens": float(sum(lengths)),
     }
 
 
@@ -270,41 +309,91 @@ LOG_KEYS = {
     "accuracy": "accuracy",
     "tokens_mean": "tokens_mean",
     "tokens_median": "tokens_median",
+    "tokens_correct_mean": "tokens_correct_mean",
+    "tokens_correct_p90": "tokens_correct_p90",
+    "tokens_wrong_mean": "tokens_wrong_mean",
+    "tokens_wrong_p90": "tokens_wrong_p90",
     "frac_groups_all_correct": "frac_all_correct",
     "frac_groups_all_wrong": "frac_all_wrong",
     "truncated_frac": "truncated_frac",
+    "generated_tokens": "generated_tokens",
     "kl": "kl",
     "clip_ratio/region_mean": "clip_ratio",
     "entropy": "entropy",
     "loss": "loss",
     "learning_rate": "lr",
 }
+CONSOLE = (("reward", "{:.3f}"), ("accuracy", "{:.3f}"), ("tokens_mean", "{:.1f}"), ("tokens_correct_mean", "{:.1f}"),
+           ("tokens_wrong_mean", "{:.1f}"), ("frac_all_correct", "{:.2f}"), ("frac_all_wrong", "{:.2f}"),
+           ("truncated_frac", "{:.2f}"), ("kl", "{:.4f}"), ("clip_ratio", "{:.3f}"), ("entropy", "{:.3f}"),
+           ("s_per_rollout", "{:.1f}"), ("gen_tokens_per_s", "{:.0f}"))
 
 
-def make_log_callback(log_path: Path, console: bool = True):
+def health_warnings(row: dict, history: list[dict]) -> list[str]:
+    """Plain-words warnings for one log row, given the rows before it (the checks a user of RL runs asks first)."""
+    out = []
+    no_signal = row.get("frac_all_correct", 0.0) + row.get("frac_all_wrong", 0.0)
+    if no_signal > 0.9:
+        out.append(f"{no_signal:.0%} of prompt groups are all right or all wrong: they carry no learning signal "
+                   "(data too easy or too hard for this model)")
+    if row.get("truncated_frac", 0.0) > 0.2:
+        out.append(f"{row['truncated_frac']:.0%} of completions hit max_completion_length and are graded wrong; "
+                   "raise the limit or expect the length penalty to be dominated by truncation")
+    for key, floor, what in (("kl", 1e-3, "KL to the reference"), ("clip_ratio", 0.02, "clip ratio")):
+        past = [h[key] for h in history[-10:] if isinstance(h.get(key), float) and math.isfinite(h[key])]
+        value = row.get(key)
+        if past and isinstance(value, float) and value > floor and value > 5 * max(statistics.median(past), floor):
+            out.append(f"{what} jumped to {value:.4g} (median of the last {len(past)} logged steps "
+                       f"{statistics.median(past):.3g}); the learning rate may be too high")
+    return out
+
+
+def make_log_callback(log_path: Path, console: bool = True, updates_per_rollout: int = 1):
+    """One JSON line per optimizer step in ``log_path`` and one console line per step, with health warnings.
+
+    The row of a rollout's last update also carries ``s_per_rollout`` (wall time of the rollout: sampling, grading
+    and all its updates) and ``gen_tokens_per_s`` (tokens generated in the rollout over that time).
+    """
+    import time
+
     from transformers import TrainerCallback
 
     class JsonlLogger(TrainerCallback):
+        def __init__(self) -> None:
+            self.history: list[dict] = []
+            self.t_rollout = time.perf_counter()
+            self.generated = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.t_rollout = time.perf_counter()
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero or not logs:
                 return
             row = {"step": state.global_step}
             for src, dst in LOG_KEYS.items():
                 for key in (src, f"train/{src}"):
-                    if key in logs:
-                        row[dst] = logs[key]
+                    value = logs.get(key)
+                    if isinstance(value, int | float) and math.isfinite(value):
+                        row[dst] = value
             if len(row) == 1:
                 return
+            self.generated = row.get("generated_tokens", self.generated)
+            if state.global_step % updates_per_rollout == 0:  # the last update of a rollout
+                now = time.perf_counter()
+                row["s_per_rollout"] = now - self.t_rollout
+                if self.generated is not None:
+                    row["gen_tokens_per_s"] = self.generated / max(row["s_per_rollout"], 1e-9)
+                self.t_rollout, self.generated = now, None
             with log_path.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
-            if console and "reward" in row:
+            if console:
                 parts = [f"step {row['step']:4d}"]
-                for key, fmt in (("reward", "{:.3f}"), ("accuracy", "{:.3f}"), ("tokens_mean", "{:.1f}"),
-                                 ("tokens_median", "{:.0f}"), ("frac_all_correct", "{:.2f}"),
-                                 ("frac_all_wrong", "{:.2f}"), ("kl", "{:.4f}"), ("clip_ratio", "{:.3f}")):
-                    if key in row:
-                        parts.append(f"{key} " + fmt.format(row[key]))
+                parts += [f"{key} " + fmt.format(row[key]) for key, fmt in CONSOLE if key in row]
                 print(" | ".join(parts), flush=True)
+                for warning in health_warnings(row, self.history):
+                    print(f"warning (step {row['step']}): {warning}", flush=True)
+            self.history.append(row)
 
     return JsonlLogger()
 

@@ -87,7 +87,7 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
     """Run (or resume) an evaluation into ``out``; returns the summary (also written to summary.json)."""
     from frugalthink.config import write_run_metadata
     from frugalthink.generation import make_generator
-    from frugalthink.prompts import build_prompt
+    from frugalthink.prompts import build_prompt, opens_thinking
 
     settings = settings.resolved()
     out = claim(out, "eval_config.json")
@@ -116,7 +116,8 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
                                 seed=settings.seed * 1_000_003 + b)
             batch_ms = 1000 * (time.perf_counter() - t0)
             batch_problems = [problems[i] for i, _ in batch]
-            grades = task.grade([g.text for g in gens], batch_problems, [g.truncated for g in gens])
+            grades = task.grade([g.text for g in gens], batch_problems, [g.truncated for g in gens],
+                                thinking_open=[opens_thinking(prompts[i]) for i, _ in batch])
             rows = []
             for (i, s), g, res in zip(batch, gens, grades, strict=True):
                 p = problems[i]

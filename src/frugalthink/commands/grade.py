@@ -5,10 +5,11 @@ from __future__ import annotations
 from frugalthink.errors import UserError
 from frugalthink.grading import grade_many
 from frugalthink.jsonl import iter_jsonl, require, write_jsonl
+from frugalthink.prompts import opens_thinking
 
 
 def run(args) -> int:
-    rows, golds, completions, truncated = [], [], [], []
+    rows, golds, completions, truncated, opened = [], [], [], [], []
     for lineno, row in iter_jsonl(args.inp):
         golds.append(str(require(row, "answer", args.inp, lineno)))
         completion = require(row, "completion", args.inp, lineno)
@@ -16,8 +17,11 @@ def run(args) -> int:
             raise UserError(f"{args.inp}:{lineno}: field 'completion' must be a string")
         completions.append(completion)
         truncated.append(bool(row.get("truncated", False)))
+        # A saved prompt that left <think> open means the completion must close it (`prompts.opens_thinking`).
+        opened.append(isinstance(row.get("prompt"), str) and opens_thinking(row["prompt"]))
         rows.append(row)
-    results = grade_many(completions, golds, truncated, kind=args.kind, timeout_s=args.timeout)
+    results = grade_many(completions, golds, truncated, kind=args.kind, timeout_s=args.timeout, thinking_open=opened,
+                         number_fallback=args.number_fallback)
     write_jsonl(args.out, ({**row, **r.to_dict()} for row, r in zip(rows, results, strict=True)))
     n_ok = sum(r.correct for r in results)
     reasons = {}

@@ -1,9 +1,10 @@
 """`frugalthink train`: length-penalised RLOO (Arora & Zanette, 2025) on TRL, from a YAML recipe.
 
 Reads top to bottom: recipe -> data (task prompts rendered exactly as evaluation renders them) -> model -> reward
--> TRL RLOOTrainer -> checkpoints every ``save_every`` rollouts -> final Hugging Face model in ``--out``.
-Simplifications: one reward function; prompts are pre-rendered strings (chat template applied by us), so TRL
-sees plain-text prompts.
+-> `FrugalRLOOTrainer` (TRL's RLOO with our prompt encoding and the recipe's update rule) -> checkpoints every
+``save_every`` rollouts -> final Hugging Face model in ``--out``.
+Simplifications: one reward function; prompts are pre-rendered strings (chat template applied by us) that the
+trainer encodes with `frugalthink.prompts.encode_prompt`, the function evaluation uses.
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world != recipe.num_processes:
-        # The recipe's batch arithmetic is per process: recompute it for the launch we are actually in.
+        # The recipe's batch arithmetic is per process: recompute it for the launch we are actually in, and say so.
+        if console and int(os.environ.get("RANK", "0")) == 0:
+            print(f"note: recipe num_processes={recipe.num_processes} but this launch has WORLD_SIZE={world}; "
+                  f"per-device batch recomputed for {world} process(es), same samples per update")
         recipe = replace(recipe, num_processes=world)
         recipe.validate()
     out = Path(out)
@@ -55,7 +59,6 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import RLOOTrainer
 
     from frugalthink.prompts import build_prompt
     from frugalthink.rl import (
@@ -66,11 +69,19 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
         make_log_callback,
     )
     from frugalthink.tasks import get_task
+    from frugalthink.trainer import FrugalRLOOTrainer
 
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
-    write_run_metadata(out, recipe, name=METADATA)
-    tokenizer = AutoTokenizer.from_pretrained(recipe.model)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # only rank 0 writes files; every rank trains
+    if main_process:
+        write_run_metadata(out, recipe, name=METADATA)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(recipe.model)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"model {recipe.model!r}: could not load a tokenizer ({str(exc).splitlines()[0]})") from exc
+    if tokenizer.eos_token is None:
+        raise UserError(f"model {recipe.model!r}: the tokenizer has no EOS token, so no completion could ever end")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     task = get_task(recipe.task, **recipe.task_options)
@@ -93,19 +104,21 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     eos = model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
     reward = LengthReward(task, recipe.alpha, eos_ids, group_std=recipe.group_std_normalize, reward=recipe.reward,
-                          options=options)
+                          options=options, tokenizer=tokenizer, num_generations=recipe.num_generations)
     log_path = out / "train_log.jsonl"
-    if ckpt:
+    if main_process and ckpt:
         _truncate_log(log_path, int(ckpt.name.split("-")[1]))
-    elif log_path.exists():
+    elif main_process and log_path.exists():
         log_path.unlink()
-    trainer = RLOOTrainer(
+    trainer = FrugalRLOOTrainer(
+        update_rule=recipe.update_rule,
         model=model,
         reward_funcs=[reward],
         args=build_rloo_config(recipe, out),
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[cb for cb in (make_log_callback(log_path, console=console), make_fault_callback()) if cb],
+        callbacks=[cb for cb in (make_log_callback(log_path, console=console, updates_per_rollout=recipe.updates_per_rollout),
+                                 make_fault_callback()) if cb],
     )
     _quiet_progress(trainer)
     t0 = time.perf_counter()
@@ -113,7 +126,8 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     wall = time.perf_counter() - t0
     trainer.save_model(str(out))
-    tokenizer.save_pretrained(out)
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(out)
     steps_run = recipe.max_steps - start_step
     summary = {
         "reward": recipe.reward,

@@ -18,7 +18,10 @@ def get_task(spec: str, **options) -> Task:
     from frugalthink.tasks.math_benchmarks import HubTask, JsonlTask, benchmark_task
 
     if spec in BENCHMARKS:
-        return benchmark_task(spec)
+        unknown = set(options) - {"message"}
+        if unknown:
+            raise UserError(f"task {spec}: unknown task option(s) {', '.join(sorted(unknown))} (it takes: message)")
+        return benchmark_task(spec, **options)
     if spec == "chain":
         from frugalthink.config import from_dict
         from frugalthink.tasks.chain import ChainConfig

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from frugalthink.grading import GradeResult, grade_many
 
 PAPER_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+# The user message: ours puts the question first; the official training script writes the instruction first.
+DEFAULT_MESSAGE = "{question}\n{instruction}"
+OFFICIAL_MESSAGE = "{instruction} Question: {question}"
 
 
 @dataclass
@@ -30,13 +33,17 @@ class Task:
     grading_kind: str = "math"  # "math" (math-verify) or "exact"
     uses_chat_template: bool = True
     instruction: str = PAPER_INSTRUCTION
+    message: str = DEFAULT_MESSAGE
+    number_fallback: bool = False  # grade a bare final number when nothing is boxed (GSM8K-style references)
 
     def load(self, split: str = "test") -> list[Problem]:
         raise NotImplementedError
 
     def user_message(self, problem: Problem) -> str:
         """The text the user asks; wrapped in the model's chat template by `frugalthink.prompts`."""
-        return f"{problem.question}\n{self.instruction}" if self.instruction else problem.question
+        if not self.instruction:
+            return problem.question
+        return self.message.format(question=problem.question, instruction=self.instruction)
 
     def budget_message(self, problem: Problem, tokens: int) -> str:
         """The request with a token budget in it, as L1 (Aggarwal & Welleck, 2025) phrases it for L1-Max."""
@@ -48,7 +55,9 @@ class Task:
     answer_tokens: int = 24
 
     def grade(
-        self, completions: Sequence[str], problems: Sequence[Problem], truncated: Sequence[bool] | None = None
+        self, completions: Sequence[str], problems: Sequence[Problem], truncated: Sequence[bool] | None = None,
+        thinking_open: Sequence[bool] | None = None,
     ) -> list[GradeResult]:
-        """Grade with the one grader (`frugalthink.grading.grade_many`)."""
-        return grade_many(completions, [p.answer for p in problems], truncated, kind=self.grading_kind)
+        """Grade with the one grader (`frugalthink.grading.grade_many`) under this task's rules."""
+        return grade_many(completions, [p.answer for p in problems], truncated, kind=self.grading_kind,
+                          thinking_open=thinking_open, number_fallback=self.number_fallback)

@@ -8,7 +8,18 @@ from pathlib import Path
 from frugalthink.answers import last_boxed
 from frugalthink.errors import UserError
 from frugalthink.jsonl import iter_jsonl, require
-from frugalthink.tasks.base import Problem, Task
+from frugalthink.tasks.base import DEFAULT_MESSAGE, Problem, Task
+
+
+def check_message(message: str, where: str = "task_options.message") -> str:
+    """A user-message template must name {question} and may name {instruction}; nothing else."""
+    try:
+        message.format(question="q", instruction="i")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UserError(f"{where}: {message!r} is not a valid template ({exc}); use {{question}} and {{instruction}}") from exc
+    if "{question}" not in message:
+        raise UserError(f"{where}: {message!r} must contain {{question}}")
+    return message
 
 
 def gold_from_text(answer) -> str:
@@ -45,9 +56,12 @@ class JsonlTask(Task):
         answer_field: str = "answer",
         id_field: str | None = None,
         level_field: str | None = None,
+        message: str = DEFAULT_MESSAGE,
+        number_fallback: bool = False,
     ) -> None:
         self.path = Path(path)
         self.name = name
+        self.message, self.number_fallback = check_message(message), bool(number_fallback)
         self.problem_field, self.answer_field = problem_field, answer_field
         self.id_field, self.level_field = id_field, level_field
 
@@ -64,23 +78,37 @@ class JsonlTask(Task):
         return problems
 
 
-def benchmark_task(name: str) -> JsonlTask:
+def benchmark_task(name: str, message: str = DEFAULT_MESSAGE) -> JsonlTask:
+    """A shipped benchmark. GSM8K's references end in ``#### N``, so it declares the bare-number fallback."""
     fields = {
         "math500": dict(problem_field="problem", id_field="unique_id", level_field="level"),
-        "gsm8k": dict(problem_field="question"),
+        "gsm8k": dict(problem_field="question", number_fallback=True),
         "aime24": dict(problem_field="problem", id_field="id"),
         "amc23": dict(problem_field="problem", id_field="id"),
     }[name]
-    return JsonlTask(shipped_file(name), name=name, **fields)
+    return JsonlTask(shipped_file(name), name=name, message=message, **fields)
 
 
 class HubTask(Task):
-    """A Hugging Face dataset (needs the hub, or a local datasets cache)."""
+    """A Hugging Face dataset (needs the hub, or a local datasets cache).
 
-    def __init__(self, dataset: str, split: str = "test", problem_field="problem", answer_field="answer", config=None):
+    ``gold="boxed"`` (the paper's training data, whose answer field is a worked solution): the gold is the last
+    ``\\boxed{}`` of the answer field, rows without a parseable one are dropped and counted; ``gold="text"``: the
+    field as it is (GSM8K's ``#### N`` and plain numbers normalised). Rows keep the dataset's order (training takes
+    the first ``num_prompts`` as the official run does; TRL's sampler then shuffles them with the recipe's seed).
+    """
+
+    def __init__(self, dataset: str, split: str = "train", problem_field="problem", answer_field="answer",
+                 config=None, gold: str = "text", message: str = DEFAULT_MESSAGE,
+                 number_fallback: bool = False):
+        if gold not in ("text", "boxed"):
+            raise UserError(f"task_options.gold: {gold!r} is not 'text' or 'boxed'")
         self.name = f"hf:{dataset}"
         self.dataset, self.split, self.config = dataset, split, config
         self.problem_field, self.answer_field = problem_field, answer_field
+        self.gold = gold
+        self.message, self.number_fallback = check_message(message), bool(number_fallback)
+        self.dropped = 0
 
     def load(self, split: str | None = None) -> list[Problem]:
         from datasets import load_dataset
@@ -88,11 +116,27 @@ class HubTask(Task):
         try:
             ds = load_dataset(self.dataset, self.config, split=split or self.split)
         except Exception as exc:  # noqa: BLE001 - network/hub errors become one clear line
-            raise UserError(f"could not load dataset {self.dataset!r}: {exc}") from exc
+            raise UserError(f"could not load dataset {self.dataset!r}: {str(exc).splitlines()[0]}") from exc
+        return self.problems_from_rows(ds, ds.column_names)
+
+    def problems_from_rows(self, rows, columns) -> list[Problem]:
+        """Rows (dicts) -> problems, under this task's gold rule; prints how many rows were dropped and why."""
         for f in (self.problem_field, self.answer_field):
-            if f not in ds.column_names:
-                raise UserError(f"dataset {self.dataset!r}: missing field '{f}' (has {ds.column_names})")
-        return [
-            Problem(str(i), str(r[self.problem_field]), gold_from_text(r[self.answer_field]), r.get("level"))
-            for i, r in enumerate(ds)
-        ]
+            if f not in columns:
+                raise UserError(f"dataset {self.dataset!r}: missing field '{f}' (has {list(columns)})")
+        problems = []
+        for i, r in enumerate(rows):
+            if self.gold == "boxed":
+                gold = last_boxed(str(r[self.answer_field]))
+                if not gold:
+                    self.dropped += 1
+                    continue
+            else:
+                gold = gold_from_text(r[self.answer_field])
+            problems.append(Problem(str(i), str(r[self.problem_field]), gold, r.get("level")))
+        if self.dropped:
+            print(f"{self.name}: dropped {self.dropped} of {self.dropped + len(problems)} rows whose "
+                  f"'{self.answer_field}' has no parseable \\boxed{{}} answer")
+        if not problems:
+            raise UserError(f"dataset {self.dataset!r}: no usable rows")
+        return problems

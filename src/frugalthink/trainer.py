@@ -1,0 +1,107 @@
+"""TRL's `RLOOTrainer` with our prompt path and a choice of update rule (recipe field ``update_rule``).
+
+- Prompts: TRL tokenizes plain-text prompts with special tokens added, which doubles the BOS of templates that
+  write ``{{bos_token}}`` themselves (R1-Distill). Here every prompt goes through `frugalthink.prompts.encode_prompt`,
+  the function evaluation uses too, so training and evaluation see the same ids.
+- ``update_rule="official"``: the update of the paper's code (`frugalthink.update_rule`): RLOO on the scalar
+  reward, k1 KL per token in the reward, returns with gamma 1, whitening over all tokens of the rollout on all
+  processes, per-token PPO clip averaged per sequence. TRL's generation, reference model, optimizer, checkpoints and
+  logging are kept; only advantage construction and the loss are replaced.
+- ``update_rule="trl"``: TRL's own update (sequence-level ratio, KL summed into the reward, no whitening).
+"""
+
+from __future__ import annotations
+
+import torch
+from trl import RLOOTrainer
+
+from frugalthink import update_rule as U
+from frugalthink.prompts import encode_prompt
+
+
+class FrugalRLOOTrainer(RLOOTrainer):
+    def __init__(self, *args, update_rule: str = "official", **kwargs) -> None:
+        if update_rule not in U.UPDATE_RULES:
+            raise ValueError(f"update_rule must be one of {U.UPDATE_RULES}, got {update_rule!r}")
+        self.update_rule = update_rule
+        self._capture: dict | None = None
+        super().__init__(*args, **kwargs)
+
+    # ------------------------------------------------------------------------------------------ one prompt path
+    def _tokenize_prompts(self, prompts: list):
+        if not all(isinstance(p, str) for p in prompts):
+            raise TypeError("FrugalRLOOTrainer expects prompts rendered to text by frugalthink.prompts.build_prompt")
+        return [encode_prompt(self.processing_class, p) for p in prompts], None, {}
+
+    # ------------------------------------------------------------------------------------------ official rule
+    def _get_per_token_logps_and_entropies(self, model, *args, **kwargs):
+        out = super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
+        if self._capture is not None and "old" not in self._capture:
+            self._capture["old"] = out[0]
+        return out
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        if self._capture is not None:
+            self._capture["rewards"] = rewards
+        return rewards
+
+    def _generate_and_score_completions(self, inputs):
+        if self.update_rule == "trl" or not self.model.training:
+            return super()._generate_and_score_completions(inputs)
+        # Run TRL's rollout with beta = 0 so that its KL-in-reward is off, and keep the per-token log-probs of the
+        # sampling policy and the gathered scalar rewards; then build the official per-token advantages.
+        beta, self.beta, self._capture = self.beta, 0.0, {}
+        try:
+            batch = super()._generate_and_score_completions(inputs)
+            captured = self._capture
+        finally:
+            self.beta, self._capture = beta, None
+        mask = batch["completion_mask"]
+        ref = None
+        if beta:
+            with torch.no_grad():
+                ref, _, _ = super()._get_per_token_logps_and_entropies(
+                    self.ref_model, torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1),
+                    torch.cat([batch["prompt_mask"], mask], dim=1), mask.size(1),
+                    batch_size=self.args.per_device_train_batch_size)
+        return self.official_advantages(batch, captured["old"], ref, captured["rewards"], beta)
+
+    def official_advantages(self, batch: dict, old: torch.Tensor, ref: torch.Tensor | None,
+                            rewards_per_func: torch.Tensor, beta: float) -> dict:
+        """Put the official per-token advantages (whitened returns) and the sampling policy's per-token log-probs
+        into ``batch``. ``rewards_per_func`` (N_all, F) are the rewards of every process, gathered in rank order."""
+        mask = batch["completion_mask"]
+        if ref is not None:
+            kl = ((old - ref) * mask).sum() / mask.sum().clamp(min=1)
+            self._metrics["train"]["kl"].append(self.accelerator.reduce(kl, reduction="mean").item())
+        rewards = torch.nan_to_num(rewards_per_func, nan=0.0).sum(dim=1)
+        rank, n = self.accelerator.process_index, mask.size(0)
+        seq_adv = U.rloo_advantages(rewards, self.num_generations)[rank * n : (rank + 1) * n]
+        returns = U.token_returns(seq_adv.to(old.dtype), old, ref, mask, beta)
+        batch["advantages"] = U.whiten(returns, mask, self._all_reduce_sum)
+        batch["old_per_token_logps"] = old
+        return batch
+
+    def _all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.reduce(t, reduction="sum") if self.accelerator.num_processes > 1 else t
+
+    def _compute_loss(self, model, inputs):
+        if self.update_rule == "trl" or "old_per_token_logps" not in inputs:
+            return super()._compute_loss(model, inputs)
+        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
+        completion_ids, mask = inputs["completion_ids"], inputs["completion_mask"]
+        logps, entropies, _ = self._get_per_token_logps_and_entropies(
+            model, torch.cat([prompt_ids, completion_ids], dim=1), torch.cat([prompt_mask, mask], dim=1),
+            completion_ids.size(1), compute_entropy=True)
+        loss, clip = U.ppo_token_loss(logps, inputs["old_per_token_logps"], inputs["advantages"], mask,
+                                      self.epsilon_low, self.epsilon_high)
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        n = mask.sum().clamp(min=1)
+        metrics["entropy"].append(self.accelerator.reduce((entropies * mask).sum() / n, reduction="mean").item())
+        low = self.accelerator.reduce(clip["clip_low"], reduction="mean").item()
+        high = self.accelerator.reduce(clip["clip_high"], reduction="mean").item()
+        metrics["clip_ratio/low_mean"].append(low)
+        metrics["clip_ratio/high_mean"].append(high)
+        metrics["clip_ratio/region_mean"].append(low + high)
+        return loss
