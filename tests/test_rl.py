@@ -32,8 +32,11 @@ def test_recipes_build_trainer_config_on_cpu(recipe, tmp_path):
     if "r1" in recipe:
         assert rec.prompts_per_rollout == 32 and rec.rollouts == 100 and rec.num_prompts == 3200
         assert samples_per_update == 128
-        assert cfg.use_vllm and cfg.bf16 and rec.max_completion_length == 32768
+        assert cfg.use_vllm and cfg.bf16 and rec.max_completion_length == 32000
         assert rec.learning_rate == (5e-6 if "1.5b" in recipe else 2e-6)
+        assert rec.update_rule == "official" and cfg.warmup_steps == 6 and cfg.lr_scheduler_type == "constant_with_warmup"
+        assert rec.task == "hf:daman1209arora/compression_dataset" and rec.task_options["gold"] == "boxed"
+        assert rec.eval["tasks"] == {"gsm8k": 1, "math500": 3, "aime24": 10} and rec.eval["temperature"] == 0.6
 
 
 @pytest.mark.parametrize("text,message", [
@@ -45,6 +48,9 @@ def test_recipes_build_trainer_config_on_cpu(recipe, tmp_path):
     ("model: m\nreward: kimmi\n", "reward: unknown 'kimmi'"),
     ("model: m\nreward: kimi\nreward_options: {beta: 1}\n", "reward_options: beta not an option of reward 'kimi'"),
     ("model: m\nreward: l1_max\nreward_options: {targets: [50, 10]}\n", "reward_options.targets"),
+    ("model: m\nupdate_rule: ppo\n", "update_rule: unknown 'ppo'"),
+    ("model: m\neval: {tasks: {gsm9k: 1}}\n", "eval.tasks: unknown task 'gsm9k'"),
+    ("model: m\neval: {temp: 0.6}\n", "eval: unknown key"),
 ])
 def test_recipe_errors_name_the_field(tmp_path, text, message):
     bad = tmp_path / "bad.yaml"

@@ -101,12 +101,11 @@ def test_clip_is_per_token_and_loss_a_mean_of_sequence_means():
 
 def _tiny_trainer(tmp_path):
     from datasets import Dataset
+    from transformers import AutoModelForCausalLM
 
     from frugalthink.rl import RLRecipe, build_rloo_config
     from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
     from frugalthink.trainer import FrugalRLOOTrainer
-
-    from transformers import AutoModelForCausalLM
 
     tok = build_tokenizer()
     build_model(tok, TinyModelConfig(hidden_size=32, layers=2, heads=2, intermediate_size=64), seed=3).save_pretrained(

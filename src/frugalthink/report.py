@@ -10,7 +10,17 @@ from pathlib import Path
 
 from frugalthink.family import family_table, load_family
 
-FIGURES = ("pareto.png", "tokens_by_level.png", "latency.png", "training_curves.png")
+# Figure -> what a reader should look at in it (its caption in report.html).
+FIGURES = {
+    "pareto.png": "Accuracy against mean completion tokens, one point per model: up and to the left is better; "
+                  "a family should trace a curve from the base towards fewer tokens.",
+    "tokens_by_level.png": "Mean tokens and accuracy per difficulty level: an adaptive model cuts more on easy "
+                           "levels than on hard ones and keeps accuracy where the tokens are needed.",
+    "latency.png": "Per-request latency (one request at a time): it should fall in line with tokens.",
+    "training_curves.png": "Reward, rollout accuracy (T=1.0) and mean tokens during RL, per member.",
+    "training_health.png": "Run health: lengths of correct vs wrong samples, groups without signal, truncation, "
+                           "entropy, KL and clipping. A collapse shows here first.",
+}
 
 
 def _plt():
@@ -60,21 +70,25 @@ def plot_pareto(fam: dict, path: Path) -> None:
 def plot_tokens_by_level(fam: dict, path: Path) -> None:
     plt = _plt()
     base = fam["base"]
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig, (ax, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.6))
     series = [("base", base)] + [(_label(m), m) for m in _members(fam)]
     for name, m in series:
         levels = m.get("by_level") or {}
         xs = list(levels)
-        ax.plot(xs, [levels[k]["mean_tokens"] for k in xs], marker="o",
-                color="black" if name == "base" else None, label=name)
+        color = "black" if name == "base" else None
+        line, = ax.plot(xs, [levels[k]["mean_tokens"] for k in xs], marker="o", color=color, label=name)
+        ax_acc.plot(xs, [levels[k]["accuracy"] for k in xs], marker="o", color=line.get_color(), label=name)
     levels = base.get("by_level") or {}
     if levels and all("oracle_mean_tokens" in v for v in levels.values()):
         xs = list(levels)
-        ax.plot(xs, [levels[k]["oracle_mean_tokens"] for k in xs], ls="--", color="grey", label="oracle minimum")
-    ax.set_xlabel("difficulty level")
-    ax.set_ylabel("mean completion tokens")
-    ax.set_title("Tokens by difficulty")
-    ax.grid(alpha=0.3)
+        ax.plot(xs, [levels[k]["oracle_mean_tokens"] for k in xs], ls="--", color="grey",
+                label="shortest trace writing every step")
+    for a, ylabel, title in ((ax, "mean completion tokens", "Tokens by difficulty"),
+                             (ax_acc, "accuracy", "Accuracy by difficulty")):
+        a.set_xlabel("difficulty level")
+        a.set_ylabel(ylabel)
+        a.set_title(title)
+        a.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -101,18 +115,8 @@ def plot_latency(fam: dict, path: Path) -> None:
 
 
 def _train_log(member: dict) -> list[dict]:
-    path = Path(member["model"]) / "train_log.jsonl"
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if "reward" in row:
-            rows.append(row)
-    return rows
+    """The rows of steps that sampled a rollout (they carry the reward)."""
+    return [r for r in _all_log_rows(member) if "reward" in r]
 
 
 def plot_training(fam: dict, path: Path) -> None:
@@ -135,6 +139,48 @@ def plot_training(fam: dict, path: Path) -> None:
     plt.close(fig)
 
 
+HEALTH = (("tokens_correct_mean", "tokens_wrong_mean", "mean tokens: correct (-) / wrong (--)"),
+          ("frac_all_correct", "frac_all_wrong", "groups without signal: all right (-) / all wrong (--)"),
+          ("truncated_frac", None, "truncated completions"),
+          ("entropy", None, "policy entropy (nats/token)"),
+          ("kl", None, "KL to the reference (k1, per token)"),
+          ("clip_ratio", None, "clipped fraction (2nd update of each rollout)"))
+
+
+def plot_health(fam: dict, path: Path) -> None:
+    """The run-health signals of every member's train_log.jsonl, one panel each (docs/method.md, "Run health")."""
+    plt = _plt()
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
+    for i, m in enumerate(_members(fam)):
+        rows = _all_log_rows(m)
+        color = f"C{i}"
+        for ax, (solid, dashed, _) in zip(axes.flat, HEALTH, strict=True):
+            for key, style in ((solid, "-"), (dashed, "--")):
+                pts = [(r["step"], r[key]) for r in rows if key and key in r]
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), style, color=color, lw=1.1,
+                            label=_label(m) if style == "-" else None)
+    for ax, (_, _, title) in zip(axes.flat, HEALTH, strict=True):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _all_log_rows(member: dict) -> list[dict]:
+    path = Path(member["model"]) / "train_log.jsonl"
+    rows = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
 def write_report(family_dir: str | Path) -> Path:
     """Write PNGs, ``report.html`` and ``family_table.md`` into ``family_dir``; returns the HTML path."""
     d = Path(family_dir)
@@ -143,20 +189,25 @@ def write_report(family_dir: str | Path) -> Path:
     plot_tokens_by_level(fam, d / "tokens_by_level.png")
     plot_latency(fam, d / "latency.png")
     plot_training(fam, d / "training_curves.png")
+    plot_health(fam, d / "training_health.png")
     table = family_table(fam)
     (d / "family_table.md").write_text(table + "\n")
     imgs = "\n".join(
         f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode((d / name).read_bytes()).decode()}">'
-        f"<figcaption>{name}</figcaption></figure>"
-        for name in FIGURES
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        for name, caption in FIGURES.items()
     )
+    settings = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+                       for k, v in fam.get("eval_settings", {}).items() if v not in (None, {}, []))
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>FrugalThink family report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:inline-block;margin:1em}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:inline-block;margin:1em;max-width:1000px}}figcaption{{font-size:90%;color:#333}}
 img{{max-width:100%}}</style></head><body>
 <h1>FrugalThink efficiency family</h1>
-<p>Task: {html.escape(str(fam.get('task')))}; evaluation settings: {html.escape(json.dumps(fam.get('eval_settings', {})))}</p>
+<p>Task: {html.escape(str(fam.get('task')))}.</p>
+<h2>Evaluation settings</h2><table>{settings}</table>
+<h2>Results</h2>
 {_md_table_to_html(table)}
 {imgs}
 <script>window.addEventListener("load", function () {{

@@ -81,6 +81,7 @@ class RLRecipe:
 
         if self.update_rule not in UPDATE_RULES:
             raise UserError(f"update_rule: unknown {self.update_rule!r} (one of {', '.join(UPDATE_RULES)})")
+        self._validate_eval()
         if self.warmup_steps < 0:
             raise UserError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.reward not in REWARD_OPTIONS:
@@ -104,6 +105,22 @@ class RLRecipe:
             )
         require_positive(self, ("rollouts", "prompts_per_rollout", "updates_per_rollout", "save_every",
                                 "max_completion_length", "learning_rate"))
+
+    def _validate_eval(self) -> None:
+        from frugalthink.tasks import BENCHMARKS
+
+        known = {"tasks", "temperature", "top_p", "max_new_tokens", "message"}
+        unknown = set(self.eval) - known
+        if unknown:
+            raise UserError(f"eval: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+        tasks = self.eval.get("tasks", {})
+        if not isinstance(tasks, dict):
+            raise UserError(f"eval.tasks: expected a mapping task -> samples, got {tasks!r}")
+        for name, n in tasks.items():
+            if name not in BENCHMARKS and name != "chain":
+                raise UserError(f"eval.tasks: unknown task {name!r} (one of {', '.join(BENCHMARKS)}, chain)")
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise UserError(f"eval.tasks.{name}: samples must be a positive integer, got {n!r}")
 
     def resolved_reward_options(self) -> dict:
         """The reward's options with defaults filled in (length caps default to ``max_completion_length``)."""
