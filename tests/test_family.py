@@ -96,3 +96,23 @@ def test_quick_demo_end_to_end(tmp_path):
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0
     assert "SFT base" not in again.stderr
+
+
+def test_sweep_with_an_r1_recipe_evaluates_on_the_papers_sets():
+    from argparse import Namespace
+    from pathlib import Path
+
+    from frugalthink.commands.family import sweep_eval_settings
+    from frugalthink.commands.train import load_recipe
+
+    root = Path(__file__).resolve().parents[1]
+    rec = load_recipe(str(root / "recipes/r1-distill-qwen-1.5b/rl.yaml"))
+    args = Namespace(task=None, samples=None, temperature=None, max_new_tokens=None, limit=None, latency_requests=4)
+    s = sweep_eval_settings(rec, args)
+    assert (s.task, s.samples, s.temperature, s.max_new_tokens) == ("gsm8k", 1, 0.6, 32768)
+    assert s.task_options == {"message": "{instruction} Question: {question}"}
+    s = sweep_eval_settings(rec, Namespace(**{**vars(args), "task": "aime24"}))
+    assert (s.task, s.samples) == ("aime24", 10)
+    tiny = load_recipe(str(root / "recipes/tiny/rl.yaml"))
+    s = sweep_eval_settings(tiny, args)
+    assert (s.task, s.temperature, s.task_options) == ("chain", 0.6, tiny.task_options or None)

@@ -93,9 +93,10 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
     p.add_argument("--out", required=True, help="family directory")
-    p.add_argument("--task", default=None, help="evaluation task (default: the recipe's)")
+    p.add_argument("--task", default=None,
+                   help="evaluation task (default: the first of the recipe's eval.tasks, else the recipe's task)")
     p.add_argument("--samples", type=int, default=None)
-    p.add_argument("--temperature", type=float, default=0.6)
+    p.add_argument("--temperature", type=float, default=None, help="default: the recipe's eval.temperature, else 0.6")
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--latency-requests", type=int, default=32)

@@ -16,15 +16,30 @@ def parse_floats(text: str, flag: str) -> list[float]:
         raise UserError(f"{flag} {text!r}: expected comma-separated numbers, e.g. 0.05,0.1,0.2,0.4") from None
 
 
+def sweep_eval_settings(recipe, args) -> EvalSettings:
+    """How a sweep evaluates: the recipe's ``eval`` section when it has one (the R1 recipes: the paper's evaluation
+    sets, samples per problem and message), else the recipe's own task on its test split. ``--task`` and the other
+    flags override; a task other than the training task does not inherit the training task's options."""
+    ev = recipe.eval or {}
+    tasks = ev.get("tasks", {})
+    task = args.task or (next(iter(tasks)) if tasks else recipe.task)
+    if task == recipe.task and not tasks:
+        options = recipe.task_options or None
+    else:
+        options = {"message": ev["message"]} if "message" in ev and task != "chain" else None
+    return EvalSettings(model=recipe.model, task=task, split="test", samples=args.samples or tasks.get(task),
+                        temperature=args.temperature if args.temperature is not None else ev.get("temperature", 0.6),
+                        max_new_tokens=args.max_new_tokens or ev.get("max_new_tokens"), limit=args.limit, seed=0,
+                        latency_requests=args.latency_requests, task_options=options)
+
+
 def run_sweep(args) -> int:
     from frugalthink.commands.train import load_recipe
 
     recipe = load_recipe(args.recipe, None, args.set)
     alphas = parse_floats(args.alphas, "--alphas")
     seeds = [int(s) for s in parse_floats(args.seeds, "--seeds")]
-    settings = EvalSettings(model=recipe.model, task=args.task or recipe.task, split="test", samples=args.samples,
-                            temperature=args.temperature, max_new_tokens=args.max_new_tokens, limit=args.limit,
-                            seed=0, latency_requests=args.latency_requests, task_options=recipe.task_options)
+    settings = sweep_eval_settings(recipe, args)
     fam = sweep(recipe, alphas, args.out, settings, seeds=seeds, parallel=args.parallel)
     print(family_table(fam))
     print(f"family: {Path(args.out) / 'family.json'}")
