@@ -160,7 +160,7 @@ def test_clipping_fires_on_the_second_update(tmp_path, rule):
     out = tmp_path / "run"
     res = _train(["--set", f"model={tmp_path / 'm'}", "--set", "rollouts=3", "--set", "prompts_per_rollout=4",
                   "--set", "max_completion_length=24", "--set", "learning_rate=0.05", "--set", "threads=1",
-                  "--set", f"update_rule={rule}", "--set", f"reward={reward}", "--alpha", "0.2", "--out", str(out)])
+                  "--set", f"update_rule={rule}", "--set", f"reward={reward}", "--out", str(out)])
     assert res.returncode == 0, res.stderr[-2000:]
     log = _log(out)
     assert [r["step"] for r in log] == list(range(1, 7))
@@ -175,7 +175,7 @@ def test_clipping_fires_on_the_second_update(tmp_path, rule):
         f"step {i:4d}" for i in range(1, 7)]  # a console line for every optimizer step
     assert "warning (step 1): " in res.stdout  # most completions truncated
     cfg = json.loads((out / "frugalthink_run.json").read_text())
-    assert cfg["config"]["alpha"] == 0.2 and cfg["frugalthink_version"]
+    assert cfg["config"]["reward"] == "dapo" and cfg["config"]["update_rule"] == rule and cfg["frugalthink_version"]
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(out)

@@ -22,12 +22,46 @@ def command(name: str, help_text: str, target: str):
     return deco
 
 
+def count(low: int):
+    """argparse type: an integer >= ``low`` (so 0, -3 or 2.5 are refused instead of silently changing meaning)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def nonneg_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (NaN, inf and negatives refused)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _task_option_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a task option, e.g. problem_field=question answer_field=solution split_field=split "
+                        "(values parsed as YAML; repeat the flag; see docs/own-model-and-data.md)")
+
+
 @command("grade", "grade saved completions with the one grader", "frugalthink.commands.grade:run")
 def _grade_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--in", dest="inp", required=True, help="JSONL with 'answer' (gold) and 'completion' per row")
     p.add_argument("--out", required=True, help="output JSONL: input rows plus correct, extracted, reason")
     p.add_argument("--kind", choices=["math", "exact"], default="math", help="comparison (default: math)")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds per math-verify comparison (default 5)")
+    p.add_argument("--timeout", type=nonneg_float, default=5.0, help="seconds per math-verify comparison (default 5)")
     p.add_argument("--number-fallback", action="store_true",
                    help="relax: accept a bare final number when nothing is boxed (GSM8K-style references)")
 
@@ -65,18 +99,19 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model directory or hub name")
     p.add_argument("--task", required=True, help="math500 | gsm8k | aime24 | amc23 | chain | jsonl:PATH | hf:NAME")
     p.add_argument("--out", required=True, help="output directory (records.jsonl, summary.json)")
-    p.add_argument("--samples", type=int, default=None, help="samples per problem (default: per task)")
-    p.add_argument("--temperature", type=float, default=0.6)
-    p.add_argument("--max-new-tokens", type=int, default=None)
-    p.add_argument("--limit", type=int, default=None, help="evaluate the first K problems only")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--latency-requests", type=int, default=32, help="one-at-a-time requests timed (0: skip)")
+    p.add_argument("--samples", type=count(1), default=None, help="samples per problem (default: per task)")
+    p.add_argument("--temperature", type=nonneg_float, default=0.6, help="0 = greedy (default 0.6)")
+    p.add_argument("--max-new-tokens", type=count(1), default=None)
+    p.add_argument("--limit", type=count(1), default=None, help="evaluate the first K problems only")
+    p.add_argument("--seed", type=count(0), default=0)
+    p.add_argument("--batch-size", type=count(1), default=64)
+    p.add_argument("--latency-requests", type=count(0), default=32, help="one-at-a-time requests timed (0: skip)")
     p.add_argument("--backend", choices=["hf", "vllm"], default="hf")
     p.add_argument("--split", default="test")
-    p.add_argument("--budget", type=int, default=None,
+    _task_option_args(p)
+    p.add_argument("--budget", type=count(1), default=None,
                    help="generation cutoff: at most this many tokens per completion, final answer forced")
-    p.add_argument("--length-target", type=int, default=None,
+    p.add_argument("--length-target", type=count(1), default=None,
                    help="write this token budget into the prompt (for L1-trained models)")
 
 
@@ -95,12 +130,13 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="family directory")
     p.add_argument("--task", default=None,
                    help="evaluation task (default: the first of the recipe's eval.tasks, else the recipe's task)")
-    p.add_argument("--samples", type=int, default=None)
-    p.add_argument("--temperature", type=float, default=None, help="default: the recipe's eval.temperature, else 0.6")
-    p.add_argument("--max-new-tokens", type=int, default=None)
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--latency-requests", type=int, default=32)
-    p.add_argument("--parallel", type=int, default=1, help="members trained at once, one thread each (default 1)")
+    p.add_argument("--samples", type=count(1), default=None)
+    p.add_argument("--temperature", type=nonneg_float, default=None,
+                   help="default: the recipe's eval.temperature, else 0.6")
+    p.add_argument("--max-new-tokens", type=count(1), default=None)
+    p.add_argument("--limit", type=count(1), default=None)
+    p.add_argument("--latency-requests", type=count(0), default=32)
+    p.add_argument("--parallel", type=count(1), default=1, help="members trained at once, one thread each (default 1)")
 
 
 @command("report", "HTML report, PNG figures and markdown table of a family (or of a sidebyside comparison)",
@@ -113,9 +149,9 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 def _pick_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", help="family directory (with family.json)")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--min-accuracy", type=float, default=None)
-    g.add_argument("--max-tokens", type=float, default=None)
-    g.add_argument("--max-latency-ms", type=float, default=None)
+    g.add_argument("--min-accuracy", type=nonneg_float, default=None)
+    g.add_argument("--max-tokens", type=nonneg_float, default=None)
+    g.add_argument("--max-latency-ms", type=nonneg_float, default=None)
 
 
 @command("demo", "the whole story on the embedded default: base, family, report", "frugalthink.commands.demo:run")
@@ -131,7 +167,7 @@ def _sidebyside_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--demo", default="runs/demo", help="demo directory: base + family, run first if missing")
     p.add_argument("--out", default="runs/compare", help="comparison directory (default runs/compare)")
     p.add_argument("--quick", action="store_true", help="small sizes, same code path (tests)")
-    p.add_argument("--parallel", type=int, default=2, help="RL runs at once, one thread each (default 2)")
+    p.add_argument("--parallel", type=count(1), default=2, help="RL runs at once, one thread each (default 2)")
     p.add_argument("--peers", default=None, help="comma-separated subset of the peer rewards")
     p.add_argument("--seeds", default="0", help="training seeds of the RL methods, comma-separated (default 0)")
 

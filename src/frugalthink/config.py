@@ -52,10 +52,29 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         key, raw = item.split("=", 1)
         node = data
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+            if not isinstance(node, dict):
+                raise UserError(f"--set {item!r}: {'.'.join(parts[: i + 1])} is {node!r}, not a section with fields")
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise UserError(f"--set {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]})") from None
     return data
+
+
+def parse_options(items: list[str], flag: str) -> dict:
+    """``["problem_field=question", "number_fallback=true"]`` -> a dict; values parsed as YAML."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{flag} {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise UserError(f"{flag} {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]})") from None
+    return out
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:

@@ -59,6 +59,7 @@ class HFGenerator:
 
             raise UserError(f"{model_path}: could not load a model ({str(exc).splitlines()[0]})") from exc
         self.model = model.to(self.device).eval()
+        self.context_length = getattr(model.config, "max_position_embeddings", None)
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos if eos is not None else self.tokenizer.eos_token_id]
         self.eos_ids = {int(e) for e in eos} | {int(self.tokenizer.eos_token_id)}
@@ -175,6 +176,7 @@ class BudgetForcedGenerator:
         from frugalthink.errors import UserError
 
         self.inner, self.tokenizer, self.budget = inner, inner.tokenizer, budget
+        self.context_length = getattr(inner, "context_length", None)
         self.name = f"{inner.name}+cutoff{budget}"
         self.force_text, self.answer_tokens, self.think_close = force_text, answer_tokens, think_close
         self.think_budget = budget - self._count(force_text) - answer_tokens

@@ -16,9 +16,13 @@ def read_json_object(path: str | Path, required: tuple[str, ...], missing_hint: 
     if not path.exists():
         raise UserError(f"{path}: not found ({missing_hint})")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}")
     for key in required:
         if key not in data:
             raise UserError(f"{path}: missing field '{key}'")
@@ -30,8 +34,10 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a JSON Lines file")
     with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+        for lineno, line in _lines(fh, path):
             if not line.strip():
                 continue
             try:
@@ -43,13 +49,24 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
             yield lineno, row
 
 
+def _lines(fh, path: Path):
+    lineno = 0
+    try:
+        for lineno, line in enumerate(fh, start=1):  # noqa: B007 - lineno is read in the except clause
+            yield lineno, line
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}:{lineno + 1}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                        "is it a binary or differently encoded file?") from None
+
+
 def read_jsonl_tolerant(path: str | Path) -> list[dict]:
     """Rows of a file this program appends to; a torn last line (a kill mid-write) is dropped, not fatal."""
     path = Path(path)
     if not path.exists():
         return []
     rows = []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    # errors="replace": a kill can also cut a multi-byte character; that torn line is dropped below anyway.
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -69,8 +86,23 @@ def require(row: dict, field: str, path: str | Path, lineno: int):
     return row[field]
 
 
+def drop_torn_tail(path: str | Path) -> None:
+    """Cut a half-written last line (a kill in the middle of a write) off a file this program appends to, so the
+    next append starts on a line of its own instead of gluing a record onto the fragment."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as fh:
+        data = fh.read()
+        if data.endswith(b"\n"):
+            return
+        fh.truncate(data.rfind(b"\n") + 1)
+
+
 def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
-    """Append rows and flush to disk, so a crash loses at most what was not yet written."""
+    """Append rows and flush to disk, so a crash loses at most what was not yet written; a torn last line left by
+    an earlier crash is dropped first (`drop_torn_tail`)."""
+    drop_torn_tail(path)
     with Path(path).open("a", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")

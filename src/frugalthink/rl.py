@@ -104,7 +104,12 @@ class RLRecipe:
                 f"gradient_accumulation_steps * num_processes ({per_update})"
             )
         require_positive(self, ("rollouts", "prompts_per_rollout", "updates_per_rollout", "save_every",
-                                "max_completion_length", "learning_rate"))
+                                "max_completion_length", "learning_rate", "temperature", "gradient_accumulation_steps",
+                                "num_processes"))
+        if self.num_prompts is not None and self.num_prompts < 1:
+            raise UserError(f"num_prompts must be a positive integer (or left out for all), got {self.num_prompts}")
+        if self.beta < 0 or not 0 < self.epsilon < 1:
+            raise UserError(f"beta must be >= 0 and epsilon in (0, 1), got beta={self.beta}, epsilon={self.epsilon}")
 
     def _validate_eval(self) -> None:
         from frugalthink.tasks import BENCHMARKS

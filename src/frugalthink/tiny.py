@@ -27,6 +27,9 @@ class TinyModelConfig:
     def validate(self) -> None:
         from frugalthink.errors import UserError
 
+        for name in ("hidden_size", "layers", "heads", "intermediate_size", "max_positions"):
+            if getattr(self, name) < 1:
+                raise UserError(f"model.{name} must be a positive integer, got {getattr(self, name)}")
         if self.hidden_size % self.heads:
             raise UserError(f"model.hidden_size ({self.hidden_size}) must be divisible by model.heads ({self.heads})")
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from frugalthink.errors import UserError
 
 
 def load_summary(d: str | Path) -> dict:
+    from frugalthink.jsonl import read_json_object
+
     path = Path(d) / "summary.json"
-    if not path.exists():
-        raise UserError(f"{path}: not found (is {d} an evaluation directory?)")
-    return json.loads(path.read_text())
+    summary = read_json_object(path, ("accuracy", "accuracy_ci95", "mean_tokens"),
+                               f"is {d} an evaluation directory? `frugalthink eval` writes it")
+    for key in ("accuracy", "mean_tokens"):
+        if isinstance(summary[key], bool) or not isinstance(summary[key], int | float):
+            raise UserError(f"{path}: field '{key}' must be a number, got {summary[key]!r}")
+    return summary
 
 
 def _rel(x, ref):

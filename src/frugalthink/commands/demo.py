@@ -84,7 +84,9 @@ def run_demo(out: Path, quick: bool, alphas: list[float] | None = None) -> dict:
 
 
 def run(args) -> int:
-    alphas = [float(a) for a in args.alphas.split(",")] if args.alphas else None
+    from frugalthink.commands.family import parse_alphas
+
+    alphas = parse_alphas(args.alphas) if args.alphas is not None else None  # checked before the base is built
     run_demo(Path(args.out), args.quick, alphas)
     return 0
 

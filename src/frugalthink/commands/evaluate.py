@@ -8,6 +8,7 @@ batch is appended (and fsynced) to ``records.jsonl``; a kill loses at most the b
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -20,8 +21,10 @@ from frugalthink.outdir import claim
 from frugalthink.progress import progress_bar
 
 # Settings that define what the records mean: a resume with different values would mix two experiments.
-_IDENTITY = ("model", "task", "split", "samples", "temperature", "max_new_tokens", "limit", "seed", "batch_size",
-             "task_options", "budget", "length_target")
+# ``limit`` and ``samples`` may grow (an evaluation can be extended); everything else must match.
+_IDENTITY = ("model", "task", "split", "temperature", "max_new_tokens", "seed", "batch_size", "task_options",
+             "budget", "length_target", "backend")
+_GROWS = ("limit", "samples")
 
 
 @dataclass
@@ -45,28 +48,40 @@ class EvalSettings:
         from frugalthink.tasks import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SAMPLES, MATH_MAX_NEW_TOKENS
 
         base = self.task.split(":")[0]
-        samples = self.samples or DEFAULT_SAMPLES.get(base, 1)
-        max_new = self.max_new_tokens or DEFAULT_MAX_NEW_TOKENS.get(base, MATH_MAX_NEW_TOKENS)
-        if samples < 1 or max_new < 1 or self.batch_size < 1:
-            raise UserError("--samples, --max-new-tokens and --batch-size must be positive")
-        for name in ("budget", "length_target"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.temperature < 0:
-            raise UserError(f"--temperature must be >= 0, got {self.temperature}")
+        for name in ("samples", "max_new_tokens", "limit", "budget", "length_target", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if not isinstance(self.latency_requests, int) or self.latency_requests < 0:
+            raise UserError(f"--latency-requests must be an integer >= 0, got {self.latency_requests!r}")
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise UserError(f"--temperature must be a finite number >= 0, got {self.temperature}")
+        samples = self.samples if self.samples is not None else DEFAULT_SAMPLES.get(base, 1)
+        max_new = (self.max_new_tokens if self.max_new_tokens is not None
+                   else DEFAULT_MAX_NEW_TOKENS.get(base, MATH_MAX_NEW_TOKENS))
         return EvalSettings(**{**asdict(self), "samples": samples, "max_new_tokens": max_new})
 
 
 def _check_resume(out: Path, settings: EvalSettings) -> None:
+    """Refuse to mix two experiments in one folder. A folder without records (a run that failed before its first
+    one) takes the new settings; ``limit`` and ``samples`` may grow, which extends the evaluation."""
     cfg_path = out / "eval_config.json"
-    if cfg_path.exists():
+    if not cfg_path.exists() or not read_jsonl_tolerant(out / "records.jsonl"):
+        return
+    try:
         old = json.loads(cfg_path.read_text())["config"]
-        for key in _IDENTITY:
-            if old.get(key) != asdict(settings)[key]:
-                raise UserError(
-                    f"{out}: already holds an evaluation with {key}={old.get(key)!r}, not {asdict(settings)[key]!r}; "
-                    "use another --out or delete the folder"
-                )
+    except (json.JSONDecodeError, KeyError):
+        raise UserError(f"{cfg_path}: unreadable; use another --out") from None
+    new = asdict(settings)
+    for key in _IDENTITY:
+        if old.get(key, "hf" if key == "backend" else None) != new[key]:
+            raise UserError(f"{out}: already holds an evaluation with {key}={old.get(key)!r}, not {new[key]!r}; "
+                            "use another --out")
+    for key in _GROWS:
+        before, now = old.get(key), new[key]
+        if before != now and (now is not None and (before is None or now < before)):
+            raise UserError(f"{out}: already holds an evaluation with {key}={before!r}; {key} can only grow "
+                            f"(extend the evaluation), not become {now!r}; use another --out")
 
 
 def load_problems(settings: EvalSettings, tokenizer):
@@ -100,6 +115,7 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
 
         gen = BudgetForcedGenerator(gen, settings.budget, task.force_answer_text, task.answer_tokens)
     prompts = [build_prompt(gen.tokenizer, task, p, length_target=settings.length_target) for p in problems]
+    _check_context(gen, problems, prompts, settings.max_new_tokens)
 
     records_path, latency_path = out / "records.jsonl", out / "latency.jsonl"
     done = {(r["problem_id"], r["sample"]) for r in read_jsonl_tolerant(records_path)}
@@ -140,6 +156,24 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
     return summary
 
 
+def _check_context(gen, problems, prompts, max_new_tokens: int) -> None:
+    """A prompt that cannot fit the model's context with its completion budget is an error naming the problem,
+    not a generation that runs past the positions the model knows (or hangs on a huge input)."""
+    context = getattr(gen, "context_length", None)
+    if not context:
+        return
+    from frugalthink.prompts import encode_prompt
+
+    for p, text in zip(problems, prompts, strict=True):
+        if len(text) > 50 * context:  # surely too long: refuse before tokenizing megabytes
+            raise UserError(f"problem {p.id}: prompt of {len(text):,} characters cannot fit the model's "
+                            f"{context}-token context")
+        n = len(encode_prompt(gen.tokenizer, text))
+        if n + max_new_tokens > context:
+            raise UserError(f"problem {p.id}: prompt of {n} tokens + --max-new-tokens {max_new_tokens} exceeds the "
+                            f"model's context of {context} tokens; lower --max-new-tokens or shorten the problem")
+
+
 def _measure_latency(settings, gen, problems, prompts, path: Path, quiet: bool) -> None:
     """Per-request latency: a seeded subset of problems, one request at a time, after one warm-up request."""
     n = min(settings.latency_requests, len(problems))
@@ -160,11 +194,13 @@ def _measure_latency(settings, gen, problems, prompts, path: Path, quiet: bool) 
 
 
 def run(args) -> int:
+    from frugalthink.config import parse_options
+
     settings = EvalSettings(
         model=args.model, task=args.task, split=args.split, samples=args.samples, temperature=args.temperature,
         max_new_tokens=args.max_new_tokens, limit=args.limit, seed=args.seed, batch_size=args.batch_size,
         latency_requests=args.latency_requests, backend=args.backend, budget=args.budget,
-        length_target=args.length_target,
+        length_target=args.length_target, task_options=parse_options(args.task_option, "--task-option") or None,
     )
     if args.backend == "hf" and not Path(args.model).exists() and "/" not in args.model:
         raise UserError(f"--model {args.model}: no such directory")

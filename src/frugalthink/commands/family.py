@@ -10,10 +10,32 @@ from frugalthink.family import family_table, load_family, pick, sweep
 
 
 def parse_floats(text: str, flag: str) -> list[float]:
+    """``"0.05,0.1"`` -> ``[0.05, 0.1]``; empty lists, NaN and text are errors naming the flag."""
+    import math
+
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise UserError(f"{flag} {text!r}: expected comma-separated numbers, e.g. 0.05,0.1,0.2,0.4") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise UserError(f"{flag} {text!r}: expected at least one finite number")
+    return values
+
+
+def parse_alphas(text: str, flag: str = "--alphas") -> list[float]:
+    alphas = parse_floats(text, flag)
+    bad = [a for a in alphas if not 0 <= a < 1]
+    if bad:
+        raise UserError(f"{flag}: every alpha must lie in [0, 1), got {', '.join(f'{a:g}' for a in bad)}")
+    return alphas
+
+
+def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+    """``"0,1"`` -> ``[0, 1]``; fractions and negatives are errors (``0.5`` is not silently seed 0)."""
+    seeds = parse_floats(text, flag)
+    if not all(s.is_integer() and s >= 0 for s in seeds):
+        raise UserError(f"{flag} {text!r}: seeds are integers >= 0")
+    return [int(s) for s in seeds]
 
 
 def sweep_eval_settings(recipe, args) -> EvalSettings:
@@ -27,6 +49,11 @@ def sweep_eval_settings(recipe, args) -> EvalSettings:
         options = recipe.task_options or None
     else:
         options = {"message": ev["message"]} if "message" in ev and task != "chain" else None
+    from frugalthink.config import parse_options
+
+    extra = parse_options(getattr(args, "task_option", []), "--task-option")
+    if extra:
+        options = {**(options or {}), **extra}
     return EvalSettings(model=recipe.model, task=task, split="test", samples=args.samples or tasks.get(task),
                         temperature=args.temperature if args.temperature is not None else ev.get("temperature", 0.6),
                         max_new_tokens=args.max_new_tokens or ev.get("max_new_tokens"), limit=args.limit, seed=0,
@@ -37,8 +64,11 @@ def run_sweep(args) -> int:
     from frugalthink.commands.train import load_recipe
 
     recipe = load_recipe(args.recipe, None, args.set)
-    alphas = parse_floats(args.alphas, "--alphas")
-    seeds = [int(s) for s in parse_floats(args.seeds, "--seeds")]
+    if recipe.reward != "efficiency":
+        raise UserError(f"--alphas: reward {recipe.reward!r} has no alpha (it would train identical models); sweep "
+                        f"its own knob with `frugalthink train --set reward_options.KEY=VALUE` per run")
+    alphas = parse_alphas(args.alphas)
+    seeds = parse_seeds(args.seeds)
     settings = sweep_eval_settings(recipe, args)
     fam = sweep(recipe, alphas, args.out, settings, seeds=seeds, parallel=args.parallel)
     print(family_table(fam))

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from frugalthink.errors import UserError
 from frugalthink.grading import grade_many
 from frugalthink.jsonl import iter_jsonl, require, write_jsonl
 from frugalthink.prompts import opens_thinking
 
 
+def _check_out(path: str) -> None:
+    """Fail before grading, not after: the output must be a file path in an existing folder."""
+    out = Path(path)
+    if out.is_dir():
+        raise UserError(f"--out {path}: is a directory; give a file name, e.g. {out / 'graded.jsonl'}")
+    if not out.parent.is_dir():
+        raise UserError(f"--out {path}: folder {out.parent} does not exist")
+
+
 def run(args) -> int:
+    _check_out(args.out)
     rows, golds, completions, truncated, opened = [], [], [], [], []
     for lineno, row in iter_jsonl(args.inp):
-        golds.append(str(require(row, "answer", args.inp, lineno)))
+        gold = require(row, "answer", args.inp, lineno)
+        if isinstance(gold, bool) or not isinstance(gold, str | int | float) or not str(gold).strip():
+            raise UserError(f"{args.inp}:{lineno}: field 'answer' must be non-empty text or a number, got {gold!r}")
+        golds.append(str(gold))
         completion = require(row, "completion", args.inp, lineno)
         if not isinstance(completion, str):
             raise UserError(f"{args.inp}:{lineno}: field 'completion' must be a string")

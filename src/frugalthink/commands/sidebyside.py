@@ -258,7 +258,9 @@ def run(args) -> int:
         unknown = [p for p in peers if p not in PEERS]
         if unknown:
             raise UserError(f"--peers: unknown {', '.join(unknown)} (known: {', '.join(PEERS)})")
-    seeds = [int(x) for x in args.seeds.split(",")]
+    from frugalthink.commands.family import parse_seeds
+
+    seeds = parse_seeds(args.seeds)
     run_sidebyside(Path(args.demo), Path(args.out), quick=args.quick, parallel=args.parallel, peers=peers,
                    seeds=seeds)
     return 0

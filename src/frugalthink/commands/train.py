@@ -26,6 +26,9 @@ METADATA = "frugalthink_run.json"
 def load_recipe(path: str, alpha: float | None = None, overrides: list[str] = ()) -> RLRecipe:
     data = apply_overrides(load_yaml(path), list(overrides))
     if alpha is not None:
+        if data.get("reward", "efficiency") != "efficiency":
+            raise UserError(f"--alpha: reward {data['reward']!r} has no alpha (it would be ignored); set its own "
+                            "knob with --set reward_options.KEY=VALUE")
         data["alpha"] = alpha
     if "model" not in data:
         raise UserError(f"{path}: missing field 'model' (a model directory or hub name)")

@@ -31,10 +31,21 @@ def get_task(spec: str, **options) -> Task:
             cfg = from_dict(ChainConfig, cfg, where="task_options.config")
         return ChainTask(cfg, **{k: v for k, v in options.items() if k != "config"})
     if spec.startswith("jsonl:"):
-        return JsonlTask(spec[len("jsonl:") :], **options)
+        return _build(JsonlTask, spec, spec[len("jsonl:") :], options)
     if spec.startswith("hf:"):
-        return HubTask(spec[len("hf:") :], **options)
+        return _build(HubTask, spec, spec[len("hf:") :], options)
     raise UserError(f"unknown task {spec!r}: use one of {', '.join(BENCHMARKS)}, chain, jsonl:PATH or hf:NAME")
+
+
+def _build(cls, spec: str, source: str, options: dict) -> Task:
+    """``cls(source, **options)`` with unknown options reported by name (not as a Python TypeError)."""
+    import inspect
+
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "path", "dataset")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise UserError(f"task {spec}: unknown task option(s) {', '.join(unknown)} (it takes: {', '.join(accepted)})")
+    return cls(source, **options)
 
 
 __all__ = ["PAPER_INSTRUCTION", "Problem", "Task", "get_task", "DEFAULT_SAMPLES", "DEFAULT_MAX_NEW_TOKENS"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -41,12 +42,26 @@ def gold_from_text(answer) -> str:
     return text
 
 
+_NOTED: set[str] = set()
+
+
 def shipped_file(benchmark: str) -> Path:
     return Path(str(resources.files("frugalthink") / "data" / benchmark / "test.jsonl"))
 
 
+def _gold_value(value, where: str) -> str:
+    """A gold answer must be text or a number; lists, objects, booleans and null are input errors."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise UserError(f"{where}: the answer must be text or a number, got {json.dumps(value)[:60]}")
+    if isinstance(value, str) and not value.strip():
+        raise UserError(f"{where}: the answer is empty")
+    return str(value)
+
+
 class JsonlTask(Task):
-    """Problems from a JSON Lines file; field names are configurable."""
+    """Problems from a JSON Lines file. Field names are options (``problem_field``, ``answer_field``, ``id_field``,
+    ``level_field``); ``split_field`` names a column holding each row's split (``train``/``test``/...). Without it
+    the file has no splits: every split reads the whole file, and a note says so."""
 
     def __init__(
         self,
@@ -58,23 +73,35 @@ class JsonlTask(Task):
         level_field: str | None = None,
         message: str = DEFAULT_MESSAGE,
         number_fallback: bool = False,
+        split_field: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.name = name
+        self.split_field = split_field
         self.message, self.number_fallback = check_message(message), bool(number_fallback)
         self.problem_field, self.answer_field = problem_field, answer_field
         self.id_field, self.level_field = id_field, level_field
 
     def load(self, split: str = "test") -> list[Problem]:
         problems = []
+        if self.split_field is None and self.name == "jsonl" and split not in _NOTED:
+            _NOTED.add(split)
+            print(f"note: {self.path} has no split_field, so split {split!r} reads the whole file "
+                  "(task option split_field names a column that splits it)")
         for lineno, row in iter_jsonl(self.path):
+            if self.split_field is not None and require(row, self.split_field, self.path, lineno) != split:
+                continue
             question = require(row, self.problem_field, self.path, lineno)
-            answer = require(row, self.answer_field, self.path, lineno)
+            if not isinstance(question, str) or not question.strip():
+                raise UserError(f"{self.path}:{lineno}: field '{self.problem_field}' must be non-empty text")
+            answer = _gold_value(require(row, self.answer_field, self.path, lineno),
+                                 f"{self.path}:{lineno}: field '{self.answer_field}'")
             pid = str(require(row, self.id_field, self.path, lineno)) if self.id_field else str(len(problems))
             level = row.get(self.level_field) if self.level_field else None
             problems.append(Problem(pid, str(question), gold_from_text(answer), level))
         if not problems:
-            raise UserError(f"{self.path}: no problems in file")
+            where = f" with {self.split_field} = {split!r}" if self.split_field else ""
+            raise UserError(f"{self.path}: no problems in file{where}")
         return problems
 
 
@@ -98,7 +125,7 @@ class HubTask(Task):
     the first ``num_prompts`` as the official run does; TRL's sampler then shuffles them with the recipe's seed).
     """
 
-    def __init__(self, dataset: str, split: str = "train", problem_field="problem", answer_field="answer",
+    def __init__(self, dataset: str, split: str | None = None, problem_field="problem", answer_field="answer",
                  config=None, gold: str = "text", message: str = DEFAULT_MESSAGE,
                  number_fallback: bool = False):
         if gold not in ("text", "boxed"):
@@ -114,7 +141,8 @@ class HubTask(Task):
         from datasets import load_dataset
 
         try:
-            ds = load_dataset(self.dataset, self.config, split=split or self.split)
+            # A split named in the task options wins over the command's (a recipe's train_split, eval's --split).
+            ds = load_dataset(self.dataset, self.config, split=self.split or split or "train")
         except Exception as exc:  # noqa: BLE001 - network/hub errors become one clear line
             raise UserError(f"could not load dataset {self.dataset!r}: {str(exc).splitlines()[0]}") from exc
         return self.problems_from_rows(ds, ds.column_names)
@@ -132,7 +160,8 @@ class HubTask(Task):
                     self.dropped += 1
                     continue
             else:
-                gold = gold_from_text(r[self.answer_field])
+                gold = gold_from_text(_gold_value(r[self.answer_field],
+                                                  f"dataset {self.dataset!r}, row {i}, field '{self.answer_field}'"))
             problems.append(Problem(str(i), str(r[self.problem_field]), gold, r.get("level")))
         if self.dropped:
             print(f"{self.name}: dropped {self.dropped} of {self.dropped + len(problems)} rows whose "
