@@ -93,3 +93,48 @@ def test_resume_with_other_settings_is_refused(model_dir, tmp_path):
 def test_bad_model_dir_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="could not load a tokenizer"):
         HFGenerator(str(tmp_path), device="cpu")
+
+
+def test_resume_survives_a_torn_last_record(model_dir, tmp_path):
+    gen = HFGenerator(model_dir, device="cpu")
+    s = settings(model_dir, latency_requests=0)
+    with pytest.raises(Crash):
+        evaluate(s, tmp_path / "torn", generator=CrashingGenerator(gen, 3), quiet=True)
+    path = tmp_path / "torn" / "records.jsonl"
+    path.write_bytes(path.read_bytes()[:-40])  # a kill in the middle of writing the last record
+    evaluate(s, tmp_path / "torn", generator=gen, quiet=True)  # resumes: the torn record is generated again
+    evaluate(s, tmp_path / "torn", generator=gen, quiet=True)  # and the file stays readable for good
+    evaluate(s, tmp_path / "full", generator=gen, quiet=True)
+    key = lambda rs: sorted((r["problem_id"], r["sample"], r["completion"]) for r in rs)  # noqa: E731
+    assert key(records(tmp_path / "torn")) == key(records(tmp_path / "full"))
+
+
+def test_a_failed_start_does_not_block_the_corrected_run(model_dir, tmp_path):
+    gen = HFGenerator(model_dir, device="cpu")
+    with pytest.raises(UserError, match="no such file"):
+        evaluate(settings(model_dir, task="jsonl:/no/such.jsonl", task_options=None), tmp_path / "e",
+                 generator=gen, quiet=True)
+    evaluate(settings(model_dir, latency_requests=0), tmp_path / "e", generator=gen, quiet=True)
+    assert len(records(tmp_path / "e")) == 20
+
+
+def test_an_evaluation_can_be_extended_but_not_shrunk(model_dir, tmp_path):
+    gen = HFGenerator(model_dir, device="cpu")
+    evaluate(settings(model_dir, latency_requests=0, limit=2), tmp_path / "x", generator=gen, quiet=True)
+    first = records(tmp_path / "x")
+    summary = evaluate(settings(model_dir, latency_requests=0, limit=4), tmp_path / "x", generator=gen, quiet=True)
+    assert summary["n_records"] == 8 and records(tmp_path / "x")[: len(first)] == first
+    with pytest.raises(UserError, match="limit can only grow"):
+        evaluate(settings(model_dir, latency_requests=0, limit=3), tmp_path / "x", generator=gen, quiet=True)
+    with pytest.raises(UserError, match="backend"):
+        evaluate(settings(model_dir, latency_requests=0, limit=4, backend="vllm"), tmp_path / "x", generator=gen,
+                 quiet=True)
+
+
+def test_a_prompt_longer_than_the_context_is_an_error_not_a_hang(model_dir, tmp_path):
+    data = tmp_path / "big.jsonl"
+    data.write_text(json.dumps({"problem": "7" * 1_000_000, "answer": "7"}) + "\n")
+    gen = HFGenerator(model_dir, device="cpu")
+    with pytest.raises(UserError, match="problem 0: prompt of 1,000,0.. characters cannot fit"):
+        evaluate(settings(model_dir, task=f"jsonl:{data}", task_options=None), tmp_path / "big", generator=gen,
+                 quiet=True)

@@ -84,10 +84,10 @@ def _check_resume(out: Path, settings: EvalSettings) -> None:
                             f"(extend the evaluation), not become {now!r}; use another --out")
 
 
-def load_problems(settings: EvalSettings, tokenizer):
+def load_problems(settings: EvalSettings, tokenizer, task=None):
     from frugalthink.tasks import get_task
 
-    task = get_task(settings.task, **(settings.task_options or {}))
+    task = task or get_task(settings.task, **(settings.task_options or {}))
     if hasattr(task, "with_token_counter"):
         from frugalthink.tiny import count_tokens
 
@@ -108,8 +108,11 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
     out = claim(out, "eval_config.json")
     _check_resume(out, settings)
     write_run_metadata(out, settings, name="eval_config.json")
+    from frugalthink.tasks import get_task
+
+    task = get_task(settings.task, **(settings.task_options or {}))  # bad task options fail before the model loads
     gen = generator or make_generator(settings.backend, settings.model)
-    task, problems = load_problems(settings, gen.tokenizer)
+    task, problems = load_problems(settings, gen.tokenizer, task)
     if settings.budget:
         from frugalthink.generation import BudgetForcedGenerator
 
