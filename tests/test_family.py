@@ -91,6 +91,23 @@ def test_quick_demo_end_to_end(tmp_path):
             assert {"accuracy", "mean_tokens", "oracle_mean_tokens"} <= set(lvl)
     assert (out / "report.html").exists()
     assert "report:" in res.stdout and "summary:" in res.stdout
+    # Values a broken pipeline would get wrong: each number is recomputed from the per-sample records.
+    for entry, eval_dir in [(summary["base"], out / "base_eval")] + [
+            (m, out / f"alpha-{m['alpha']:g}" / "eval") for m in summary["members"]]:
+        rows = [json.loads(x) for x in (eval_dir / "records.jsonl").read_text().splitlines()]
+        for lvl, v in entry["by_level"].items():
+            at = [r for r in rows if str(r["level"]) == lvl]
+            assert v["accuracy"] == pytest.approx(sum(r["correct"] for r in at) / len(at))
+        assert entry["accuracy"] == pytest.approx(sum(r["correct"] for r in rows) / len(rows))
+        assert entry["mean_tokens"] == pytest.approx(sum(r["tokens"] for r in rows) / len(rows))
+        assert all(r["tokens"] <= 48 and (r["reason"] == "correct") == r["correct"] for r in rows)
+    for m in summary["members"]:
+        run = json.loads((out / f"alpha-{m['alpha']:g}" / "frugalthink_run.json").read_text())["config"]
+        assert run["alpha"] == m["alpha"] and run["model"] == str(out / "base")
+        log = [json.loads(x) for x in (out / f"alpha-{m['alpha']:g}" / "train_log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in log] == [1, 2, 3, 4]  # 2 rollouts x 2 updates
+    # (The quick base is near random, so its RL runs get no reward signal; that RL moves the weights and the clip
+    # acts is tested in tests/test_rl.py.)
     # a re-run reuses every finished part
     again = subprocess.run([sys.executable, "-m", "frugalthink.cli", "demo", "--quick", "--out", str(out)],
                            capture_output=True, text=True, timeout=300)

@@ -73,14 +73,15 @@ def test_properties(items, alpha):
 
 
 @settings(max_examples=100, deadline=None)
-@given(groups_st, alphas, st.integers(min_value=1, max_value=50))
-def test_invariant_to_length_shift_and_scale(items, alpha, scale):
-    """Only z-scores within a group matter: scaling all lengths leaves rewards unchanged."""
+@given(groups_st, alphas, st.integers(min_value=1, max_value=50), st.integers(min_value=0, max_value=5000))
+def test_invariant_to_length_shift_and_scale(items, alpha, scale, shift):
+    """Only z-scores within a group matter: scaling and shifting all lengths leaves rewards unchanged (so counting
+    the prompt's tokens too, as the official code does, would change nothing)."""
     correct = [c for c, _, _ in items]
     lengths = [n for _, n, _ in items]
     groups = [g for _, _, g in items]
     a = efficiency_rewards(correct, lengths, groups, alpha)
-    b = efficiency_rewards(correct, [n * scale for n in lengths], groups, alpha)
+    b = efficiency_rewards(correct, [n * scale + shift for n in lengths], groups, alpha)
     assert a == pytest.approx(b, abs=1e-6)
 
 

@@ -40,4 +40,8 @@ def test_hf_generator_seeded_and_counts_tokens(tmp_path):
     assert a == b
     for g in a:
         assert 1 <= g.tokens <= 12
-        assert g.truncated == (g.tokens == 12 and not g.text.endswith("</s>"))
+        text_tokens = len(tok(g.text, add_special_tokens=False)["input_ids"])
+        # A finished completion counts its EOS (not in the text); a truncated one used the whole budget.
+        assert text_tokens == (g.tokens if g.truncated else g.tokens - 1)
+        assert not g.truncated or g.tokens == 12
+        assert "</s>" not in g.text
