@@ -59,12 +59,24 @@ def test_recipe_errors_name_the_field(tmp_path, text, message):
         load_recipe(str(bad))
 
 
-def test_demo_recipe_file_matches_the_demo():
-    from frugalthink.commands.demo import DEMO_RL
+def test_the_demo_trains_with_the_shipped_recipe_and_recipes_resolve_by_name(tmp_path):
+    from dataclasses import asdict
 
-    rec = load_recipe(str(ROOT / "recipes" / "tiny" / "rl.yaml"))
-    for key, value in DEMO_RL.items():
-        assert getattr(rec, key) == value, key
+    from frugalthink.commands.demo import demo_recipes
+
+    _, rl = demo_recipes(tmp_path, quick=False)
+    shipped = load_recipe("tiny/rl")
+    assert {k for k, v in asdict(rl).items() if asdict(shipped)[k] != v} == {"model"}
+    assert load_recipe(str(ROOT / "recipes" / "tiny" / "rl.yaml")) == shipped  # the checkout's link, same file
+    child = tmp_path / "child.yaml"
+    child.write_text(f"extends: {ROOT / 'recipes' / 'tiny' / 'rl.yaml'}\nrollouts: 3\n")
+    assert load_recipe(str(child)).rollouts == 3 and load_recipe(str(child)).learning_rate == shipped.learning_rate
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("extends: loop.yaml\n")
+    with pytest.raises(UserError, match="loops back"):
+        load_recipe(str(loop))
+    with pytest.raises(UserError, match="no shipped recipe of that name.*tiny/rl"):
+        load_recipe("tiny/rll")
 
 
 def _reward_inputs():

@@ -137,17 +137,18 @@ def test_length_reward_dispatch_equals_the_pure_function(kind):
     assert len(set(got)) > 2
 
 
-def test_peer_recipe_files_match_the_driver():
-    from frugalthink.commands.demo import DEMO_RL
-    from frugalthink.commands.sidebyside import PEERS
+def test_peer_recipes_extend_the_demo_recipe_and_change_only_the_reward():
+    from dataclasses import asdict
+
+    from frugalthink.commands.sidebyside import PEER_NAMES, peer_options
 
     files = sorted(p.stem for p in (ROOT / "recipes" / "tiny" / "peers").glob("*.yaml"))
-    assert files == sorted(PEERS)
-    for reward, opts in PEERS.items():
-        rec = load_recipe(str(ROOT / "recipes" / "tiny" / "peers" / f"{reward}.yaml"))
-        assert rec.reward == reward and rec.reward_options == opts
-        for key, value in DEMO_RL.items():
-            assert getattr(rec, key) == value, (reward, key)
+    assert files == sorted(PEER_NAMES)
+    ours = asdict(load_recipe("tiny/rl"))
+    for reward in PEER_NAMES:
+        rec = asdict(load_recipe(f"tiny/peers/{reward}"))
+        assert rec["reward"] == reward and rec["reward_options"] == peer_options(reward)
+        assert {k for k in rec if rec[k] != ours[k]} <= {"reward", "reward_options", "alpha"}
 
 
 def test_l1_targets_are_fixed_per_prompt_and_in_range():

@@ -28,16 +28,50 @@ def require_positive(obj, names: tuple[str, ...]) -> None:
             raise UserError(f"{name} must be positive, got {getattr(obj, name)}")
 
 
-def load_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such recipe")
+def shipped_recipes() -> Path:
+    """The recipes that ship inside the package (``recipes/`` in a checkout is a link to them)."""
+    from importlib import resources
+
+    return Path(str(resources.files("frugalthink") / "recipes"))
+
+
+def recipe_path(name: str | Path) -> Path:
+    """A recipe file: a path, or a shipped recipe's name (``tiny/rl``, ``r1-distill-qwen-1.5b/rl.yaml``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a recipe file (.yaml)")
+    for candidate in (shipped_recipes() / path, shipped_recipes() / f"{path}.yaml"):
+        if not path.is_absolute() and candidate.is_file():
+            return candidate
+    shipped = sorted(str(p.relative_to(shipped_recipes()).with_suffix("")) for p in shipped_recipes().rglob("*.yaml"))
+    raise UserError(f"{path}: no such recipe file, and no shipped recipe of that name (shipped: {', '.join(shipped)})")
+
+
+def load_yaml(path: str | Path, _seen: tuple = ()) -> dict:
+    """A recipe as a dict. ``extends: OTHER.yaml`` (relative to this file) starts from another recipe's fields."""
+    path = recipe_path(path)
+    if path.resolve() in _seen:
+        raise UserError(f"{path}: 'extends' loops back to itself")
+    data = _read_yaml(path)
+    if "extends" in data:
+        parent = data.pop("extends")
+        if not isinstance(parent, str):
+            raise UserError(f"{path}: 'extends' must name a recipe file, got {parent!r}")
+        data = {**load_yaml(path.parent / parent, (*_seen, path.resolve())), **data}
+    return data
+
+
+def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         raise UserError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text; is it a recipe?") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: a recipe must be a mapping of field: value")
     return data

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 
 EPS = 1e-7
 
@@ -24,6 +25,12 @@ def _group_indices(groups: Sequence[Hashable]) -> dict[Hashable, list[int]]:
     for i, g in enumerate(groups):
         out[g].append(i)
     return out
+
+
+def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
+    """Mean and population standard deviation."""
+    mean = sum(xs) / len(xs)
+    return mean, math.sqrt(sum((x - mean) ** 2 for x in xs) / len(xs))
 
 
 def _check_lengths(correct, lengths, groups) -> None:
@@ -63,9 +70,7 @@ def efficiency_rewards(
         ok = [i for i in members if correct[i]]
         if not ok:
             continue
-        lens = [float(lengths[i]) for i in ok]
-        mean = sum(lens) / len(lens)
-        std = math.sqrt(sum((x - mean) ** 2 for x in lens) / len(lens))
+        mean, std = _mean_std([float(lengths[i]) for i in ok])
         for i in ok:
             rewards[i] = 1.0 - alpha * sigmoid((lengths[i] - mean) / (std + EPS))
     return rewards
@@ -81,9 +86,7 @@ def group_std_normalize(rewards: Sequence[float], groups: Sequence[Hashable], ep
     """
     out = list(map(float, rewards))
     for members in _group_indices(groups).values():
-        vals = [out[i] for i in members]
-        mean = sum(vals) / len(vals)
-        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
+        _, std = _mean_std([out[i] for i in members])
         for i in members:
             out[i] = out[i] / (std + eps)
     return out
@@ -95,11 +98,6 @@ def group_std_normalize(rewards: Sequence[float], groups: Sequence[Hashable], ep
 # arguments: the papers tuned them for thousands-of-token traces, the embedded default thinks in tens of tokens,
 # so recipes/tiny/peers/*.yaml rescale them (each recipe says how).
 # --------------------------------------------------------------------------------------------------------------
-
-
-def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
-    mean = sum(xs) / len(xs)
-    return mean, math.sqrt(sum((x - mean) ** 2 for x in xs) / len(xs))
 
 
 def kimi_length_rewards(
@@ -265,3 +263,32 @@ def dapo_rewards(correct: Sequence[bool], lengths: Sequence[int], max_len: int, 
     """
     pen = dapo_overlong_penalty(lengths, max_len, cache)
     return [(1.0 if ok else -1.0) + p for ok, p in zip(correct, pen, strict=True)]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The registry: every reward a recipe can name, with the papers' default options. A reward is called with the
+# gathered batch -- correct, lengths, groups (positions // k), per-sample L1 targets -- plus ``alpha`` (ours) and
+# its options; `frugalthink.rl.LengthReward` is the only caller during training.
+# --------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RewardSpec:
+    """``compute(correct, lengths, groups, targets, alpha, options) -> rewards``; ``defaults``: the paper's options."""
+
+    compute: Callable[..., list[float]]
+    defaults: dict
+
+
+REWARDS: dict[str, RewardSpec] = {
+    "efficiency": RewardSpec(lambda c, n, g, t, alpha, o: efficiency_rewards(c, n, g, alpha), {}),
+    "kimi": RewardSpec(lambda c, n, g, t, alpha, o: kimi_length_rewards(c, n, g, o["weight"]), {"weight": 1.0}),
+    "l1_max": RewardSpec(lambda c, n, g, t, alpha, o: l1_max_rewards(c, n, t, o["alpha"], o["delta"]),
+                         {"alpha": 0.0003, "delta": 0.5, "targets": [100, 4000]}),
+    "shorter_better": RewardSpec(lambda c, n, g, t, alpha, o: shorter_better_rewards(c, n, g, o["alpha"], o["beta"]),
+                                 {"alpha": 2.0, "beta": 0.001}),
+    "grpo_lead": RewardSpec(lambda c, n, g, t, alpha, o: grpo_lead_rewards(c, n, g, o["alpha"]), {"alpha": 0.1}),
+    "cosine": RewardSpec(lambda c, n, g, t, alpha, o: cosine_rewards(c, n, **o),
+                         {"max_len": None, "min_value_wrong": -1.0, "max_value_wrong": -0.5,
+                          "min_value_correct": 0.5, "max_value_correct": 1.0}),
+    "dapo": RewardSpec(lambda c, n, g, t, alpha, o: dapo_rewards(c, n, o["max_len"], o["cache"]),
+                       {"max_len": None, "cache": None}),
+}

@@ -20,18 +20,8 @@ from frugalthink.config import require_positive
 from frugalthink.errors import UserError
 from frugalthink.tasks.base import Problem
 
-# reward -> {option: default}. "efficiency" is the method (its knob is the recipe's ``alpha``); the rest are the
-# peers of docs/comparison.md, each a pure function in `frugalthink.rewards`.
-REWARD_OPTIONS: dict[str, dict] = {
-    "efficiency": {},
-    "kimi": {"weight": 1.0},
-    "l1_max": {"alpha": 0.0003, "delta": 0.5, "targets": [100, 4000]},
-    "shorter_better": {"alpha": 2.0, "beta": 0.001},
-    "grpo_lead": {"alpha": 0.1},
-    "cosine": {"max_len": None, "min_value_wrong": -1.0, "max_value_wrong": -0.5, "min_value_correct": 0.5,
-               "max_value_correct": 1.0},
-    "dapo": {"max_len": None, "cache": None},
-}
+# reward -> {option: default}: the papers' values, from the one registry (`frugalthink.rewards.REWARDS`).
+REWARD_OPTIONS: dict[str, dict] = {name: spec.defaults for name, spec in R.REWARDS.items()}
 
 
 @dataclass
@@ -233,11 +223,7 @@ class LengthReward:
         self.kind, self.options = reward, dict(options or {})
         self.__name__ = reward
         self.eos = set(eos_token_ids)
-        self._overlong = None
-        if reward == "dapo":
-            from trl.rewards import get_soft_overlong_punishment
-
-            self._overlong = get_soft_overlong_punishment(self.options["max_len"], self.options["cache"])
+        self.spec = R.REWARDS[reward]
 
     def __call__(self, prompts, completions, completion_ids, answer, problem_id, **kwargs) -> list[float]:
         from frugalthink.prompts import decode_completion, opens_thinking
@@ -266,24 +252,7 @@ class LengthReward:
         return rewards[offset : offset + len(completions)]
 
     def rewards(self, correct, lengths, groups, targets) -> list[float]:
-        o = self.options
-        if self.kind == "efficiency":
-            return R.efficiency_rewards(correct, lengths, groups, self.alpha)
-        if self.kind == "kimi":
-            return R.kimi_length_rewards(correct, lengths, groups, weight=o["weight"])
-        if self.kind == "l1_max":
-            return R.l1_max_rewards(correct, lengths, targets, alpha=o["alpha"], delta=o["delta"])
-        if self.kind == "shorter_better":
-            return R.shorter_better_rewards(correct, lengths, groups, alpha=o["alpha"], beta=o["beta"])
-        if self.kind == "grpo_lead":
-            return R.grpo_lead_rewards(correct, lengths, groups, alpha=o["alpha"])
-        if self.kind == "cosine":
-            return R.cosine_rewards(correct, lengths, **o)
-        if self.kind == "dapo":
-            # TRL's soft overlong punishment (it only reads the ids' lengths) + DAPO's +1/-1 correctness.
-            penalty = self._overlong([[0] * n for n in lengths])
-            return [(1.0 if ok else -1.0) + p for ok, p in zip(correct, penalty, strict=True)]
-        raise ValueError(f"unknown reward {self.kind!r}")
+        return self.spec.compute(correct, lengths, groups, targets, self.alpha, self.options)
 
 
 def l1_targets(problem_ids: list[str], low: int, high: int, seed: int) -> list[int]:

@@ -17,28 +17,13 @@ from pathlib import Path
 
 from frugalthink.commands.base import build_base
 from frugalthink.commands.evaluate import EvalSettings
-from frugalthink.config import from_dict
+from frugalthink.config import from_dict, load_yaml
 from frugalthink.family import family_table, sweep
 from frugalthink.rl import RLRecipe
 from frugalthink.sft import BaseRecipe
 
-# The demo's RL settings; recipes/tiny/rl.yaml holds the same values (a test keeps them in step).
-DEMO_RL = {
-    "task": "chain",
-    "num_prompts": 4000,
-    "num_generations": 8,
-    "prompts_per_rollout": 16,
-    "updates_per_rollout": 2,
-    "rollouts": 60,
-    "learning_rate": 0.0002,
-    "beta": 0.001,
-    "epsilon": 0.2,
-    "temperature": 1.0,
-    "max_completion_length": 256,
-    "save_every": 10,
-    "seed": 0,
-    "threads": 2,
-}
+# The demo's RL settings are the shipped recipe `tiny/rl` (recipes/tiny/rl.yaml): one file, read here.
+DEMO_RECIPE = "tiny/rl"
 DEMO_ALPHAS = (0.0, 0.1, 0.2, 0.4)
 
 QUICK_BASE = {"steps": 40, "batch_size": 16, "log_every": 10,
@@ -51,8 +36,8 @@ QUICK_ALPHAS = (0.0, 0.2)
 
 def demo_recipes(out: Path, quick: bool) -> tuple[BaseRecipe, RLRecipe]:
     base = from_dict(BaseRecipe, QUICK_BASE if quick else {}, where="demo base recipe")
-    rl = {**DEMO_RL, **(QUICK_RL if quick else {}), "model": str(out / "base")}
-    return base, from_dict(RLRecipe, rl, where="demo RL recipe")
+    rl = {**load_yaml(DEMO_RECIPE), **(QUICK_RL if quick else {}), "model": str(out / "base")}
+    return base, from_dict(RLRecipe, rl, where="recipe tiny/rl")
 
 
 def demo_eval_settings(out: Path, rl_recipe: RLRecipe, quick: bool) -> EvalSettings:

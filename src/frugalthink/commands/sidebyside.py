@@ -9,7 +9,8 @@ Stages (each skips what is finished, so a re-run resumes):
 4. the peer length rewards, same RLOO trainer, data, sizes and steps as ours             -> OUT/<reward>/
 5. evaluation of everything with the demo's settings, comparison.json/.md/.png           -> OUT/
 
-Every RL run uses the demo's RL recipe (`DEMO_RL`) and changes only ``reward``/``reward_options``.
+Every RL run uses the demo's RL recipe (`recipes/tiny/rl.yaml`) and changes only ``reward``/``reward_options``, as
+written in `recipes/tiny/peers/<reward>.yaml` (the one place the rescaled peer settings live).
 """
 
 from __future__ import annotations
@@ -22,20 +23,21 @@ from pathlib import Path
 from frugalthink.commands import demo as demo_cmd
 from frugalthink.commands.evaluate import evaluate
 from frugalthink.comparison import point_of, write_comparison_report
+from frugalthink.config import load_yaml
 from frugalthink.errors import UserError
 from frugalthink.family import load_family, member_dir, train_runs
 
 # Peer rewards for the embedded default. Per-token weights are the papers' times 30 (their traces run to thousands
 # of tokens, the tiny model's to ~50-170); caps and caches are fractions of our 256-token cap. See
 # recipes/tiny/peers/*.yaml (a test keeps them equal) and docs/comparison.md.
-PEERS: dict[str, dict] = {
-    "kimi": {"weight": 1.0},
-    "l1_max": {"alpha": 0.009, "delta": 0.5, "targets": [16, 160]},
-    "shorter_better": {"alpha": 2.0, "beta": 0.03},
-    "grpo_lead": {"alpha": 0.1},
-    "cosine": {},
-    "dapo": {},
-}
+PEER_NAMES = ("kimi", "l1_max", "shorter_better", "grpo_lead", "cosine", "dapo")
+
+
+def peer_options(reward: str) -> dict:
+    """The rescaled options of a peer reward, from its shipped recipe ``tiny/peers/<reward>.yaml``."""
+    return dict(load_yaml(f"tiny/peers/{reward}").get("reward_options") or {})
+
+
 # Extra settings of a peer's own knob (seed 0 only): does it give a family too? Weaker than the defaults above.
 PEER_VARIANTS: dict[str, tuple[dict, ...]] = {
     "kimi": ({"weight": 0.1}, {"weight": 0.3}),
@@ -54,7 +56,7 @@ QUICK = {"budgets": (12, 24), "l1_targets": (16, 32), "shortest": {"num_prompts"
 
 
 def peer_recipe(rl_recipe, reward: str, seed: int = 0, variant: dict | None = None):
-    return replace(rl_recipe, reward=reward, reward_options={**PEERS[reward], **(variant or {})}, alpha=0.0,
+    return replace(rl_recipe, reward=reward, reward_options={**peer_options(reward), **(variant or {})}, alpha=0.0,
                    seed=seed)
 
 
@@ -76,7 +78,7 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
     of ours are trained here (``OUT/ours/alpha-A-seedS``), with the peers (``OUT/<reward>-seedS``)."""
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    peers = peers or list(PEERS)
+    peers = peers or list(PEER_NAMES)
     seeds = seeds or [0]
     extra_seeds = [x for x in seeds if x != 0]
     if (demo_dir / "family.json").exists() and (demo_dir / "summary.json").exists():
@@ -165,11 +167,11 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
                         replace(settings, model=str(run_dir), length_target=t), d, quiet=True), d))
             else:
                 d = run_dir / "eval"
-                label = _variant_tag(PEERS[reward]) if reward in PEER_VARIANTS else reward
+                label = _variant_tag(peer_options(reward)) if reward in PEER_VARIANTS else reward
                 pts = [point_of(label, evaluate(replace(settings, model=str(run_dir)), d, quiet=True), d)]
                 for v in ([v for r, v in variants if r == reward] if not seed else []):
                     vdir = out / f"{reward}-{_variant_tag(v)}"
-                    pts.append(point_of(_variant_tag({**PEERS[reward], **v}), evaluate(
+                    pts.append(point_of(_variant_tag({**peer_options(reward), **v}), evaluate(
                         replace(settings, model=str(vdir)), vdir / "eval", quiet=True), vdir / "eval"))
             methods.append({"method": _titled(PEER_TITLES[reward], seed), "family": PEER_TITLES[reward],
                             "seed": seed, "kind": "peer reward (RLOO)", "points": pts,
@@ -184,7 +186,7 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
     interleaved_latency([base_point] + [p for m in methods for p in m["points"]],
                         requests=settings.latency_requests, out=out / "latency_interleaved.jsonl")
     comp = {"base": base_point, "oracle_mean_tokens": fam["base"].get("oracle_mean_tokens"), "methods": methods,
-            "demo_dir": str(demo_dir), "peer_options": {r: PEERS[r] for r in peers}, "seeds": seeds, "quick": quick,
+            "demo_dir": str(demo_dir), "peer_options": {r: peer_options(r) for r in peers}, "seeds": seeds, "quick": quick,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     path = out / "comparison.json"
     wall = time.perf_counter() - t0
@@ -255,9 +257,9 @@ def _summary(eval_dir) -> dict:
 def run(args) -> int:
     peers = args.peers.split(",") if args.peers else None
     if peers:
-        unknown = [p for p in peers if p not in PEERS]
+        unknown = [p for p in peers if p not in PEER_NAMES]
         if unknown:
-            raise UserError(f"--peers: unknown {', '.join(unknown)} (known: {', '.join(PEERS)})")
+            raise UserError(f"--peers: unknown {', '.join(unknown)} (known: {', '.join(PEER_NAMES)})")
     from frugalthink.commands.family import parse_seeds
 
     seeds = parse_seeds(args.seeds)
