@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from frugalthink.jsonl import read_json_object
+from frugalthink.tables import change, share
 
 MATCHED = 0.97
 
@@ -52,8 +53,8 @@ def comparison_table(comp: dict, ratio: float = MATCHED) -> str:
             f"| {m['method']} | {m['kind']} | {len(pts)} | "
             f"{shown['label'] if best else 'none (most accurate: ' + shown['label'] + ')'} | "
             f"{shown['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | {shown['mean_tokens']:.1f} | "
-            f"{_pct(shown['mean_tokens'], base['mean_tokens'])} | {'' if lat is None else f'{lat:.1f}'} | "
-            f"{_pct(lat, lat0)} |")
+            f"{change(shown['mean_tokens'], base['mean_tokens'])} | {'' if lat is None else f'{lat:.1f}'} | "
+            f"{change(lat, lat0)} |")
     return "\n".join(lines)
 
 
@@ -69,20 +70,10 @@ def points_table(comp: dict) -> str:
             trunc = p.get("truncated_frac")
             lines.append(
                 f"| {m['method']} | {p['label']} | {p['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | "
-                f"{_ratio(p['accuracy'], base['accuracy'])} | {p['mean_tokens']:.1f} | "
-                f"{_pct(p['mean_tokens'], base['mean_tokens'])} | {'' if trunc is None else f'{trunc:.3f}'} | "
+                f"{share(p['accuracy'], base['accuracy'])} | {p['mean_tokens']:.1f} | "
+                f"{change(p['mean_tokens'], base['mean_tokens'])} | {'' if trunc is None else f'{trunc:.3f}'} | "
                 f"{'' if lat is None else f'{lat:.1f}'} | {'' if mpt is None else f'{mpt:.2f}'} |")
     return "\n".join(lines)
-
-
-def _ratio(x, ref) -> str:
-    return f"{100 * x / ref:.1f}%" if ref else "n/a"
-
-
-def _pct(x, ref) -> str:
-    if x is None or not ref:
-        return ""
-    return f"{100 * (x / ref - 1):+.1f}%"
 
 
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",

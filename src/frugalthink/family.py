@@ -19,6 +19,7 @@ from pathlib import Path
 from frugalthink.commands.evaluate import EvalSettings, evaluate
 from frugalthink.errors import UserError
 from frugalthink.jsonl import read_json_object
+from frugalthink.tables import change, share
 
 
 def member_dir(out: Path, alpha: float, seed: int = 0) -> Path:
@@ -176,17 +177,12 @@ def family_table(fam: dict) -> str:
         oracle = f"{m['mean_tokens'] / m['oracle_mean_tokens']:.2f}" if m.get("oracle_mean_tokens") else ""
         lat = m.get("latency_p50_ms")
         lat_s = f"{lat:.1f}" if lat is not None else ""
-        lat_rel = f"{100 * (lat / base['latency_p50_ms'] - 1):+.1f}%" if lat and base.get("latency_p50_ms") else ""
         lines.append(
-            f"| {name} | {m['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | {_ratio(m['accuracy'], base['accuracy'])} | "
-            f"{m['mean_tokens']:.1f} | {100 * (m['mean_tokens'] / base['mean_tokens'] - 1):+.1f}% | {oracle} | "
-            f"{lat_s} | {lat_rel} |"
+            f"| {name} | {m['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | {share(m['accuracy'], base['accuracy'])} | "
+            f"{m['mean_tokens']:.1f} | {change(m['mean_tokens'], base['mean_tokens'])} | {oracle} | "
+            f"{lat_s} | {change(lat, base.get('latency_p50_ms'))} |"
         )
     return "\n".join(lines)
-
-
-def _ratio(x: float, ref: float) -> str:
-    return f"{100 * x / ref:.1f}%" if ref else "n/a"
 
 
 def pick(fam: dict, min_accuracy: float | None = None, max_tokens: float | None = None,

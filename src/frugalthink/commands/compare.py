@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from frugalthink.errors import UserError
+from frugalthink.tables import change, share
 
 
 def load_summary(d: str | Path) -> dict:
@@ -46,19 +47,16 @@ def comparison_rows(dirs: list[str], names: list[str] | None = None) -> list[dic
     return rows
 
 
-def _pct(x):
-    return "" if x is None else f"{100 * x:+.1f}%"
-
-
 def to_markdown(rows: list[dict]) -> str:
     head = "| run | accuracy [95% CI] | acc. vs first | mean tokens | tokens vs first | p50 latency ms | latency vs first |"
     lines = [head, "|" + "---|" * 7]
+    ref = rows[0]
     for r in rows:
         lat = "" if r["latency_p50_ms"] is None else f"{r['latency_p50_ms']:.1f}"
-        rel = "" if r["accuracy_rel"] is None else f"{100 * r['accuracy_rel']:.1f}%"
         lines.append(
-            f"| {r['run']} | {r['accuracy']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | {rel} | "
-            f"{r['mean_tokens']:.1f} | {_pct(r['tokens_change'])} | {lat} | {_pct(r['latency_change'])} |"
+            f"| {r['run']} | {r['accuracy']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | "
+            f"{share(r['accuracy'], ref['accuracy'])} | {r['mean_tokens']:.1f} | "
+            f"{change(r['mean_tokens'], ref['mean_tokens'])} | {lat} | {change(r['latency_p50_ms'], ref['latency_p50_ms'])} |"
         )
     return "\n".join(lines)
 

@@ -74,44 +74,76 @@ def _titled(title: str, seed: int) -> str:
 
 def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int = 2,
                    peers: list[str] | None = None, seeds: list[int] | None = None) -> dict:
-    """``seeds``: training seeds of the RL methods (default [0]). Seed 0 of ours is the demo's family; other seeds
+    """Every method on the demo's base, data, trainer and evaluation; each stage resumes.
+
+    ``seeds``: training seeds of the RL methods (default [0]). Seed 0 of ours is the demo's family; other seeds
     of ours are trained here (``OUT/ours/alpha-A-seedS``), with the peers (``OUT/<reward>-seedS``)."""
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    peers = peers or list(PEER_NAMES)
-    seeds = seeds or [0]
-    extra_seeds = [x for x in seeds if x != 0]
-    if (demo_dir / "family.json").exists() and (demo_dir / "summary.json").exists():
-        fam = load_family(demo_dir)
-        print(f"== 1/5 base and family: reusing {demo_dir}", flush=True)
-    else:
-        print(f"== 1/5 base and family -> {demo_dir} (the demo)", flush=True)
-        fam = demo_cmd.run_demo(demo_dir, quick)
+    peers, seeds = peers or list(PEER_NAMES), seeds or [0]
+    fam = _demo_family(demo_dir, quick)
     _, rl_recipe = demo_cmd.demo_recipes(demo_dir, quick)
     settings = demo_cmd.demo_eval_settings(demo_dir, rl_recipe, quick)
-    base_point = point_of("base", json.loads(Path(fam["base"]["eval_dir"], "summary.json").read_text()),
-                          fam["base"]["eval_dir"])
-    methods = [{"method": "ours (alpha sweep)", "kind": "ours",
-                "points": [point_of(f"alpha={m['alpha']:g}", _summary(m["eval_dir"]), m["eval_dir"])
-                           for m in fam["members"] if m["alpha"] > 0 and not m.get("seed")]}]
-    methods += [{"method": "RL correctness only (alpha=0)", "kind": "RL baseline",
-                 "points": [point_of("alpha=0", _summary(m["eval_dir"]), m["eval_dir"])
-                            for m in fam["members"] if m["alpha"] == 0 and not m.get("seed")]}]
-
+    base_point = point_of("base", _summary(fam["base"]["eval_dir"]), fam["base"]["eval_dir"])
+    methods = _family_methods(fam)
     print("== 2/5 generation cutoff (answer forced at the budget)", flush=True)
-    budgets = QUICK["budgets"] if quick else CUTOFF_BUDGETS
+    methods.append(_cutoff_method(settings, out, quick))
+    print("== 3/5 SFT on shortest correct / DPO shortest-vs-longest (TRL)", flush=True)
+    methods += _offline_methods(demo_dir, rl_recipe, settings, out, quick)
+    print(f"== 4/5 peer rewards with the same RLOO trainer ({', '.join(peers)}; seeds {seeds})", flush=True)
+    alphas = [m["alpha"] for m in fam["members"] if not m.get("seed")]
+    variants = [] if quick else [(r, v) for r in peers for v in PEER_VARIANTS.get(r, ())]
+    _train_rl_methods(rl_recipe, out, peers, seeds, alphas, variants, parallel)
+    print("== 5/5 evaluation and comparison", flush=True)
+    methods += _extra_seed_methods(settings, out, seeds, alphas)
+    methods += _peer_methods(settings, out, peers, seeds, variants, quick)
+    _order(methods)
+    print("== latency, interleaved: one request at a time, every model in turn", flush=True)
+    interleaved_latency([base_point] + [p for m in methods for p in m["points"]],
+                        requests=settings.latency_requests, out=out / "latency_interleaved.jsonl")
+    comp = {"base": base_point, "oracle_mean_tokens": fam["base"].get("oracle_mean_tokens"), "methods": methods,
+            "demo_dir": str(demo_dir), "peer_options": {r: peer_options(r) for r in peers}, "seeds": seeds,
+            "quick": quick, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    wall = _write_comparison(comp, out, t0)
+    md, png = write_comparison_report(out)
+    print(md.read_text())
+    print(f"plot: {png}\ntable: {md}\nwall time {wall:.0f}s")
+    return comp
+
+
+def _demo_family(demo_dir: Path, quick: bool) -> dict:
+    if (demo_dir / "family.json").exists() and (demo_dir / "summary.json").exists():
+        print(f"== 1/5 base and family: reusing {demo_dir}", flush=True)
+        return load_family(demo_dir)
+    print(f"== 1/5 base and family -> {demo_dir} (the demo)", flush=True)
+    return demo_cmd.run_demo(demo_dir, quick)
+
+
+def _family_methods(fam: dict) -> list[dict]:
+    """Ours (alpha > 0) and the correctness-only control (alpha = 0) from the demo's family, seed 0."""
+    def points(keep):
+        return [point_of(f"alpha={m['alpha']:g}", _summary(m["eval_dir"]), m["eval_dir"])
+                for m in fam["members"] if keep(m["alpha"]) and not m.get("seed")]
+
+    return [{"method": "ours (alpha sweep)", "kind": "ours", "points": points(lambda a: a > 0)},
+            {"method": "RL correctness only (alpha=0)", "kind": "RL baseline", "points": points(lambda a: a == 0)}]
+
+
+def _cutoff_method(settings, out: Path, quick: bool) -> dict:
     cut = []
-    for b in budgets:
+    for b in QUICK["budgets"] if quick else CUTOFF_BUDGETS:
         d = out / f"cutoff-{b}"
         cut.append(point_of(f"B={b}", evaluate(replace(settings, budget=b), d, quiet=True), d))
         print(f"   cutoff B={b}: accuracy {cut[-1]['accuracy']:.3f}, mean tokens {cut[-1]['mean_tokens']:.1f}",
               flush=True)
-    methods.append({"method": "generation cutoff", "kind": "inference baseline", "points": cut})
+    return {"method": "generation cutoff", "kind": "inference baseline", "points": cut}
 
-    print("== 3/5 SFT on shortest correct / DPO shortest-vs-longest (TRL)", flush=True)
+
+def _offline_methods(demo_dir: Path, rl_recipe, settings, out: Path, quick: bool) -> list[dict]:
     from frugalthink.commands.shortest import ShortestRecipe, train_shortest
 
     sizes = {**SHORTEST, **(QUICK["shortest"] if quick else {})}
+    methods = []
     for method, title, grid in (("sft", "SFT on shortest correct", SFT_SETTINGS),
                                 ("dpo", "DPO short vs long", DPO_SETTINGS)):
         pts, notes = [], []
@@ -133,20 +165,23 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
                                 run_dir / "eval"))
         methods.append({"method": title, "kind": "offline baseline", "points": pts,
                         **({"note": notes[0]} if notes and not pts else {})})
+    return methods
 
-    print(f"== 4/5 peer rewards with the same RLOO trainer ({', '.join(peers)}; seeds {seeds})", flush=True)
-    alphas = [m["alpha"] for m in fam["members"] if not m.get("seed")]
+
+def _train_rl_methods(rl_recipe, out: Path, peers, seeds, alphas, variants, parallel: int) -> None:
+    """Peers at every seed, ours at the seeds beyond the demo's, and the peer knob variants (seed 0)."""
     runs = [(peer_recipe(rl_recipe, r, seed), out / _seeded(r, seed), f"[{_seeded(r, seed)}]")
             for seed in seeds for r in peers]
     runs += [(replace(rl_recipe, alpha=a, seed=seed), member_dir(out / "ours", a, seed), f"[alpha={a:g} seed={seed}]")
-             for seed in extra_seeds for a in alphas]
-    variants = [] if quick else [(r, v) for r in peers for v in PEER_VARIANTS.get(r, ())]
+             for seed in seeds if seed for a in alphas]
     runs += [(peer_recipe(rl_recipe, r, 0, v), out / f"{r}-{_variant_tag(v)}", f"[{r}-{_variant_tag(v)}]")
              for r, v in variants]
     train_runs(runs, parallel=parallel, console=True)
 
-    print("== 5/5 evaluation and comparison", flush=True)
-    for seed in extra_seeds:
+
+def _extra_seed_methods(settings, out: Path, seeds, alphas) -> list[dict]:
+    methods = []
+    for seed in (s for s in seeds if s):
         for title, kind, chosen in (("ours (alpha sweep)", "ours", [a for a in alphas if a > 0]),
                                     ("RL correctness only (alpha=0)", "RL baseline", [a for a in alphas if a == 0])):
             pts = []
@@ -156,10 +191,15 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
                 pts.append(point_of(f"alpha={a:g}", evaluate(replace(settings, model=str(run_dir)), d, quiet=True), d))
             methods.append({"method": _titled(title, seed), "family": title, "seed": seed, "kind": kind,
                             "points": pts})
+    return methods
+
+
+def _peer_methods(settings, out: Path, peers, seeds, variants, quick: bool) -> list[dict]:
+    methods = []
     for seed in seeds:
         for reward in peers:
             run_dir = out / _seeded(reward, seed)
-            if reward == "l1_max":
+            if reward == "l1_max":  # one point per budget written into the prompt
                 pts = []
                 for t in QUICK["l1_targets"] if quick else L1_EVAL_TARGETS:
                     d = run_dir / f"eval-target-{t}"
@@ -176,28 +216,27 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
             methods.append({"method": _titled(PEER_TITLES[reward], seed), "family": PEER_TITLES[reward],
                             "seed": seed, "kind": "peer reward (RLOO)", "points": pts,
                             "train": json.loads((run_dir / "train_summary.json").read_text())})
-    order = {}
+    return methods
+
+
+def _order(methods: list[dict]) -> None:
+    """Methods of one family together, seeds in order, families in first-seen order."""
+    order: dict[str, int] = {}
     for m in methods:
         m.setdefault("family", m["method"])
         m.setdefault("seed", 0)
         order.setdefault(m["family"], len(order))
     methods.sort(key=lambda m: (order[m["family"]], m["seed"]))
-    print("== latency, interleaved: one request at a time, every model in turn", flush=True)
-    interleaved_latency([base_point] + [p for m in methods for p in m["points"]],
-                        requests=settings.latency_requests, out=out / "latency_interleaved.jsonl")
-    comp = {"base": base_point, "oracle_mean_tokens": fam["base"].get("oracle_mean_tokens"), "methods": methods,
-            "demo_dir": str(demo_dir), "peer_options": {r: peer_options(r) for r in peers}, "seeds": seeds, "quick": quick,
-            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def _write_comparison(comp: dict, out: Path, t0: float) -> float:
+    """Write comparison.json; each invocation resumes the last, so every pass's wall time is kept."""
     path = out / "comparison.json"
     wall = time.perf_counter() - t0
-    # Each invocation resumes the last; keep every pass's wall time (a pass that only re-reads takes seconds).
     passes = json.loads(path.read_text()).get("passes", []) if path.exists() else []
     comp["passes"] = passes + [{"finished": comp["finished"], "wall_s": round(wall, 1)}]
     path.write_text(json.dumps(comp, indent=2) + "\n")
-    md, png = write_comparison_report(out)
-    print(md.read_text())
-    print(f"plot: {png}\ntable: {md}\nwall time {wall:.0f}s")
-    return comp
+    return wall
 
 
 def interleaved_latency(points: list[dict], requests: int, out: Path) -> None:
