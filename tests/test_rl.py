@@ -215,3 +215,35 @@ def test_base_recipe_file_matches_the_defaults_the_demo_uses():
     from frugalthink.sft import BaseRecipe
 
     assert load_base_recipe(str(ROOT / "recipes" / "tiny" / "base.yaml"), []) == BaseRecipe()
+
+
+def test_two_process_training_writes_each_file_once(tmp_path):
+    """torchrun with 2 CPU processes (gloo): the official rule's cross-process whitening runs, only rank 0 writes."""
+    import shutil
+
+    _tiny_model(tmp_path / "m")
+    out = tmp_path / "run"
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    with socket_port() as port:
+        res = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", str(port), "-m", "frugalthink.cli",
+                              "train", "--recipe", "tiny/rl", "--set", f"model={tmp_path / 'm'}", "--set", "rollouts=2",
+                              "--set", "prompts_per_rollout=4", "--set", "max_completion_length=16", "--set",
+                              "threads=1", "--set", "reward=dapo", "--set", "save_every=1", "--out", str(out)],
+                             capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "WORLD_SIZE=2" in res.stdout and res.stdout.count("trained reward=dapo") == 1
+    assert [r["step"] for r in _log(out)] == [1, 2, 3, 4]  # one row per step, not one per rank
+    assert json.loads((out / "frugalthink_run.json").read_text())["config"]["num_processes"] == 2
+    assert (out / "train_summary.json").exists() and (out / "checkpoint-4").exists()
+
+
+class socket_port:
+    def __enter__(self):
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    def __exit__(self, *exc):
+        return False

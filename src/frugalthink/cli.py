@@ -187,6 +187,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """Keep the console to what a user can act on: our progress lines, not the libraries' per-file bars
+    ("Loading weights", "Writing model shards") or deprecation notices about arguments we pass for them."""
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|accelerate|datasets)\b")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(transformers|trl|accelerate|datasets)\b")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    except ImportError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -194,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module_name, func_name = args._target.split(":")
+    if not args.verbose:
+        quiet_libraries()
     try:
         import importlib
 

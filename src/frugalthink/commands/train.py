@@ -82,7 +82,11 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     try:
         tokenizer = AutoTokenizer.from_pretrained(recipe.model)
     except (OSError, ValueError) as exc:
-        raise UserError(f"model {recipe.model!r}: could not load a tokenizer ({str(exc).splitlines()[0]})") from exc
+        where = ("" if Path(recipe.model).exists() else
+                 f"; no folder {recipe.model!r} under the current folder {Path.cwd()} (a recipe's model path is "
+                 "relative to where you run the command), so it was tried as a hub name")
+        raise UserError(f"model {recipe.model!r}: could not load a tokenizer{where} "
+                        f"({str(exc).splitlines()[0][:160]})") from exc
     if tokenizer.eos_token is None:
         raise UserError(f"model {recipe.model!r}: the tokenizer has no EOS token, so no completion could ever end")
     if tokenizer.pad_token is None:
@@ -177,7 +181,11 @@ def _truncate_log(log_path: Path, step: int) -> None:
 
 def run(args) -> int:
     recipe = load_recipe(args.recipe, args.alpha, args.set)
+    import os
+
     summary = train(recipe, args.out, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     what = f"alpha={recipe.alpha}" if recipe.reward == "efficiency" else f"reward={recipe.reward}"
     print(f"trained {what}: {args.out} ({summary['optimizer_steps']} optimizer steps, "
           f"{summary['wall_s']}s, {summary['s_per_rollout']} s/rollout)")
