@@ -5,7 +5,8 @@ import json
 import pytest
 
 from frugalthink.commands.compare import comparison_rows, to_markdown
-from frugalthink.evaluation import bootstrap_ci, percentile, summarize
+from frugalthink.evaluation import percentile, summarize
+from frugalthink.stats import mcnemar_exact, paired_bootstrap, wilson_interval
 
 
 def rec(pid, sample, correct, tokens, level=1, oracle=None, truncated=False, batch=0, batch_ms=100.0):
@@ -21,15 +22,26 @@ def test_percentile_interpolates():
     assert percentile([], 50) is None
 
 
-def test_bootstrap_is_seeded_and_brackets_the_mean():
-    data = [1.0] * 30 + [0.0] * 10
-    a = bootstrap_ci(data, seed=3)
-    assert a == bootstrap_ci(data, seed=3)
-    assert a[0] < 0.75 < a[1]
-    assert bootstrap_ci([1.0] * 5) == (1.0, 1.0)
-    # pinned numbers for seed 0: a change to the resampling scheme must be deliberate
-    lo, hi = bootstrap_ci(data, seed=0)
-    assert (round(lo, 3), round(hi, 3)) == (0.6, 0.875)  # normal approx: 0.75 +- 0.134
+def test_wilson_interval_does_not_collapse_and_matches_hand_numbers():
+    # 30/40: p = 0.75, z = 1.96 -> centre 0.7281, half-width 0.1300 (Wilson's formula by hand)
+    lo, hi = wilson_interval(30, 40)
+    assert (round(lo, 3), round(hi, 3)) == (0.598, 0.858)
+    lo, hi = wilson_interval(470, 470)
+    assert hi == 1.0 and 0.99 < lo < 1.0  # all right is not "no uncertainty"
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 10)[1] > 0.2
+
+
+def test_mcnemar_exact_and_paired_bootstrap():
+    # 9 items only a gets right, 1 only b: p = 2 * P[Bin(10, .5) <= 1] = 2 * 11/1024
+    m = mcnemar_exact([True] * 9 + [False] + [True] * 5, [False] * 9 + [True] + [True] * 5)
+    assert (m["a_only"], m["b_only"]) == (9, 1) and m["p"] == pytest.approx(22 / 1024)
+    assert mcnemar_exact([True, False], [True, False])["p"] == 1.0
+    same = paired_bootstrap([10, 20, 30], [10, 20, 30])
+    assert same["mean_diff"] == 0 and same["p"] == 1.0
+    shorter = paired_bootstrap([100 + i % 7 for i in range(200)], [60 + i % 5 for i in range(200)], seed=1)
+    assert shorter["mean_diff"] < -30 and shorter["p"] < 0.01 and shorter["ci95"][1] < 0
+    noisy = paired_bootstrap([i % 10 for i in range(100)], [(i * 7) % 10 for i in range(100)])
+    assert noisy["p"] > 0.05
 
 
 def test_summary_arithmetic():
@@ -72,3 +84,18 @@ def test_compare_is_relative_to_first(tmp_path):
     assert rows[1]["accuracy_rel"] == 1.0
     md = to_markdown(rows)
     assert "-60.0%" in md and "-55.0%" in md
+
+
+def test_compare_adds_paired_tests_from_the_records(tmp_path):
+    for name, correct_every, tokens in (("base", 1, 100), ("short", 4, 40)):
+        d = tmp_path / name
+        d.mkdir()
+        rows = [rec(str(i), 0, i % correct_every == 0, tokens + i % 3) for i in range(60)]
+        (d / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        s = summarize(rows)
+        (d / "summary.json").write_text(json.dumps(s))
+    rows = comparison_rows([str(tmp_path / "base"), str(tmp_path / "short")])
+    # base right on all 60, short on 15 -> 45 discordant pairs, all one way
+    assert rows[1]["pairs"] == 60 and rows[1]["accuracy_p"] == pytest.approx(2 * 0.5**45)
+    assert rows[1]["tokens_diff"] == pytest.approx(-60) and rows[1]["tokens_p"] < 0.01
+    assert "p (McNemar)" in to_markdown(rows) and "<0.001" in to_markdown(rows)

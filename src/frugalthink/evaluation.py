@@ -7,10 +7,11 @@ extracted, oracle_tokens, batch_ms``. Latency records (``latency.jsonl``) are si
 
 from __future__ import annotations
 
-import random
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
+
+from frugalthink.stats import wilson_interval
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -24,19 +25,6 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
-def bootstrap_ci(
-    per_problem: Sequence[float], resamples: int = 1000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean, resampling problems (their samples stay together)."""
-    if not per_problem:
-        return (float("nan"), float("nan"))
-    rng = random.Random(seed)
-    n = len(per_problem)
-    means = sorted(sum(per_problem[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    tail = (1 - level) / 2
-    return (means[int(tail * (resamples - 1))], means[int((1 - tail) * (resamples - 1))])
-
-
 def _level_key(level) -> str:
     return "all" if level is None else str(level)
 
@@ -44,8 +32,9 @@ def _level_key(level) -> str:
 def summarize(records: Sequence[dict], latency: Sequence[dict] = (), seed: int = 0) -> dict:
     """Summary of an evaluation, computed from its records only.
 
-    accuracy = mean of ``correct`` over all records (pass@1 averaged over samples); its 95% interval is a
-    bootstrap over problems. Tokens are completion tokens incl. EOS.
+    accuracy = mean of ``correct`` over all records (pass@1 averaged over samples); its 95% interval is Wilson's
+    over problems (each problem weighs once, with its mean accuracy over its samples), which does not collapse at
+    0% or 100%. Tokens are completion tokens incl. EOS.
     """
     if not records:
         return {"n_records": 0}
@@ -54,7 +43,7 @@ def summarize(records: Sequence[dict], latency: Sequence[dict] = (), seed: int =
         by_problem[str(r["problem_id"])].append(r)
     per_problem_acc = [sum(x["correct"] for x in rs) / len(rs) for rs in by_problem.values()]
     tokens = [r["tokens"] for r in records]
-    lo, hi = bootstrap_ci(per_problem_acc, seed=seed)
+    lo, hi = wilson_interval(sum(per_problem_acc), len(per_problem_acc))
     summary = {
         "n_records": len(records),
         "n_problems": len(by_problem),

@@ -43,20 +43,47 @@ def comparison_rows(dirs: list[str], names: list[str] | None = None) -> list[dic
             "latency_p50_ms": lat,
             "latency_change": _rel(lat, ref_lat),
             "tokens_over_oracle": s.get("tokens_over_oracle"),
+            **(paired_tests(dirs[0], d) if i else {}),
         })
     return rows
 
 
+def paired_tests(ref_dir, other_dir) -> dict:
+    """McNemar's exact test on accuracy and a paired bootstrap on tokens, over the (problem, sample) pairs the two
+    evaluations share; empty when either has no records."""
+    from frugalthink.jsonl import read_jsonl_tolerant
+    from frugalthink.stats import mcnemar_exact, paired_bootstrap, paired_records
+
+    a, b = read_jsonl_tolerant(Path(ref_dir) / "records.jsonl"), read_jsonl_tolerant(Path(other_dir) / "records.jsonl")
+    if not a or not b:
+        return {}
+    try:
+        pairs = paired_records(a, b)
+    except ValueError:
+        return {}
+    acc = mcnemar_exact([x["correct"] for x, _ in pairs], [y["correct"] for _, y in pairs])
+    tok = paired_bootstrap([x["tokens"] for x, _ in pairs], [y["tokens"] for _, y in pairs])
+    return {"pairs": len(pairs), "accuracy_p": acc["p"], "tokens_diff": tok["mean_diff"], "tokens_p": tok["p"]}
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return ""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def to_markdown(rows: list[dict]) -> str:
-    head = "| run | accuracy [95% CI] | acc. vs first | mean tokens | tokens vs first | p50 latency ms | latency vs first |"
-    lines = [head, "|" + "---|" * 7]
+    head = ("| run | accuracy [95% CI] | acc. vs first | p (McNemar) | mean tokens | tokens vs first | p (paired) | "
+            "p50 latency ms | latency vs first |")
+    lines = [head, "|" + "---|" * 9]
     ref = rows[0]
     for r in rows:
         lat = "" if r["latency_p50_ms"] is None else f"{r['latency_p50_ms']:.1f}"
         lines.append(
             f"| {r['run']} | {r['accuracy']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | "
-            f"{share(r['accuracy'], ref['accuracy'])} | {r['mean_tokens']:.1f} | "
-            f"{change(r['mean_tokens'], ref['mean_tokens'])} | {lat} | {change(r['latency_p50_ms'], ref['latency_p50_ms'])} |"
+            f"{share(r['accuracy'], ref['accuracy'])} | {_p(r.get('accuracy_p'))} | {r['mean_tokens']:.1f} | "
+            f"{change(r['mean_tokens'], ref['mean_tokens'])} | {_p(r.get('tokens_p'))} | {lat} | "
+            f"{change(r['latency_p50_ms'], ref['latency_p50_ms'])} |"
         )
     return "\n".join(lines)
 

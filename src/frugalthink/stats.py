@@ -1,0 +1,81 @@
+"""Statistics that can tell two models apart on the same problems. Pure Python.
+
+- `wilson_interval`: a single proportion's 95% interval that does not collapse at 0% or 100% (the percentile
+  bootstrap prints [1.000, 1.000] for 470/470 right, as if there were no uncertainty);
+- `mcnemar_exact`: two models' accuracy on the same (problem, sample) pairs -- the exact two-sided binomial test on
+  the discordant pairs;
+- `paired_bootstrap`: the mean difference of a paired quantity (tokens) with a percentile interval and a two-sided
+  p-value from resampling the pairs.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+
+def wilson_interval(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for ``successes`` out of ``n`` (``successes`` may be fractional: a mean accuracy over
+    several samples per problem times the number of problems).
+
+    >>> [round(x, 3) for x in wilson_interval(470, 470)]
+    [0.992, 1.0]
+    """
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> dict:
+    """Exact McNemar test: ``a[i]``, ``b[i]`` are the two models' verdicts on the same item.
+
+    Returns the discordant counts (``a_only``: a right, b wrong; ``b_only``) and the two-sided p-value
+    ``min(1, 2 * P[Binomial(a_only + b_only, 1/2) <= min(a_only, b_only)])``.
+
+    >>> mcnemar_exact([True] * 10 + [False] * 2, [False] * 10 + [True] * 2)["p"] < 0.05
+    True
+    """
+    if len(a) != len(b):
+        raise ValueError(f"{len(a)} vs {len(b)} paired verdicts")
+    a_only = sum(1 for x, y in zip(a, b, strict=True) if x and not y)
+    b_only = sum(1 for x, y in zip(a, b, strict=True) if y and not x)
+    n = a_only + b_only
+    if n == 0:
+        return {"a_only": 0, "b_only": 0, "p": 1.0}
+    k = min(a_only, b_only)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return {"a_only": a_only, "b_only": b_only, "p": min(1.0, 2 * tail)}
+
+
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 2000, seed: int = 0) -> dict:
+    """Mean of ``b - a`` over pairs, its 95% percentile interval, and a two-sided bootstrap p-value for "no
+    difference" (twice the share of resampled means on the other side of 0, floored at 1/resamples)."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"need equal, non-empty paired lists, got {len(a)} and {len(b)}")
+    diffs = [y - x for x, y in zip(a, b, strict=True)]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    rng = random.Random(seed)
+    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    lo, hi = means[int(0.025 * (resamples - 1))], means[int(0.975 * (resamples - 1))]
+    if mean == 0 or all(d == diffs[0] for d in diffs):
+        p = 1.0 if mean == 0 else 1.0 / resamples
+    else:
+        other_side = sum(1 for m in means if (m <= 0 if mean > 0 else m >= 0))
+        p = min(1.0, max(2 * other_side / resamples, 1.0 / resamples))
+    return {"mean_diff": mean, "ci95": [lo, hi], "p": p}
+
+
+def paired_records(a: Sequence[dict], b: Sequence[dict]) -> list[tuple[dict, dict]]:
+    """Records of two evaluations matched on (problem_id, sample); refuses runs with no item in common."""
+    index = {(str(r["problem_id"]), r["sample"]): r for r in b}
+    pairs = [(r, index[(str(r["problem_id"]), r["sample"])]) for r in a
+             if (str(r["problem_id"]), r["sample"]) in index]
+    if not pairs:
+        raise ValueError("the two evaluations share no (problem, sample)")
+    return pairs
