@@ -56,6 +56,8 @@ CASES = {
                              "--out", "{t}/e"], "unknown task option(s) colour"),
     "benchmark_task_option": (["eval", "--model", "{t}", "--task", "gsm8k", "--task-option", "problem_field=q",
                                "--out", "{t}/e"], "unknown task option(s) problem_field"),
+    "chain_task_option": (["eval", "--model", "{t}", "--task", "chain", "--task-option", "levels=3", "--out", "{t}/e"],
+                          "task chain: unknown task option(s) levels"),
     "task_option_syntax": (["eval", "--model", "{t}", "--task", "chain", "--task-option", "oops", "--out", "{t}/e"],
                            "expected KEY=VALUE"),
     "grade_binary_input": (["grade", "--in", "{t}/bin.jsonl", "--out", "{t}/g.jsonl"], "not UTF-8 text"),

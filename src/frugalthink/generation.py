@@ -50,6 +50,10 @@ class HFGenerator:
 
             raise UserError(f"{model_path}: could not load a tokenizer ({str(exc).splitlines()[0]})") from exc
         self.tokenizer.padding_side = "left"
+        if self.tokenizer.eos_token_id is None:
+            from frugalthink.errors import UserError
+
+            raise UserError(f"{model_path}: the tokenizer has no EOS token, so no completion could ever end")
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         try:

@@ -26,9 +26,14 @@ def get_task(spec: str, **options) -> Task:
         from frugalthink.config import from_dict
         from frugalthink.tasks.chain import ChainConfig
 
+        unknown = sorted(set(options) - {"config", "train_size"})
+        if unknown:
+            raise UserError(f"task chain: unknown task option(s) {', '.join(unknown)} (it takes: config, train_size)")
         cfg = options.get("config")
         if isinstance(cfg, dict):
             cfg = from_dict(ChainConfig, cfg, where="task_options.config")
+        elif cfg is not None:
+            raise UserError(f"task chain: option config must be a mapping of chain settings, got {cfg!r}")
         return ChainTask(cfg, **{k: v for k, v in options.items() if k != "config"})
     if spec.startswith("jsonl:"):
         return _build(JsonlTask, spec, spec[len("jsonl:") :], options)
@@ -41,7 +46,7 @@ def _build(cls, spec: str, source: str, options: dict) -> Task:
     """``cls(source, **options)`` with unknown options reported by name (not as a Python TypeError)."""
     import inspect
 
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "path", "dataset")]
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "path", "dataset", "name")]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise UserError(f"task {spec}: unknown task option(s) {', '.join(unknown)} (it takes: {', '.join(accepted)})")
