@@ -247,3 +247,24 @@ class socket_port:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_health_warnings_in_words():
+    from frugalthink.rl import health_warnings
+
+    calm = [{"kl": 0.010, "clip_ratio": 0.01}] * 5
+    assert health_warnings({"frac_all_correct": 0.5, "frac_all_wrong": 0.2, "truncated_frac": 0.05, "kl": 0.011,
+                            "clip_ratio": 0.012}, calm) == []
+    words = " ".join(health_warnings({"frac_all_correct": 0.85, "frac_all_wrong": 0.1, "truncated_frac": 0.3,
+                                      "kl": 0.2, "clip_ratio": 0.3}, calm))
+    for phrase in ("95% of prompt groups", "30% of completions hit max_completion_length", "KL to the reference jumped",
+                   "clip ratio jumped"):
+        assert phrase in words
+    assert health_warnings({"kl": 0.2}, []) == []  # no history, no jump
+
+
+def test_report_to_passes_through_to_trl(tmp_path):
+    rec = load_recipe("tiny/rl", overrides=["report_to=[tensorboard]", "warmup_steps=3"])
+    cfg = build_rloo_config(rec, tmp_path)
+    assert cfg.report_to == ["tensorboard"] and cfg.warmup_steps == 3
+    assert cfg.lr_scheduler_type == "constant_with_warmup"
