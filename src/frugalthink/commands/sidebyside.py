@@ -27,9 +27,9 @@ from frugalthink.config import load_yaml
 from frugalthink.errors import UserError
 from frugalthink.family import load_family, member_dir, train_runs
 
-# Peer rewards for the embedded default. Per-token weights are the papers' times 30 (their traces run to thousands
-# of tokens, the tiny model's to ~50-170); caps and caches are fractions of our 256-token cap. See
-# recipes/tiny/peers/*.yaml (a test keeps them equal) and docs/comparison.md.
+# Peer rewards for the embedded default; their rescaled options live in recipes/tiny/peers/<name>.yaml (per-token
+# weights are the papers' times 30: their traces run to thousands of tokens, the tiny model's to ~50-170; caps and
+# caches are fractions of our 256-token cap). See docs/comparison.md.
 PEER_NAMES = ("kimi", "l1_max", "shorter_better", "grpo_lead", "cosine", "dapo")
 
 
