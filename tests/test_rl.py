@@ -257,10 +257,11 @@ def test_health_warnings_in_words():
                             "clip_ratio": 0.012}, calm) == []
     words = " ".join(health_warnings({"frac_all_correct": 0.85, "frac_all_wrong": 0.1, "truncated_frac": 0.3,
                                       "kl": 0.2, "clip_ratio": 0.3}, calm))
-    for phrase in ("95% of prompt groups", "30% of completions hit max_completion_length", "KL to the reference jumped",
-                   "clip ratio jumped"):
+    for phrase in ("95% of prompt groups", "30% of completions hit max_completion_length", "KL to the reference jumped"):
         assert phrase in words
     assert health_warnings({"kl": 0.2}, []) == []  # no history, no jump
+    assert health_warnings({"clip_ratio": 0.19}, calm) == []  # a spike a healthy sequence-level run shows here
+    assert "35% of the batch was clipped" in health_warnings({"clip_ratio": 0.35}, calm)[0]
 
 
 def test_report_to_passes_through_to_trl(tmp_path):
