@@ -93,3 +93,15 @@ def test_train_and_eval_on_real_math_prompts(kind, reward, tmp_path):
         records = [json.loads(x) for x in (tmp_path / "eval_l1" / "records.jsonl").read_text().splitlines()]
         assert all(r["tokens"] <= 48 for r in records)
         assert any("The final answer is \\boxed{" in r["completion"] for r in records)  # forced at the budget
+
+
+def test_the_gpu_check_script_runs_its_whole_path_on_cpu(tmp_path):
+    """scripts/gpu_check.py is what a GPU session runs (bf16 on CUDA); here the same path in fp32, so that a session
+    with a GPU spends its minutes on the GPU and not on fixing the script."""
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--out", str(tmp_path / "g"),
+                          "--device", "cpu"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads((tmp_path / "g" / "gpu_check.json").read_text())
+    assert report["update_rule"] == "official" and report["dtype"] == "fp32"
+    assert [s["step"] for s in report["steps"]] == [1, 2] and report["steps"][0]["loss"] != 0
+    assert report["eval"]["accuracy"] is not None and report["latency_p50_ms"] > 0
