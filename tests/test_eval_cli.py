@@ -138,3 +138,36 @@ def test_a_prompt_longer_than_the_context_is_an_error_not_a_hang(model_dir, tmp_
     with pytest.raises(UserError, match="problem 0: prompt of 1,000,0.. characters cannot fit"):
         evaluate(settings(model_dir, task=f"jsonl:{data}", task_options=None), tmp_path / "big", generator=gen,
                  quiet=True)
+
+
+def test_records_with_unicode_line_separators_stay_readable(tmp_path):
+    from frugalthink.jsonl import append_jsonl, read_jsonl_tolerant
+
+    path = tmp_path / "r.jsonl"
+    rows = [{"completion": "a\u2028b\u2029c\x85d"}, {"completion": "e"}]
+    append_jsonl(path, rows)
+    assert read_jsonl_tolerant(path) == rows
+    path.write_bytes(path.read_bytes()[:-1])  # a complete last record that lost its newline is kept, not cut
+    append_jsonl(path, [{"completion": "f"}])
+    assert [r["completion"] for r in read_jsonl_tolerant(path)] == ["a\u2028b\u2029c\x85d", "e", "f"]
+
+
+def test_extending_samples_generates_only_the_new_ones(model_dir, tmp_path):
+    gen = HFGenerator(model_dir, device="cpu")
+    calls = []
+
+    class Counting:
+        tokenizer = gen.tokenizer
+
+        def generate(self, prompts, *a, **k):
+            calls.append(len(prompts))
+            return gen.generate(prompts, *a, **k)
+
+        def timed(self, *a, **k):
+            return gen.timed(*a, **k)
+
+    evaluate(settings(model_dir, latency_requests=0, samples=1), tmp_path / "x", generator=Counting(), quiet=True)
+    before = sum(calls)
+    evaluate(settings(model_dir, latency_requests=0, samples=2), tmp_path / "x", generator=Counting(), quiet=True)
+    assert before == 10 and sum(calls) - before == 10  # 10 new samples generated, none of the old 10 again
+    assert len(records(tmp_path / "x")) == 20

@@ -140,3 +140,10 @@ def test_real_benchmarks_wrong_answers_grade_wrong():
     assert all(w in c for w, c in zip(wrong, completions, strict=True))
     res = grade_many(completions, golds)
     assert sum(not r.correct for r in res) / len(res) >= 0.99
+
+
+def test_review_cases_decimals_lists_and_repeated_assignments():
+    assert grade(r"so \boxed 3.5.", "3.5").correct and not grade(r"\boxed 3.5", "3").correct
+    assert not grade(r"\boxed{1, 100}", "1100").correct  # a list is not a thousands separator
+    assert grade(r"\boxed{1,000}", "1000").correct
+    assert grade(r"\boxed{x = 3}, that is \boxed{3}", "3").correct  # the same answer, not hedging

@@ -108,3 +108,11 @@ def test_reward_and_evaluation_decode_the_same_text(model_dir):
     assert seen["texts"] == [vllm.text] * 2
     assert seen["thinking_open"] == [kind == "qwen"] * 2
     assert rewards[0] > 0
+
+
+def test_vllm_request_seeds_never_repeat_across_consecutive_batches():
+    from frugalthink.generation import request_seeds
+
+    seeds = [s for b in range(200) for s in request_seeds(1_000_003 * 0 + b, 64)]
+    assert len(set(seeds)) == len(seeds)
+    assert request_seeds(7, 4) == request_seeds(7, 4)

@@ -49,6 +49,7 @@ def test_recipes_build_trainer_config_on_cpu(recipe, tmp_path):
     ("model: m\nreward: kimi\nreward_options: {beta: 1}\n", "reward_options: beta not an option of reward 'kimi'"),
     ("model: m\nreward: l1_max\nreward_options: {targets: [50, 10]}\n", "reward_options.targets"),
     ("model: m\nupdate_rule: ppo\n", "update_rule: unknown 'ppo'"),
+    ("model: m\nupdates_per_rollout: 0\n", "updates_per_rollout must be positive"),
     ("model: m\neval: {tasks: {gsm9k: 1}}\n", "eval.tasks: unknown task 'gsm9k'"),
     ("model: m\neval: {temp: 0.6}\n", "eval: unknown key"),
 ])
@@ -261,7 +262,7 @@ def test_health_warnings_in_words():
         assert phrase in words
     assert health_warnings({"kl": 0.2}, []) == []  # no history, no jump
     assert health_warnings({"clip_ratio": 0.19}, calm) == []  # a spike a healthy sequence-level run shows here
-    assert "35% of the batch was clipped" in health_warnings({"clip_ratio": 0.35}, calm)[0]
+    assert health_warnings({"clip_ratio": 0.35}, calm)[0].startswith("35% of the batch")
 
 
 def test_report_to_passes_through_to_trl(tmp_path):

@@ -7,8 +7,9 @@ are strict on purpose: a length penalty rewards any shortcut the grader leaves o
    ``</think>`` is the answer region; if thinking never closes, the completion is wrong (``unfinished_thinking``),
    whatever it boxed inside. Without any thinking block the whole completion is the answer region.
 2. The answer is a ``\\boxed{...}`` (or ``\\fbox{...}``) in the answer region. An empty box is wrong
-   (``empty_box``); boxes with different values are hedging and wrong (``hedging``); the same value boxed twice
-   (e.g. in a sentence and again in a display) is fine.
+   (``empty_box``); boxes whose contents differ after normalisation (spacing, ``\\left``, ``x =`` ...) are hedging
+   and wrong (``hedging``); the same answer boxed twice (in a sentence and again in a display) is fine. Two
+   notations of one value (``\\frac12`` and ``0.5``) count as hedging: box the answer once.
 3. Only tasks that declare ``number_fallback`` (GSM8K-style references) fall back, when no box is present, to
    ``#### N``, then "answer is N", then the last number of the answer region.
 """
@@ -65,9 +66,9 @@ def _first_box(text: str) -> str | None:
         i += 1
     if i >= len(text):
         return None
-    if text[i] != "{":
-        m = re.match(r"[^\s$.,]+", text[i:])
-        return m.group(0) if m else None
+    if text[i] != "{":  # "\boxed 3.5." form: the next token, a sentence's full stop dropped
+        m = re.match(r"[^\s$,]+", text[i:])
+        return m.group(0).rstrip(".") or None if m else None
     depth = 0
     for j in range(i, len(text)):
         if text[j] == "{":
@@ -107,7 +108,7 @@ def extract(completion: str, thinking_open: bool = False, number_fallback: bool 
             return None, "no_answer"  # a box left unclosed: the answer was cut off
         if any(not b for b in boxes):
             return None, "empty_box"
-        if len({normalize(b) for b in boxes}) > 1:
+        if len({normalize(strip_assignment(b)) for b in boxes}) > 1:
             return None, "hedging"
         return boxes[-1], "ok"
     if number_fallback:
@@ -138,13 +139,12 @@ def normalize(answer: str) -> str:
     >>> normalize(r"\\left( 3, \\dfrac{\\pi}{2} \\right)")
     '(3,\\\\frac{\\\\pi}{2})'
     """
-    s = answer
+    s = _THOUSANDS.sub("", answer)  # before spaces go: "1, 100" is a list, "1,100" a number
     for token in _DROP:
         s = s.replace(token, "")
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = _TEXT_WRAP.sub(r"\1", s)
     s = _DEGREES.sub("", s).replace("\\%", "").replace("%", "")
-    s = _THOUSANDS.sub("", s)
     return s.rstrip(".")
 
 

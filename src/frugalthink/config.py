@@ -50,7 +50,8 @@ def recipe_path(name: str | Path) -> Path:
 
 
 def load_yaml(path: str | Path, _seen: tuple = ()) -> dict:
-    """A recipe as a dict. ``extends: OTHER.yaml`` (relative to this file) starts from another recipe's fields."""
+    """A recipe as a dict. ``extends: OTHER.yaml`` (relative to this file) starts from another recipe's fields; each
+    top-level field of this file replaces the parent's whole (a mapping such as ``task_options`` is not merged)."""
     path = recipe_path(path)
     if path.resolve() in _seen:
         raise UserError(f"{path}: 'extends' loops back to itself")

@@ -7,6 +7,7 @@ EOS (the prompt is not counted); ``truncated`` = no EOS within ``max_new_tokens`
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass
 
@@ -136,6 +137,10 @@ class VLLMGenerator:
         self.llm = llm
         self.tokenizer = self.llm.get_tokenizer()
         self.eos_ids = {int(self.tokenizer.eos_token_id)}
+        try:
+            self.context_length = int(self.llm.llm_engine.model_config.max_model_len)
+        except (AttributeError, TypeError, ValueError):
+            self.context_length = None
 
     def requests(self, prompts: list[str]) -> list[dict]:
         """What is sent to vLLM: token ids from `frugalthink.prompts.encode_prompt`, never raw strings (vLLM would
@@ -154,8 +159,8 @@ class VLLMGenerator:
     def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, seed: int) -> list[Generation]:
         from vllm import SamplingParams
 
-        params = [SamplingParams(temperature=temperature, top_p=1.0, max_tokens=max_new_tokens, seed=seed + i)
-                  for i in range(len(prompts))]
+        params = [SamplingParams(temperature=temperature, top_p=1.0, max_tokens=max_new_tokens, seed=s)
+                  for s in request_seeds(seed, len(prompts))]
         outs = self.llm.generate(self.requests(prompts), params, use_tqdm=False)
         return [self.completion(o.outputs[0].token_ids, o.outputs[0].finish_reason) for o in outs]
 
@@ -215,6 +220,12 @@ class BudgetForcedGenerator:
 
     def timed(self, prompt: str, max_new_tokens: int, temperature: float, seed: int) -> tuple[Generation, float]:
         return time_one_request(self, prompt, max_new_tokens, temperature, seed)
+
+
+def request_seeds(seed: int, n: int) -> list[int]:
+    """One sampling seed per request of a batch, derived from (batch seed, position). ``seed + i`` would repeat
+    across batches, whose seeds are consecutive, and give identical samples of the same prompt."""
+    return [random.Random(f"{seed}-{i}").getrandbits(31) for i in range(n)]
 
 
 def time_one_request(gen, prompt: str, max_new_tokens: int, temperature: float, seed: int) -> tuple[Generation, float]:

@@ -66,7 +66,11 @@ def read_jsonl_tolerant(path: str | Path) -> list[dict]:
         return []
     rows = []
     # errors="replace": a kill can also cut a multi-byte character; that torn line is dropped below anyway.
-    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    # Split on "\n" only: records are written with ensure_ascii=False, and str.splitlines() would also split inside a
+    # completion at U+2028, U+2029 or U+0085.
+    lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -87,16 +91,23 @@ def require(row: dict, field: str, path: str | Path, lineno: int):
 
 
 def drop_torn_tail(path: str | Path) -> None:
-    """Cut a half-written last line (a kill in the middle of a write) off a file this program appends to, so the
-    next append starts on a line of its own instead of gluing a record onto the fragment."""
+    """Make the next append start on a line of its own: a half-written last line (a kill in the middle of a write)
+    is cut off; a complete last record that lost only its newline gets the newline back (it was counted as done)."""
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return
     with path.open("rb+") as fh:
-        data = fh.read()
-        if data.endswith(b"\n"):
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":  # the usual case: only the last byte is read
             return
-        fh.truncate(data.rfind(b"\n") + 1)
+        fh.seek(0)
+        data = fh.read()
+        start = data.rfind(b"\n") + 1
+        try:
+            json.loads(data[start:].decode("utf-8"))
+            fh.write(b"\n")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            fh.truncate(start)
 
 
 def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:

@@ -86,6 +86,9 @@ class RLRecipe:
                 raise UserError(f"reward_options.targets must be [low, high] with 0 < low <= high, got {[lo, hi]}")
         if self.num_generations < 2:
             raise UserError(f"num_generations must be >= 2 (RLOO needs a leave-one-out baseline), got {self.num_generations}")
+        require_positive(self, ("rollouts", "prompts_per_rollout", "updates_per_rollout", "save_every",
+                                "max_completion_length", "learning_rate", "temperature", "gradient_accumulation_steps",
+                                "num_processes"))
         samples = self.prompts_per_rollout * self.num_generations
         per_update = self.updates_per_rollout * self.gradient_accumulation_steps * self.num_processes
         if samples % per_update:
@@ -93,9 +96,6 @@ class RLRecipe:
                 f"prompts_per_rollout*num_generations ({samples}) must split evenly over updates_per_rollout * "
                 f"gradient_accumulation_steps * num_processes ({per_update})"
             )
-        require_positive(self, ("rollouts", "prompts_per_rollout", "updates_per_rollout", "save_every",
-                                "max_completion_length", "learning_rate", "temperature", "gradient_accumulation_steps",
-                                "num_processes"))
         if self.num_prompts is not None and self.num_prompts < 1:
             raise UserError(f"num_prompts must be a positive integer (or left out for all), got {self.num_prompts}")
         if self.beta < 0 or not 0 < self.epsilon < 1:
@@ -337,7 +337,8 @@ def health_warnings(row: dict, history: list[dict]) -> list[str]:
                    f"{statistics.median(past):.3g}); the learning rate may be too high")
     # A sequence-level clip ratio spikes to 0.1-0.2 in healthy runs here; a third of the batch clipped is not healthy.
     if row.get("clip_ratio", 0.0) > 0.3:
-        out.append(f"{row['clip_ratio']:.0%} of the batch was clipped: the policy moved far within one rollout; "
+        out.append(f"{row['clip_ratio']:.0%} of the batch (of sequences, or of tokens under the official rule) was "
+                   "clipped: the policy moved far within one rollout; "
                    "lower the learning rate or the updates per rollout")
     return out
 

@@ -60,6 +60,8 @@ class FrugalRLOOTrainer(RLOOTrainer):
         mask = batch["completion_mask"]
         ref = None
         if beta:
+            if self.ref_model is None:
+                raise ValueError("update_rule 'official' needs a reference model (PEFT adapters are not supported)")
             with torch.no_grad():
                 ref, _, _ = super()._get_per_token_logps_and_entropies(
                     self.ref_model, torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1),
@@ -75,7 +77,11 @@ class FrugalRLOOTrainer(RLOOTrainer):
         if ref is not None:
             kl = ((old - ref) * mask).sum() / mask.sum().clamp(min=1)
             self._metrics["train"]["kl"].append(self.accelerator.reduce(kl, reduction="mean").item())
-        rewards = torch.nan_to_num(rewards_per_func, nan=0.0).sum(dim=1)
+        # As TRL combines them: weighted sum over reward functions, optional clipping; frugalthink's rewards are
+        # never None, so no sample is unscorable here.
+        rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
+        if self.reward_clip_range:
+            rewards = rewards.clamp(min=self.reward_clip_range[0], max=self.reward_clip_range[1])
         rank, n = self.accelerator.process_index, mask.size(0)
         seq_adv = U.rloo_advantages(rewards, self.num_generations)[rank * n : (rank + 1) * n]
         returns = U.token_returns(seq_adv.to(old.dtype), old, ref, mask, beta)

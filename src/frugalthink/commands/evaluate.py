@@ -107,7 +107,8 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
     settings = settings.resolved()
     out = claim(out, "eval_config.json")
     _check_resume(out, settings)
-    write_run_metadata(out, settings, name="eval_config.json")
+    if not (out / "eval_config.json").exists():
+        write_run_metadata(out, settings, name="eval_config.json")
     from frugalthink.tasks import get_task
 
     task = get_task(settings.task, **(settings.task_options or {}))  # bad task options fail before the model loads
@@ -121,15 +122,16 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
     _check_context(gen, problems, prompts, settings.max_new_tokens)
 
     records_path, latency_path = out / "records.jsonl", out / "latency.jsonl"
-    done = {(r["problem_id"], r["sample"]) for r in read_jsonl_tolerant(records_path)}
+    done = {(r["problem_id"], r["sample"]): r.get("batch") for r in read_jsonl_tolerant(records_path)}
     items = [(i, s) for i in range(len(problems)) for s in range(settings.samples)]
     batches = [items[k : k + settings.batch_size] for k in range(0, len(items), settings.batch_size)]
-    todo = [(b, batch) for b, batch in enumerate(batches)
-            if any((problems[i].id, s) not in done for i, s in batch)]
+    todo = [(b, batch, _to_generate(batch, b, done, problems)) for b, batch in enumerate(batches)]
+    todo = [(b, batch, gen_items) for b, batch, gen_items in todo if gen_items]
+    config_current = False
     with progress_bar(f"eval {Path(settings.model).name} on {settings.task}", total=len(items)) as bar:
-        finished = len(items) - sum(len(batch) for _, batch in todo)
+        finished = len(done)
         bar(finished)
-        for b, batch in todo:
+        for b, _, batch in todo:
             t0 = time.perf_counter()
             gens = gen.generate([prompts[i] for i, _ in batch], settings.max_new_tokens, settings.temperature,
                                 seed=settings.seed * 1_000_003 + b)
@@ -147,7 +149,10 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
                              "reason": res.reason, "extracted": res.extracted, "gold": p.answer,
                              "oracle_tokens": p.oracle_tokens, "batch": b, "batch_ms": round(batch_ms, 2)})
             append_jsonl(records_path, rows)
-            finished += len(batch)
+            if not config_current:  # the settings on disk change only once records under them exist
+                write_run_metadata(out, settings, name="eval_config.json")
+                config_current = True
+            finished += len(rows)
             bar(finished, f"acc {sum(r['correct'] for r in rows) / max(1, len(rows)):.2f}")
 
     _measure_latency(settings, gen, problems, prompts, latency_path, quiet)
@@ -157,6 +162,18 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
     if not quiet:
         print(format_summary(summary, title=f"== {settings.model} on {settings.task} ({out})"))
     return summary
+
+
+def _to_generate(batch, b: int, done: dict, problems) -> list:
+    """The items of batch ``b`` to generate. A batch whose done items are a prefix written as this same batch (a
+    kill in the middle of its write) is generated whole again, so its records equal an uninterrupted run's; in a
+    batch laid out anew by an extension (``--samples`` grew), only the missing items are generated."""
+    flags = [(problems[i].id, s) in done for i, s in batch]
+    k = sum(flags)
+    if k == len(batch):
+        return []
+    same_batch = all(flags[:k]) and all(done[(problems[i].id, s)] == b for i, s in batch[:k])
+    return batch if k == 0 or same_batch else [item for item, f in zip(batch, flags, strict=True) if not f]
 
 
 def _check_context(gen, problems, prompts, max_new_tokens: int) -> None:
