@@ -179,11 +179,26 @@ def _truncate_log(log_path: Path, step: int) -> None:
     log_path.write_text("".join(x + "\n" for x in keep))
 
 
+def _close_process_group() -> None:
+    """Leave a multi-process launch cleanly: without this, gloo's threads are torn down at interpreter exit and a
+    rank can abort ("terminate called without an active exception") after a finished run."""
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def run(args) -> int:
     recipe = load_recipe(args.recipe, args.alpha, args.set)
     import os
 
-    summary = train(recipe, args.out, resume=args.resume)
+    try:
+        summary = train(recipe, args.out, resume=args.resume)
+    finally:
+        _close_process_group()
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     what = f"alpha={recipe.alpha}" if recipe.reward == "efficiency" else f"reward={recipe.reward}"
