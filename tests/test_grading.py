@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from frugalthink.answers import extract, extract_answer, final_number, last_boxed, normalize
+from frugalthink.answers import extract, final_number, last_boxed, normalize
 from frugalthink.grading import MathVerifyPool, grade, grade_many
 from frugalthink.jsonl import iter_jsonl
 from frugalthink.tasks.math_benchmarks import gold_from_text, shipped_file
@@ -59,7 +59,7 @@ def test_extraction_rules():
     assert final_number("blah 3 then #### 1,234") == "1234"
     assert final_number("The answer is 42. Later 7") == "42"
     assert final_number("costs 5 then 12 dollars") == "12"
-    assert extract_answer("nothing numeric") is None
+    assert extract("nothing numeric") == (None, "no_answer")
     assert normalize(r"\left( 1,2 \right)") == "(1,2)"
 
 

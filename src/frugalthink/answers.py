@@ -118,11 +118,6 @@ def extract(completion: str, thinking_open: bool = False, number_fallback: bool 
     return None, "no_answer"
 
 
-def extract_answer(completion: str, thinking_open: bool = False, number_fallback: bool = False) -> str | None:
-    """The answer `extract` finds, or None."""
-    return extract(completion, thinking_open, number_fallback)[0]
-
-
 _DROP = ("\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "\\displaystyle", "$", " ", "\n", "\t")
 _TEXT_WRAP = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
 _DEGREES = re.compile(r"\^\{?\\circ\}?")

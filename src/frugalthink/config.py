@@ -81,20 +81,14 @@ def _read_yaml(path: Path) -> dict:
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """``["lr=1e-4", "model.layers=2"]`` -> nested updates; values are parsed as YAML (numbers, lists...)."""
     data = json.loads(json.dumps(data))
-    for item in overrides:
-        if "=" not in item:
-            raise UserError(f"--set {item!r}: expected KEY=VALUE")
-        key, raw = item.split("=", 1)
+    for key, value in parse_options(overrides, "--set").items():
         node = data
-        parts = key.strip().split(".")
+        parts = key.split(".")
         for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise UserError(f"--set {item!r}: {'.'.join(parts[: i + 1])} is {node!r}, not a section with fields")
-        try:
-            node[parts[-1]] = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise UserError(f"--set {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]})") from None
+                raise UserError(f"--set {key}=...: {'.'.join(parts[: i + 1])} is {node!r}, not a section with fields")
+        node[parts[-1]] = value
     return data
 
 

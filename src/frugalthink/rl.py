@@ -18,6 +18,7 @@ from pathlib import Path
 from frugalthink import rewards as R
 from frugalthink.config import require_positive
 from frugalthink.errors import UserError
+from frugalthink.evaluation import percentile
 from frugalthink.tasks.base import Problem
 
 # reward -> {option: default}: the papers' values, from the one registry (`frugalthink.rewards.REWARDS`).
@@ -262,11 +263,6 @@ def l1_targets(problem_ids: list[str], low: int, high: int, seed: int) -> list[i
     return [random.Random(f"l1-{seed}-{pid}").randint(low, high) for pid in problem_ids]
 
 
-def _p90(values: list[int]) -> float:
-    ordered = sorted(values)
-    return float(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))])
-
-
 def batch_metrics(correct, lengths, groups, truncated) -> dict[str, float]:
     """Per-rollout statistics logged every step (computed on the gathered batch, identical on every rank).
 
@@ -284,9 +280,9 @@ def batch_metrics(correct, lengths, groups, truncated) -> dict[str, float]:
         "tokens_mean": statistics.fmean(lengths),
         "tokens_median": statistics.median(lengths),
         "tokens_correct_mean": statistics.fmean(right) if right else nan,
-        "tokens_correct_p90": _p90(right) if right else nan,
+        "tokens_correct_p90": percentile(right, 90) if right else nan,
         "tokens_wrong_mean": statistics.fmean(wrong) if wrong else nan,
-        "tokens_wrong_p90": _p90(wrong) if wrong else nan,
+        "tokens_wrong_p90": percentile(wrong, 90) if wrong else nan,
         "frac_groups_all_correct": sum(all(v) for v in by_group.values()) / len(by_group),
         "frac_groups_all_wrong": sum(not any(v) for v in by_group.values()) / len(by_group),
         "truncated_frac": sum(truncated) / len(truncated),

@@ -62,11 +62,11 @@ class EvalSettings:
         return EvalSettings(**{**asdict(self), "samples": samples, "max_new_tokens": max_new})
 
 
-def _check_resume(out: Path, settings: EvalSettings) -> None:
+def _check_resume(out: Path, settings: EvalSettings, has_records: bool) -> None:
     """Refuse to mix two experiments in one folder. A folder without records (a run that failed before its first
     one) takes the new settings; ``limit`` and ``samples`` may grow, which extends the evaluation."""
     cfg_path = out / "eval_config.json"
-    if not cfg_path.exists() or not read_jsonl_tolerant(out / "records.jsonl"):
+    if not cfg_path.exists() or not has_records:
         return
     try:
         old = json.loads(cfg_path.read_text())["config"]
@@ -106,7 +106,9 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
 
     settings = settings.resolved()
     out = claim(out, "eval_config.json")
-    _check_resume(out, settings)
+    records_path, latency_path = out / "records.jsonl", out / "latency.jsonl"
+    done = {(r["problem_id"], r["sample"]): r.get("batch") for r in read_jsonl_tolerant(records_path)}
+    _check_resume(out, settings, has_records=bool(done))
     if not (out / "eval_config.json").exists():
         write_run_metadata(out, settings, name="eval_config.json")
     from frugalthink.tasks import get_task
@@ -121,8 +123,6 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
     prompts = [build_prompt(gen.tokenizer, task, p, length_target=settings.length_target) for p in problems]
     _check_context(gen, problems, prompts, settings.max_new_tokens)
 
-    records_path, latency_path = out / "records.jsonl", out / "latency.jsonl"
-    done = {(r["problem_id"], r["sample"]): r.get("batch") for r in read_jsonl_tolerant(records_path)}
     items = [(i, s) for i in range(len(problems)) for s in range(settings.samples)]
     batches = [items[k : k + settings.batch_size] for k in range(0, len(items), settings.batch_size)]
     todo = [(b, batch, _to_generate(batch, b, done, problems)) for b, batch in enumerate(batches)]

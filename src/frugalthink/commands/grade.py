@@ -8,6 +8,7 @@ from frugalthink.errors import UserError
 from frugalthink.grading import grade_many
 from frugalthink.jsonl import iter_jsonl, require, write_jsonl
 from frugalthink.prompts import opens_thinking
+from frugalthink.tasks.math_benchmarks import gold_value
 
 
 def _check_out(path: str) -> None:
@@ -23,10 +24,7 @@ def run(args) -> int:
     _check_out(args.out)
     rows, golds, completions, truncated, opened = [], [], [], [], []
     for lineno, row in iter_jsonl(args.inp):
-        gold = require(row, "answer", args.inp, lineno)
-        if isinstance(gold, bool) or not isinstance(gold, str | int | float) or not str(gold).strip():
-            raise UserError(f"{args.inp}:{lineno}: field 'answer' must be non-empty text or a number, got {gold!r}")
-        golds.append(str(gold))
+        golds.append(gold_value(require(row, "answer", args.inp, lineno), f"{args.inp}:{lineno}: field 'answer'"))
         completion = require(row, "completion", args.inp, lineno)
         if not isinstance(completion, str):
             raise UserError(f"{args.inp}:{lineno}: field 'completion' must be a string")

@@ -47,7 +47,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world != recipe.num_processes:
         # The recipe's batch arithmetic is per process: recompute it for the launch we are actually in, and say so.
-        if console and int(os.environ.get("RANK", "0")) == 0:
+        if console and _main_process():
             print(f"note: recipe num_processes={recipe.num_processes} but this launch has WORLD_SIZE={world}; "
                   f"per-device batch recomputed for {world} process(es), same samples per update")
         recipe = replace(recipe, num_processes=world)
@@ -76,7 +76,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
 
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
-    main_process = int(os.environ.get("RANK", "0")) == 0  # only rank 0 writes files; every rank trains
+    main_process = _main_process()  # only rank 0 writes files; every rank trains
     if main_process:
         write_run_metadata(out, recipe, name=METADATA)
     try:
@@ -179,6 +179,13 @@ def _truncate_log(log_path: Path, step: int) -> None:
     log_path.write_text("".join(x + "\n" for x in keep))
 
 
+def _main_process() -> bool:
+    """Rank 0 of a launch (or the only process): the one that writes files and prints the summary."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _close_process_group() -> None:
     """Leave a multi-process launch cleanly: without this, gloo's threads are torn down at interpreter exit and a
     rank can abort ("terminate called without an active exception") after a finished run."""
@@ -193,13 +200,11 @@ def _close_process_group() -> None:
 
 def run(args) -> int:
     recipe = load_recipe(args.recipe, args.alpha, args.set)
-    import os
-
     try:
         summary = train(recipe, args.out, resume=args.resume)
     finally:
         _close_process_group()
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not _main_process():
         return 0
     what = f"alpha={recipe.alpha}" if recipe.reward == "efficiency" else f"reward={recipe.reward}"
     print(f"trained {what}: {args.out} ({summary['optimizer_steps']} optimizer steps, "

@@ -13,28 +13,13 @@ MATH_MAX_NEW_TOKENS = 32768
 
 
 def get_task(spec: str, **options) -> Task:
-    """Build a task from its spec. ``jsonl:PATH`` accepts options problem_field, answer_field, id_field, level_field."""
-    from frugalthink.tasks.chain import ChainTask
+    """Build a task from its spec and task options; an option the task does not take is an error naming it."""
     from frugalthink.tasks.math_benchmarks import HubTask, JsonlTask, benchmark_task
 
     if spec in BENCHMARKS:
-        unknown = set(options) - {"message"}
-        if unknown:
-            raise UserError(f"task {spec}: unknown task option(s) {', '.join(sorted(unknown))} (it takes: message)")
-        return benchmark_task(spec, **options)
+        return _build(benchmark_task, spec, spec, options)
     if spec == "chain":
-        from frugalthink.config import from_dict
-        from frugalthink.tasks.chain import ChainConfig
-
-        unknown = sorted(set(options) - {"config", "train_size"})
-        if unknown:
-            raise UserError(f"task chain: unknown task option(s) {', '.join(unknown)} (it takes: config, train_size)")
-        cfg = options.get("config")
-        if isinstance(cfg, dict):
-            cfg = from_dict(ChainConfig, cfg, where="task_options.config")
-        elif cfg is not None:
-            raise UserError(f"task chain: option config must be a mapping of chain settings, got {cfg!r}")
-        return ChainTask(cfg, **{k: v for k, v in options.items() if k != "config"})
+        return _build(_chain_task, spec, spec, options)
     if spec.startswith("jsonl:"):
         return _build(JsonlTask, spec, spec[len("jsonl:") :], options)
     if spec.startswith("hf:"):
@@ -42,15 +27,26 @@ def get_task(spec: str, **options) -> Task:
     raise UserError(f"unknown task {spec!r}: use one of {', '.join(BENCHMARKS)}, chain, jsonl:PATH or hf:NAME")
 
 
-def _build(cls, spec: str, source: str, options: dict) -> Task:
-    """``cls(source, **options)`` with unknown options reported by name (not as a Python TypeError)."""
+def _chain_task(spec: str, config: dict | None = None, train_size: int = 4000) -> Task:
+    from frugalthink.config import from_dict
+    from frugalthink.tasks.chain import ChainConfig, ChainTask
+
+    if config is not None and not isinstance(config, dict):
+        raise UserError(f"task chain: option config must be a mapping of chain settings, got {config!r}")
+    cfg = from_dict(ChainConfig, config, where="task_options.config") if config is not None else None
+    return ChainTask(cfg, train_size=train_size)
+
+
+def _build(make, spec: str, source: str, options: dict) -> Task:
+    """``make(source, **options)``; the options it takes are its parameters after the first (``name`` is set by
+    the registry), so an unknown one is reported by name instead of as a Python TypeError."""
     import inspect
 
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "path", "dataset", "name")]
+    accepted = [p for p in list(inspect.signature(make).parameters)[1:] if p != "name"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise UserError(f"task {spec}: unknown task option(s) {', '.join(unknown)} (it takes: {', '.join(accepted)})")
-    return cls(source, **options)
+    return make(source, **options)
 
 
 __all__ = ["PAPER_INSTRUCTION", "Problem", "Task", "get_task", "DEFAULT_SAMPLES", "DEFAULT_MAX_NEW_TOKENS"]

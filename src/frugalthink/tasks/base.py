@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from frugalthink.grading import GradeResult, grade_many
 
 PAPER_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
-# The user message: ours puts the question first; the official training script writes the instruction first.
+# The user message: ours puts the question first (the official training script writes the instruction first:
+# "{instruction} Question: {question}", set as task option ``message`` in the R1 recipes).
 DEFAULT_MESSAGE = "{question}\n{instruction}"
-OFFICIAL_MESSAGE = "{instruction} Question: {question}"
 
 
 @dataclass

@@ -49,7 +49,7 @@ def shipped_file(benchmark: str) -> Path:
     return Path(str(resources.files("frugalthink") / "data" / benchmark / "test.jsonl"))
 
 
-def _gold_value(value, where: str) -> str:
+def gold_value(value, where: str) -> str:
     """A gold answer must be text or a number; lists, objects, booleans and null are input errors."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise UserError(f"{where}: the answer must be text or a number, got {json.dumps(value)[:60]}")
@@ -94,7 +94,7 @@ class JsonlTask(Task):
             question = require(row, self.problem_field, self.path, lineno)
             if not isinstance(question, str) or not question.strip():
                 raise UserError(f"{self.path}:{lineno}: field '{self.problem_field}' must be non-empty text")
-            answer = _gold_value(require(row, self.answer_field, self.path, lineno),
+            answer = gold_value(require(row, self.answer_field, self.path, lineno),
                                  f"{self.path}:{lineno}: field '{self.answer_field}'")
             pid = str(require(row, self.id_field, self.path, lineno)) if self.id_field else str(len(problems))
             level = row.get(self.level_field) if self.level_field else None
@@ -135,7 +135,6 @@ class HubTask(Task):
         self.problem_field, self.answer_field = problem_field, answer_field
         self.gold = gold
         self.message, self.number_fallback = check_message(message), bool(number_fallback)
-        self.dropped = 0
 
     def load(self, split: str | None = None) -> list[Problem]:
         from datasets import load_dataset
@@ -152,19 +151,19 @@ class HubTask(Task):
         for f in (self.problem_field, self.answer_field):
             if f not in columns:
                 raise UserError(f"dataset {self.dataset!r}: missing field '{f}' (has {list(columns)})")
-        problems = []
+        problems, dropped = [], 0
         for i, r in enumerate(rows):
             if self.gold == "boxed":
                 gold = last_boxed(str(r[self.answer_field]))
                 if not gold:
-                    self.dropped += 1
+                    dropped += 1
                     continue
             else:
-                gold = gold_from_text(_gold_value(r[self.answer_field],
+                gold = gold_from_text(gold_value(r[self.answer_field],
                                                   f"dataset {self.dataset!r}, row {i}, field '{self.answer_field}'"))
             problems.append(Problem(str(i), str(r[self.problem_field]), gold, r.get("level")))
-        if self.dropped:
-            print(f"{self.name}: dropped {self.dropped} of {self.dropped + len(problems)} rows whose "
+        if dropped:
+            print(f"{self.name}: dropped {dropped} of {dropped + len(problems)} rows whose "
                   f"'{self.answer_field}' has no parseable \\boxed{{}} answer")
         if not problems:
             raise UserError(f"dataset {self.dataset!r}: no usable rows")
