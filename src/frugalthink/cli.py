@@ -159,6 +159,8 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="demo directory (default runs/demo)")
     p.add_argument("--quick", action="store_true", help="small sizes (a few minutes), same code path")
     p.add_argument("--alphas", default=None, help="override the demo's alphas")
+    p.add_argument("--task", default=None, choices=("chain", "tally"),
+                   help="embedded task (default: the demo's, see docs/benchmark.md)")
 
 
 @command("sidebyside", "every method (ours, baselines, peer rewards) on one Pareto plot, embedded default",
@@ -170,6 +172,8 @@ def _sidebyside_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parallel", type=count(1), default=2, help="RL runs at once, one thread each (default 2)")
     p.add_argument("--peers", default=None, help="comma-separated subset of the peer rewards")
     p.add_argument("--seeds", default="0", help="training seeds of the RL methods, comma-separated (default 0)")
+    p.add_argument("--task", default=None, choices=("chain", "tally"),
+                   help="embedded task (default: the demo's); the --demo folder must hold a demo of it")
 
 
 def build_parser() -> argparse.ArgumentParser:

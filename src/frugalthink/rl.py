@@ -103,7 +103,7 @@ class RLRecipe:
             raise UserError(f"beta must be >= 0 and epsilon in (0, 1), got beta={self.beta}, epsilon={self.epsilon}")
 
     def _validate_eval(self) -> None:
-        from frugalthink.tasks import BENCHMARKS
+        from frugalthink.tasks import BENCHMARKS, EMBEDDED
 
         known = {"tasks", "temperature", "top_p", "max_new_tokens", "message"}
         unknown = set(self.eval) - known
@@ -113,8 +113,8 @@ class RLRecipe:
         if not isinstance(tasks, dict):
             raise UserError(f"eval.tasks: expected a mapping task -> samples, got {tasks!r}")
         for name, n in tasks.items():
-            if name not in BENCHMARKS and name != "chain":
-                raise UserError(f"eval.tasks: unknown task {name!r} (one of {', '.join(BENCHMARKS)}, chain)")
+            if name not in BENCHMARKS + EMBEDDED:
+                raise UserError(f"eval.tasks: unknown task {name!r} (one of {', '.join(BENCHMARKS + EMBEDDED)})")
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 raise UserError(f"eval.tasks.{name}: samples must be a positive integer, got {n!r}")
 

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning of the tiny base reasoner on freshly sampled chain traces.
+"""Supervised fine-tuning of the tiny base reasoner on freshly sampled traces of an embedded task (chain, tally).
 
 A plain PyTorch loop rather than TRL's SFTTrainer: the data are generated on the fly (every step sees new traces,
 so there is no dataset to map or pack), and at this model size the Trainer's per-step overhead is a large share of
@@ -7,6 +7,7 @@ the step time (see docs/benchmark.md). The loss is on completion tokens only (pr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -15,21 +16,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from frugalthink.tasks.chain import (
-    ChainConfig,
-    answer_only_completion,
-    prompt_of,
-    sample_digits,
-    verbose_completion,
-)
+from frugalthink.tasks import EMBEDDED as EMBEDDED_TASKS
+from frugalthink.tasks import chain, tally
+from frugalthink.tasks.chain import ChainConfig, prompt_of
+from frugalthink.tasks.tally import TallyConfig
 from frugalthink.tiny import TinyModelConfig
 
 
 @dataclass
 class BaseRecipe:
-    """Recipe for `frugalthink base` (see recipes/tiny/base.yaml)."""
+    """Recipe for `frugalthink base` (see recipes/tiny/base.yaml and recipes/tiny/tally/base.yaml). ``task`` names
+    the embedded task the traces come from; its settings are the section of the same name."""
 
+    task: str = "chain"
     chain: ChainConfig = field(default_factory=ChainConfig)
+    tally: TallyConfig = field(default_factory=TallyConfig)
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
     steps: int = 2000
     batch_size: int = 32
@@ -58,34 +59,47 @@ class BaseRecipe:
                 raise UserError(f"base recipe: {name} must be positive, got {getattr(self, name)}")
         if not 0 < self.lr < 1:
             raise UserError(f"base recipe: lr must be in (0, 1), got {self.lr}")
+        if self.task not in EMBEDDED_TASKS:
+            raise UserError(f"base recipe: task must be one of {', '.join(EMBEDDED_TASKS)}, got {self.task!r}")
+
+    @property
+    def task_config(self) -> ChainConfig | TallyConfig:
+        return getattr(self, self.task)
+
+
+def sample_trace(recipe: BaseRecipe, rng: random.Random, level: int, verbosity: float) -> tuple[str, str]:
+    """(prompt, completion) of one fresh training problem of the recipe's task at ``level``."""
+    cfg = recipe.task_config
+    if recipe.task == "tally":
+        digits = tally.sample_digits(rng, level, "train", cfg.bucket)
+        completion = (tally.answer_only_completion(digits) if recipe.answer_only
+                      else tally.verbose_completion(digits, rng, cfg, verbosity))
+        return prompt_of(digits), completion
+    if verbosity < 1.0:
+        cfg = dataclasses.replace(cfg, check_prob=tuple(verbosity * p for p in cfg.check_prob),
+                                  filler_prob=tuple(verbosity * p for p in cfg.filler_prob))
+    digits = chain.sample_digits(rng, level, test=False, bucket=cfg.test_bucket)
+    completion = chain.answer_only_completion(digits) if recipe.answer_only else chain.verbose_completion(digits, rng, cfg)
+    return prompt_of(digits), completion
 
 
 def make_batch(tokenizer, rng: random.Random, recipe: BaseRecipe, verbosity: float = 1.0,
                max_level: int | None = None):
     """A batch of (prompt + completion + EOS) sequences, labels masked to the completion.
 
-    ``verbosity`` in [0, 1] scales the check and filler probabilities (the curriculum); wrong steps stay always
-    checked.
+    ``verbosity`` in [0, 1] scales the check and filler probabilities (the curriculum); chain's wrong steps stay
+    always checked.
     """
-    import dataclasses
-
     import torch
 
-    cfg = recipe.chain
-    if verbosity < 1.0:
-        cfg = dataclasses.replace(
-            cfg,
-            check_prob=tuple(verbosity * p for p in cfg.check_prob),
-            filler_prob=tuple(verbosity * p for p in cfg.filler_prob),
-        )
+    cfg = recipe.task_config
     # One level per batch: sequences of a level have nearly equal length, so almost nothing is padding
     # (mixed-level batches spent ~40% of the step on pad tokens).
     level = rng.randint(cfg.min_level, max_level or cfg.max_level)
     seqs, labels = [], []
     for _ in range(recipe.batch_size):
-        digits = sample_digits(rng, level, test=False, bucket=cfg.test_bucket)
-        completion = answer_only_completion(digits) if recipe.answer_only else verbose_completion(digits, rng, cfg)
-        p = tokenizer(prompt_of(digits), add_special_tokens=False)["input_ids"]
+        prompt, completion = sample_trace(recipe, rng, level, verbosity)
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         c = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         seqs.append(p + c)
         labels.append([-100] * len(p) + c)
@@ -105,7 +119,7 @@ def curriculum(recipe: BaseRecipe, step: int) -> tuple[float, int]:
     """(verbosity, hardest level) at ``step``: both ramp linearly, then stay at the full task."""
     v_ramp = recipe.verbosity_ramp * recipe.steps
     verbosity = min(1.0, 0.1 + 0.9 * step / v_ramp) if v_ramp > 0 else 1.0
-    lo, hi = recipe.chain.min_level, recipe.chain.max_level
+    lo, hi = recipe.task_config.min_level, recipe.task_config.max_level
     l_ramp = recipe.level_ramp * recipe.steps
     start = min(hi, lo + 1)
     level = hi if l_ramp <= 0 else min(hi, start + int((hi - start + 1) * step / l_ramp))

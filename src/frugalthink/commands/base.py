@@ -28,6 +28,7 @@ def build_base(out: str | Path, recipe: BaseRecipe) -> dict:
     out = Path(out)
     done = out / "base_summary.json"
     if done.exists():
+        _check_same_base(out, recipe)
         return json.loads(done.read_text())
     claim(out, METADATA)
     # An interrupted build of ours starts over (short and deterministic): save_pretrained overwrites our weights and
@@ -45,6 +46,23 @@ def build_base(out: str | Path, recipe: BaseRecipe) -> dict:
     summary.update(params=n_params, answer_only=recipe.answer_only, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
     done.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _check_same_base(out: Path, recipe: BaseRecipe) -> None:
+    """A finished build is reused only for the same task, task settings and model (a demo folder of one task must
+    not serve as the base of another)."""
+    from frugalthink.config import to_dict
+    from frugalthink.errors import UserError
+
+    try:
+        old = json.loads((out / METADATA).read_text())["config"]
+    except (OSError, json.JSONDecodeError, KeyError):
+        return
+    new = to_dict(recipe)
+    old.setdefault("task", "chain")
+    for key in ("task", recipe.task, "model"):
+        if key in old and old[key] != new[key]:
+            raise UserError(f"{out}: holds a base built with {key}={old[key]!r}, not {new[key]!r}; use another --out")
 
 
 def run(args) -> int:

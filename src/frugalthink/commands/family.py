@@ -7,6 +7,7 @@ from pathlib import Path
 from frugalthink.commands.evaluate import EvalSettings
 from frugalthink.errors import UserError
 from frugalthink.family import family_table, load_family, pick, sweep
+from frugalthink.tasks import EMBEDDED
 
 
 def parse_floats(text: str, flag: str) -> list[float]:
@@ -48,7 +49,7 @@ def sweep_eval_settings(recipe, args) -> EvalSettings:
     if task == recipe.task and not tasks:
         options = recipe.task_options or None
     else:
-        options = {"message": ev["message"]} if "message" in ev and task != "chain" else None
+        options = {"message": ev["message"]} if "message" in ev and task not in EMBEDDED else None
     from frugalthink.config import parse_options
 
     extra = parse_options(getattr(args, "task_option", []), "--task-option")

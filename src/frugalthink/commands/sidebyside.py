@@ -73,7 +73,7 @@ def _titled(title: str, seed: int) -> str:
 
 
 def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int = 2,
-                   peers: list[str] | None = None, seeds: list[int] | None = None) -> dict:
+                   peers: list[str] | None = None, seeds: list[int] | None = None, task: str | None = None) -> dict:
     """Every method on the demo's base, data, trainer and evaluation; each stage resumes.
 
     ``seeds``: training seeds of the RL methods (default [0]). Seed 0 of ours is the demo's family; other seeds
@@ -81,8 +81,9 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     peers, seeds = peers or list(PEER_NAMES), seeds or [0]
-    fam = _demo_family(demo_dir, quick)
-    _, rl_recipe = demo_cmd.demo_recipes(demo_dir, quick)
+    task = demo_task(demo_dir, task)
+    fam = _demo_family(demo_dir, quick, task)
+    _, rl_recipe = demo_cmd.demo_recipes(demo_dir, quick, task)
     settings = demo_cmd.demo_eval_settings(demo_dir, rl_recipe, quick)
     base_point = point_of("base", _summary(fam["base"]["eval_dir"]), fam["base"]["eval_dir"])
     methods = _family_methods(fam)
@@ -111,12 +112,22 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
     return comp
 
 
-def _demo_family(demo_dir: Path, quick: bool) -> dict:
+def demo_task(demo_dir: Path, task: str | None) -> str:
+    """The task of the demo in ``demo_dir`` (a finished demo records it; one from before tally is chain's); a
+    ``--task`` that disagrees with it is an error."""
+    summary = demo_dir / "summary.json"
+    done = json.loads(summary.read_text()).get("task", "chain") if summary.exists() else None
+    if task and done and task != done:
+        raise UserError(f"--demo {demo_dir} holds a demo of task {done!r}, not {task!r}; use another --demo")
+    return task or done or demo_cmd.DEMO_TASK
+
+
+def _demo_family(demo_dir: Path, quick: bool, task: str) -> dict:
     if (demo_dir / "family.json").exists() and (demo_dir / "summary.json").exists():
         print(f"== 1/5 base and family: reusing {demo_dir}", flush=True)
         return load_family(demo_dir)
     print(f"== 1/5 base and family -> {demo_dir} (the demo)", flush=True)
-    return demo_cmd.run_demo(demo_dir, quick)
+    return demo_cmd.run_demo(demo_dir, quick, task=task)
 
 
 def _family_methods(fam: dict) -> list[dict]:
@@ -303,5 +314,5 @@ def run(args) -> int:
 
     seeds = parse_seeds(args.seeds)
     run_sidebyside(Path(args.demo), Path(args.out), quick=args.quick, parallel=args.parallel, peers=peers,
-                   seeds=seeds)
+                   seeds=seeds, task=args.task)
     return 0

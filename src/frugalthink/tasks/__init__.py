@@ -1,4 +1,5 @@
-"""Task registry: ``get_task("math500" | "gsm8k" | "aime24" | "amc23" | "chain" | "jsonl:PATH" | "hf:NAME")``."""
+"""Task registry: ``get_task("math500" | "gsm8k" | "aime24" | "amc23" | "chain" | "tally" | "jsonl:PATH" |
+"hf:NAME")``."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from frugalthink.tasks.base import PAPER_INSTRUCTION, Problem, Task
 
 BENCHMARKS = ("math500", "gsm8k", "aime24", "amc23")
 # Paper protocol (temperature 0.6): samples per problem and generation budget, per task.
-DEFAULT_SAMPLES = {"aime24": 10, "amc23": 10, "math500": 3, "gsm8k": 1, "chain": 1}
-DEFAULT_MAX_NEW_TOKENS = {"chain": 256}
+DEFAULT_SAMPLES = {"aime24": 10, "amc23": 10, "math500": 3, "gsm8k": 1, "chain": 1, "tally": 1}
+DEFAULT_MAX_NEW_TOKENS = {"chain": 256, "tally": 256}
+EMBEDDED = ("chain", "tally")
 MATH_MAX_NEW_TOKENS = 32768
 
 
@@ -20,11 +22,13 @@ def get_task(spec: str, **options) -> Task:
         return _build(benchmark_task, spec, spec, options)
     if spec == "chain":
         return _build(_chain_task, spec, spec, options)
+    if spec == "tally":
+        return _build(_tally_task, spec, spec, options)
     if spec.startswith("jsonl:"):
         return _build(JsonlTask, spec, spec[len("jsonl:") :], options)
     if spec.startswith("hf:"):
         return _build(HubTask, spec, spec[len("hf:") :], options)
-    raise UserError(f"unknown task {spec!r}: use one of {', '.join(BENCHMARKS)}, chain, jsonl:PATH or hf:NAME")
+    raise UserError(f"unknown task {spec!r}: use one of {', '.join(BENCHMARKS)}, chain, tally, jsonl:PATH or hf:NAME")
 
 
 def _chain_task(spec: str, config: dict | None = None, train_size: int = 4000) -> Task:
@@ -35,6 +39,16 @@ def _chain_task(spec: str, config: dict | None = None, train_size: int = 4000) -
         raise UserError(f"task chain: option config must be a mapping of chain settings, got {config!r}")
     cfg = from_dict(ChainConfig, config, where="task_options.config") if config is not None else None
     return ChainTask(cfg, train_size=train_size)
+
+
+def _tally_task(spec: str, config: dict | None = None, train_size: int = 4000) -> Task:
+    from frugalthink.config import from_dict
+    from frugalthink.tasks.tally import TallyConfig, TallyTask
+
+    if config is not None and not isinstance(config, dict):
+        raise UserError(f"task tally: option config must be a mapping of tally settings, got {config!r}")
+    cfg = from_dict(TallyConfig, config, where="task_options.config") if config is not None else None
+    return TallyTask(cfg, train_size=train_size)
 
 
 def _build(make, spec: str, source: str, options: dict) -> Task:

@@ -1,0 +1,182 @@
+"""`tally`: the second embedded task -- a plain running total of labelled digits, where coarse steps cost accuracy.
+
+A problem is a string of digits ``d0 d1 ... dn``, labelled in the prompt as in `chain`; the answer is the plain sum
+``d0 + ... + dn`` (not reduced mod 10, so the running total grows to two digits). The level is ``n``. A trace adds
+the digits step by step; a step may *fold* several digits, naming each by its label, then adding their sum to the
+running total in one written result::
+
+    A3B5C8D1E4:  ->  fine    <think>B5+3=8C8+8=16D1+16=17E4+17=21</think>\\boxed{21}
+                     fold 2  <think>B5C8+3=16D1E4+16=21</think>\\boxed{21}
+                     fold 4  <think>B5C8D1E4+3=21</think>\\boxed{21}
+
+Every trace the base is trained on is correct. What a folded step costs is the model's: one written result must
+carry the sum of ``f + 1`` operands, and the tiny model computes that less reliably as ``f`` and the running total
+grow (measured, not assumed: ``scripts/probe_tally.py`` and docs/benchmark.md). So coarse traces are short and
+risky, fine traces long and safe, and the risk compounds over the steps of a harder problem.
+
+The base's traces are varied the way R1's are: most are written step by step and a share ``coarse_share`` tersely,
+with a rate ``c ~ U(coarse_prob)`` of coarse steps (fold ``2..max_fold``, uniform); a terse style is a choice the
+model makes at the first step and keeps. All traces carry redundant **checks** ``(16+1+8=25)`` (the step
+recomputed with its operands in reverse order) with rate ``q ~ U(check_prob)`` and **hesitation** from `chain`'s
+fillers with rate ``f ~ U(filler_prob)``.
+
+Splits are disjoint by construction: a digit string is a test problem iff a stable hash of it falls in bucket 0,
+a validation problem iff it falls in bucket 1, and a training problem otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+from frugalthink.tasks.base import Problem
+from frugalthink.tasks.chain import BOX_OPEN, FILLERS, LABELS, THINK_CLOSE, THINK_OPEN, ChainTask, prompt_of
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class TallyConfig:
+    min_level: int = 2
+    max_level: int = 8
+    max_fold: int = 4
+    coarse_share: float = 0.2  # share of the base's traces written in the terse style
+    coarse_prob: tuple[float, float] = (0.5, 1.0)  # rate of coarse steps in a terse trace (the others have none)
+    check_prob: tuple[float, float] = (0.3, 0.8)
+    filler_prob: tuple[float, float] = (0.4, 1.0)
+    test_size: int = 70  # per level and split (test, validation), capped by how many strings exist
+    bucket: int = 10  # 1 in bucket digit strings is a test problem, 1 in bucket a validation problem
+    seed: int = 0
+
+    def validate(self) -> None:
+        from frugalthink.errors import UserError
+
+        if not 1 <= self.min_level <= self.max_level <= 10:
+            raise UserError(f"tally: need 1 <= min_level <= max_level <= 10 (two-digit totals), got "
+                            f"{self.min_level}..{self.max_level}")
+        if not 1 <= self.max_fold <= 10:
+            raise UserError(f"tally.max_fold must be in 1..10, got {self.max_fold}")
+        if not 0 <= self.coarse_share <= 1:
+            raise UserError(f"tally.coarse_share must be in [0, 1], got {self.coarse_share}")
+        for name in ("coarse_prob", "check_prob", "filler_prob"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi <= 1:
+                raise UserError(f"tally.{name}: need 0 <= low <= high <= 1, got {(lo, hi)}")
+        if self.bucket < 3:
+            raise UserError(f"tally.bucket must be >= 3 (test, validation and train buckets), got {self.bucket}")
+
+
+def split_of(digits: str, bucket: int = 10) -> str:
+    h = int(hashlib.sha256(f"tally:{digits}".encode()).hexdigest()[:8], 16) % bucket
+    return "test" if h == 0 else "validation" if h == 1 else "train"
+
+
+def answer_of(digits: str) -> int:
+    return sum(int(c) for c in digits)
+
+
+def plan_folds(level: int, rng: random.Random, coarse_rate: float, max_fold: int) -> list[int]:
+    """Fold sizes of a trace's steps (they add up to ``level``): a step is coarse with probability ``coarse_rate``,
+    folding ``2..max_fold`` digits (uniform, capped by what is left)."""
+    folds, left = [], level
+    while left:
+        f = rng.randint(2, max_fold) if max_fold > 1 and rng.random() < coarse_rate else 1
+        f = min(f, left)
+        folds.append(f)
+        left -= f
+    return folds
+
+
+def even_folds(level: int, fold: int) -> list[int]:
+    """Every step folds ``fold`` digits; the last one what is left."""
+    return [min(fold, level - i) for i in range(0, level, fold)]
+
+
+def write_trace(digits: str, folds: list[int], rng: random.Random | None = None, check_rate: float = 0.0,
+                filler_rate: float = 0.0) -> str:
+    """The completion that adds ``digits`` with the given fold sizes; checks and filler drawn from ``rng``."""
+    if sum(folds) != len(digits) - 1:
+        raise ValueError(f"folds {folds} do not add up to level {len(digits) - 1}")
+    total, i = int(digits[0]), 1
+    parts = [THINK_OPEN]
+    for f in folds:
+        ops = digits[i : i + f]
+        new = total + sum(int(c) for c in ops)
+        parts.append("".join(f"{LABELS[i + j]}{c}" for j, c in enumerate(ops)) + f"+{total}={new}")
+        if rng is not None and rng.random() < check_rate:
+            parts.append("(" + "+".join([str(total)] + list(reversed(ops))) + f"={new})")
+        if rng is not None and rng.random() < filler_rate:
+            parts.append(rng.choice(FILLERS))
+        total, i = new, i + f
+    parts += [THINK_CLOSE, BOX_OPEN, str(total), "}"]
+    return "".join(parts)
+
+
+def trace_folds(completion: str) -> list[int]:
+    """Fold sizes of the steps written in a completion (labels between step boundaries); [] when none."""
+    think = completion.split(THINK_CLOSE)[0]
+    folds, run = [], 0
+    for i, ch in enumerate(think):
+        if ch in LABELS and i + 1 < len(think) and think[i + 1].isdigit():
+            run += 1
+        elif ch == "+" and run:
+            folds.append(run)
+            run = 0
+    return folds
+
+
+def verbose_completion(digits: str, rng: random.Random, cfg: TallyConfig, verbosity: float = 1.0) -> str:
+    """A correct completion of the varied kind the base is trained on (see the module docstring)."""
+    c = rng.uniform(*cfg.coarse_prob) if rng.random() < cfg.coarse_share else 0.0
+    q = verbosity * rng.uniform(*cfg.check_prob)
+    f = verbosity * rng.uniform(*cfg.filler_prob)
+    return write_trace(digits, plan_folds(len(digits) - 1, rng, c, cfg.max_fold), rng, q, f)
+
+
+def answer_only_completion(digits: str) -> str:
+    return f"{THINK_OPEN}{THINK_CLOSE}{BOX_OPEN}{answer_of(digits)}}}"
+
+
+def sample_digits(rng: random.Random, level: int, split: str, bucket: int) -> str:
+    while True:
+        digits = "".join(str(rng.randrange(10)) for _ in range(level + 1))
+        if split_of(digits, bucket) == split:
+            return digits
+
+
+class TallyTask(ChainTask):
+    """``load("train" | "validation" | "test")``: seeded, disjoint splits; validation and test have ``test_size``
+    problems per level."""
+
+    name = "tally"
+    answer_tokens = 4  # two digits, "}", EOS
+
+    def __init__(self, config: TallyConfig | None = None, train_size: int = 4000) -> None:
+        super().__init__(None, train_size)
+        self.cfg = config or TallyConfig()
+
+    def load(self, split: str = "test") -> list[Problem]:
+        if split not in SPLITS:
+            from frugalthink.errors import UserError
+
+            raise UserError(f"tally: unknown split {split!r} ({', '.join(SPLITS)})")
+        rng = random.Random(f"tally-{split}-{self.cfg.seed}")
+        if split == "train":
+            levels = self.levels()
+            return [self._problem(sample_digits(rng, levels[i % len(levels)], split, self.cfg.bucket))
+                    for i in range(self.train_size)]
+        problems: list[Problem] = []
+        for level in self.levels():
+            seen: set[str] = set()
+            cap = min(self.cfg.test_size, 10 ** (level + 1) // self.cfg.bucket // 2)
+            while len(seen) < cap:
+                seen.add(sample_digits(rng, level, split, self.cfg.bucket))
+            problems += [self._problem(d) for d in sorted(seen)]
+        return problems
+
+    def _problem(self, digits: str) -> Problem:
+        fine = write_trace(digits, [1] * (len(digits) - 1))
+        tokens = self._oracle_len(fine) if self._oracle_len else None
+        return Problem(id=digits, question=prompt_of(digits), answer=str(answer_of(digits)), level=len(digits) - 1,
+                       oracle_tokens=tokens, meta={"oracle_completion": fine})

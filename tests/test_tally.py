@@ -1,0 +1,121 @@
+"""The `tally` task: traces of every granularity are right, folds parse back, splits are disjoint, bad settings fail."""
+
+import random
+import re
+
+import pytest
+
+from frugalthink.errors import UserError
+from frugalthink.grading import grade_many
+from frugalthink.tasks import get_task
+from frugalthink.tasks.tally import (
+    TallyConfig,
+    TallyTask,
+    answer_of,
+    even_folds,
+    plan_folds,
+    split_of,
+    trace_folds,
+    verbose_completion,
+    write_trace,
+)
+from frugalthink.tiny import build_tokenizer
+
+
+def replay(digits: str, completion: str) -> int:
+    """Follow the written steps: each ``...+T=N`` must add its named digits to the previous total."""
+    total = int(digits[0])
+    body = completion.split("</think>")[0]
+    for m in re.finditer(r"((?:[A-Z]\d)+)\+(\d+)=(\d+)", body):
+        named = [int(c) for c in m.group(1)[1::2]]
+        assert int(m.group(2)) == total, (completion, m.group(0))
+        assert int(m.group(3)) == total + sum(named), (completion, m.group(0))
+        total = int(m.group(3))
+    return total
+
+
+def test_hand_written_traces():
+    assert write_trace("35814", [1, 1, 1, 1]) == "<think>B5+3=8C8+8=16D1+16=17E4+17=21</think>\\boxed{21}"
+    assert write_trace("35814", [2, 2]) == "<think>B5C8+3=16D1E4+16=21</think>\\boxed{21}"
+    assert write_trace("35814", [4]) == "<think>B5C8D1E4+3=21</think>\\boxed{21}"
+    assert write_trace("35814", [3, 1]) == "<think>B5C8D1+3=17E4+17=21</think>\\boxed{21}"
+    with pytest.raises(ValueError):
+        write_trace("35814", [2, 1])
+    assert even_folds(8, 3) == [3, 3, 2] and even_folds(2, 4) == [2]
+    rng = random.Random(0)
+    checked = write_trace("35814", [2, 2], rng, check_rate=1.0)
+    assert "(3+8+5=16)" in checked and "(16+4+1=21)" in checked
+
+
+@pytest.mark.parametrize("level", [1, 2, 5, 8, 10])
+def test_verbose_traces_are_right_and_folds_parse_back(level):
+    rng = random.Random(level)
+    cfg = TallyConfig(max_level=10, coarse_share=0.5, coarse_prob=(0.0, 1.0))
+    seen_folds = set()
+    for _ in range(200):
+        digits = "".join(str(rng.randrange(10)) for _ in range(level + 1))
+        state = rng.getstate()
+        completion = verbose_completion(digits, rng, cfg)
+        rng.setstate(state)
+        rng.uniform(*cfg.coarse_prob)
+        plan = plan_folds(level, random.Random(0), 0.0, 4)
+        assert plan == [1] * level
+        assert replay(digits, completion) == answer_of(digits)
+        assert completion.endswith(f"\\boxed{{{answer_of(digits)}}}")
+        folds = trace_folds(completion)
+        assert sum(folds) == level and max(folds) <= cfg.max_fold
+        seen_folds |= set(folds)
+        assert grade_many([completion], [str(answer_of(digits))], kind="exact")[0].correct
+    if level >= 4:
+        assert seen_folds == {1, 2, 3, 4}
+
+
+def test_plan_folds_rates():
+    rng = random.Random(1)
+    fine = [plan_folds(8, rng, 0.0, 4) for _ in range(100)]
+    assert all(p == [1] * 8 for p in fine)
+    coarse = [plan_folds(8, rng, 1.0, 4) for _ in range(200)]
+    assert all(sum(p) == 8 and all(f >= 2 for f in p[:-1]) for p in coarse)
+    assert all(plan_folds(6, rng, 1.0, 1) == [1] * 6 for _ in range(10))
+
+
+def test_splits_are_disjoint_and_seeded():
+    task = TallyTask()
+    test, val, train = (task.load(s) for s in ("test", "validation", "train"))
+    ids = [{p.id for p in ps} for ps in (test, val, train)]
+    assert not ids[0] & ids[1] and not ids[0] & ids[2] and not ids[1] & ids[2]
+    assert {split_of(d) for d in ids[0]} == {"test"} and {split_of(d) for d in ids[1]} == {"validation"}
+    assert {split_of(d) for d in ids[2]} == {"train"}
+    assert sorted({p.level for p in test}) == list(range(2, 9))
+    assert len(test) == len(val) == 50 + 70 * 6  # level 2 has 100 test strings; half of them at most
+    assert [p.id for p in TallyTask().load("test")] == [p.id for p in test]
+    for p in test:
+        assert p.answer == str(answer_of(p.id)) and len(p.id) == p.level + 1
+    with pytest.raises(UserError, match="unknown split"):
+        task.load("dev")
+
+
+def test_oracle_tokens_are_the_fine_trace():
+    tok = build_tokenizer()
+    task = get_task("tally", config={"min_level": 2, "max_level": 3}).with_token_counter(
+        lambda text: len(tok(text, add_special_tokens=False)["input_ids"]) + 1)
+    p = task.load("test")[0]
+    assert p.meta["oracle_completion"] == write_trace(p.id, [1] * p.level)
+    assert p.oracle_tokens == len(tok(p.meta["oracle_completion"], add_special_tokens=False)["input_ids"]) + 1
+    assert "<unk>" not in tok.decode(tok(p.meta["oracle_completion"])["input_ids"])
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"max_level": 11}, "two-digit totals"),
+    ({"max_fold": 11}, "max_fold"),
+    ({"coarse_prob": [0.5, 0.2]}, "coarse_prob"),
+    ({"levels": 3}, "levels"),
+])
+def test_bad_settings_name_the_field(config, message):
+    with pytest.raises(UserError, match=message):
+        get_task("tally", config=config).cfg.validate()
+
+
+def test_unknown_task_option():
+    with pytest.raises(UserError, match="unknown task option"):
+        get_task("tally", levels=3)
