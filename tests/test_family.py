@@ -75,12 +75,16 @@ def test_bad_family_file(tmp_path, capsys):
     assert "family.json:1: malformed JSON" in capsys.readouterr().err
 
 
-def test_quick_demo_end_to_end(tmp_path):
+@pytest.mark.parametrize("task", ["chain", "tally"])
+def test_quick_demo_end_to_end(tmp_path, task):
     out = tmp_path / "demo"
-    res = subprocess.run([sys.executable, "-m", "frugalthink.cli", "demo", "--quick", "--out", str(out)],
+    res = subprocess.run([sys.executable, "-m", "frugalthink.cli", "demo", "--quick", "--task", task, "--out", str(out)],
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["task"] == task
+    base_cfg = json.loads((out / "base" / "frugalthink_base.json").read_text())["config"]
+    assert base_cfg["task"] == task
     for key in ("accuracy", "mean_tokens", "oracle_mean_tokens", "latency_p50_ms"):
         assert key in summary["base"]
     assert [m["alpha"] for m in summary["members"]] == [0.0, 0.2]
@@ -103,16 +107,21 @@ def test_quick_demo_end_to_end(tmp_path):
         assert all(r["tokens"] <= 48 and (r["reason"] == "correct") == r["correct"] for r in rows)
     for m in summary["members"]:
         run = json.loads((out / f"alpha-{m['alpha']:g}" / "frugalthink_run.json").read_text())["config"]
-        assert run["alpha"] == m["alpha"] and run["model"] == str(out / "base")
+        assert run["alpha"] == m["alpha"] and run["model"] == str(out / "base") and run["task"] == task
         log = [json.loads(x) for x in (out / f"alpha-{m['alpha']:g}" / "train_log.jsonl").read_text().splitlines()]
         assert [r["step"] for r in log] == [1, 2, 3, 4]  # 2 rollouts x 2 updates
     # (The quick base is near random, so its RL runs get no reward signal; that RL moves the weights and the clip
     # acts is tested in tests/test_rl.py.)
     # a re-run reuses every finished part
-    again = subprocess.run([sys.executable, "-m", "frugalthink.cli", "demo", "--quick", "--out", str(out)],
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run([sys.executable, "-m", "frugalthink.cli", "demo", "--quick", "--task", task, "--out",
+                            str(out)], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0
     assert "SFT base" not in again.stderr
+    # ... and a demo folder of one task is not reused as the base of the other
+    other = "chain" if task == "tally" else "tally"
+    mixed = subprocess.run([sys.executable, "-m", "frugalthink.cli", "demo", "--quick", "--task", other, "--out",
+                            str(out)], capture_output=True, text=True, timeout=300)
+    assert mixed.returncode == 2 and f"task={task!r}" in mixed.stderr, mixed.stderr[-2000:]
 
 
 def test_sweep_with_an_r1_recipe_evaluates_on_the_papers_sets():

@@ -72,9 +72,11 @@ def sample_trace(recipe: BaseRecipe, rng: random.Random, level: int, verbosity: 
     cfg = recipe.task_config
     if recipe.task == "tally":
         digits = tally.sample_digits(rng, level, "train", cfg.bucket)
-        completion = (tally.answer_only_completion(digits) if recipe.answer_only
-                      else tally.verbose_completion(digits, rng, cfg, verbosity))
-        return prompt_of(digits), completion
+        if recipe.answer_only:
+            return prompt_of(digits), tally.answer_only_completion(digits)
+        if rng.random() < cfg.practice_share:
+            return tally.practice_prompt(digits), tally.verbose_completion(digits, rng, cfg, verbosity, terse=True)
+        return prompt_of(digits), tally.verbose_completion(digits, rng, cfg, verbosity)
     if verbosity < 1.0:
         cfg = dataclasses.replace(cfg, check_prob=tuple(verbosity * p for p in cfg.check_prob),
                                   filler_prob=tuple(verbosity * p for p in cfg.filler_prob))

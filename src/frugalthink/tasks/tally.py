@@ -20,6 +20,11 @@ model makes at the first step and keeps. All traces carry redundant **checks** `
 recomputed with its operands in reverse order) with rate ``q ~ U(check_prob)`` and **hesitation** from `chain`'s
 fillers with rate ``f ~ U(filler_prob)``.
 
+Where the folded sums are learned: a share ``practice_share`` of the SFT problems is posed with ``;`` in place of
+``:`` and always answered tersely (a model's other training data, where terse arithmetic is common, not its
+reasoning style). Evaluation and RL use only ``:`` prompts, to which the base answers tersely in about
+``coarse_share`` of its traces, sharpened by the sampling temperature.
+
 Splits are disjoint by construction: a digit string is a test problem iff a stable hash of it falls in bucket 0,
 a validation problem iff it falls in bucket 1, and a training problem otherwise.
 """
@@ -43,6 +48,9 @@ class TallyConfig:
     max_fold: int = 4
     coarse_share: float = 0.2  # share of the base's traces written in the terse style
     coarse_prob: tuple[float, float] = (0.5, 1.0)  # rate of coarse steps in a terse trace (the others have none)
+    # share of SFT problems posed with the terse marker (prompt ending in ";"), always answered tersely: where the
+    # model practises folded sums without it becoming the style of its answers to ordinary prompts
+    practice_share: float = 0.3
     check_prob: tuple[float, float] = (0.3, 0.8)
     filler_prob: tuple[float, float] = (0.4, 1.0)
     test_size: int = 70  # per level and split (test, validation), capped by how many strings exist
@@ -57,8 +65,9 @@ class TallyConfig:
                             f"{self.min_level}..{self.max_level}")
         if not 1 <= self.max_fold <= 10:
             raise UserError(f"tally.max_fold must be in 1..10, got {self.max_fold}")
-        if not 0 <= self.coarse_share <= 1:
-            raise UserError(f"tally.coarse_share must be in [0, 1], got {self.coarse_share}")
+        for name in ("coarse_share", "practice_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise UserError(f"tally.{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("coarse_prob", "check_prob", "filler_prob"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi <= 1:
@@ -126,12 +135,23 @@ def trace_folds(completion: str) -> list[int]:
     return folds
 
 
-def verbose_completion(digits: str, rng: random.Random, cfg: TallyConfig, verbosity: float = 1.0) -> str:
-    """A correct completion of the varied kind the base is trained on (see the module docstring)."""
-    c = rng.uniform(*cfg.coarse_prob) if rng.random() < cfg.coarse_share else 0.0
+def verbose_completion(digits: str, rng: random.Random, cfg: TallyConfig, verbosity: float = 1.0,
+                       terse: bool | None = None) -> str:
+    """A correct completion of the varied kind the base is trained on (see the module docstring); ``terse`` forces
+    the style (None: terse with probability ``coarse_share``)."""
+    terse = rng.random() < cfg.coarse_share if terse is None else terse
+    c = rng.uniform(*cfg.coarse_prob) if terse else 0.0
     q = verbosity * rng.uniform(*cfg.check_prob)
     f = verbosity * rng.uniform(*cfg.filler_prob)
     return write_trace(digits, plan_folds(len(digits) - 1, rng, c, cfg.max_fold), rng, q, f)
+
+
+PRACTICE_MARK = ";"
+
+
+def practice_prompt(digits: str) -> str:
+    """The prompt of a practice problem: the labelled digits and ``;`` instead of ``:``."""
+    return prompt_of(digits)[:-1] + PRACTICE_MARK
 
 
 def answer_only_completion(digits: str) -> str:

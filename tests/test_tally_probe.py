@@ -1,0 +1,55 @@
+"""scripts/probe_tally.py: forced heads, scoring of copies and sums, on a scripted model and on a real tiny one."""
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+from frugalthink.tasks import get_task
+from frugalthink.tiny import build_model, build_tokenizer
+
+spec = importlib.util.spec_from_file_location("probe_tally", Path(__file__).parents[1] / "scripts" / "probe_tally.py")
+probe_tally = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(probe_tally)
+
+
+def scripted(error: int):
+    """A stand-in for the model: after a forced head it writes the copied total and the sum (plus ``error``)."""
+    def cont(model, tokenizer, prompts, prefixes, stop, temperature, max_new):
+        out = []
+        for q, prefix in zip(prompts, prefixes, strict=True):
+            digits = "".join(q[1:-1:2])
+            if prefix.endswith("\\boxed{"):
+                total = re.findall(r"=(\d+)", prefix)
+                out.append(f"{total[-1]}}}")
+                continue
+            done = re.findall(r"=(\d+)", prefix)
+            total = int(done[-1]) if done else int(digits[0])
+            head = prefix.rsplit("+", 1)[0].split(">")[-1]
+            last_step = re.findall(r"[A-Z]\d", head.split("=")[-1] if "=" in head else head)
+            new = total + sum(int(x[1]) for x in last_step) + error
+            out.append(f"{total}={new} hmm,")
+        return out
+    return cont
+
+
+@pytest.mark.parametrize("error, accuracy", [(0, 1.0), (1, 0.0)])
+def test_scores_copies_sums_and_answers(monkeypatch, error, accuracy):
+    monkeypatch.setattr(probe_tally, "_continue", scripted(error))
+    problems = [p for p in get_task("tally").load("validation") if p.level == 5][:4]
+    recs = probe_tally.probe(None, build_tokenizer(), problems, fold=2, temperature=0.6, seed=0)
+    assert [len(r["steps"]) for r in recs] == [3] * 4 and [s["fold"] for s in recs[0]["steps"]] == [2, 2, 1]
+    rows = probe_tally.summarize(recs)
+    assert rows[0]["accuracy"] == accuracy and rows[0]["arith_per_step"] == 1.0 - error
+    assert rows[0]["copy_per_step"] == 1.0  # the scripted model copies its own previous result
+    assert rows[0]["clean_tokens"] < rows[0]["mean_tokens"]
+    assert all(r["completion"].count("</think>") == 1 for r in recs)
+
+
+def test_runs_on_a_real_tiny_model():
+    tok = build_tokenizer()
+    model = build_model(tok).eval()
+    problems = [p for p in get_task("tally").load("validation") if p.level == 3][:3]
+    recs = probe_tally.probe(model, tok, problems, fold=3, temperature=1.0, seed=0)
+    assert len(recs) == 3 and all(len(r["steps"]) == 1 and r["completion"].startswith("<think>B") for r in recs)
