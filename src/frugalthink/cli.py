@@ -97,7 +97,7 @@ def _shortest_args(p: argparse.ArgumentParser) -> None:
 @command("eval", "accuracy, tokens and latency of a model on a task", "frugalthink.commands.evaluate:run")
 def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model directory or hub name")
-    p.add_argument("--task", required=True, help="math500 | gsm8k | aime24 | amc23 | chain | jsonl:PATH | hf:NAME")
+    p.add_argument("--task", required=True, help="math500 | gsm8k | aime24 | amc23 | chain | tally | jsonl:PATH | hf:NAME")
     p.add_argument("--out", required=True, help="output directory (records.jsonl, summary.json)")
     p.add_argument("--samples", type=count(1), default=None, help="samples per problem (default: per task)")
     p.add_argument("--temperature", type=nonneg_float, default=0.6, help="0 = greedy (default 0.6)")
@@ -113,6 +113,10 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
                    help="generation cutoff: at most this many tokens per completion, final answer forced")
     p.add_argument("--length-target", type=count(1), default=None,
                    help="write this token budget into the prompt (for L1-trained models)")
+    p.add_argument("--alpha", type=nonneg_float, default=None,
+                   help="an alpha-conditioned model: the length-penalty tier to answer at (e.g. 0.2)")
+    p.add_argument("--effort", default=None, help="an alpha-conditioned model: a named tier (low, medium, high) "
+                   "mapped to an alpha by its recipe's 'efforts'")
 
 
 @command("compare", "compare evaluation runs (first = base)", "frugalthink.commands.compare:run")
@@ -137,6 +141,11 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=count(1), default=None)
     p.add_argument("--latency-requests", type=count(0), default=32)
     p.add_argument("--parallel", type=count(1), default=1, help="members trained at once, one thread each (default 1)")
+    p.add_argument("--conditioned", action="store_true",
+                   help="train ONE alpha-conditioned model on --alphas (each prompt gets one, written into it) and "
+                        "evaluate it once per alpha")
+    p.add_argument("--eval-alphas", default=None,
+                   help="with --conditioned: the alphas to evaluate at (default: --alphas; unseen ones allowed)")
 
 
 @command("report", "HTML report, PNG figures and markdown table of a family (or of a sidebyside comparison)",

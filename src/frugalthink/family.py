@@ -7,6 +7,9 @@ Layout of a family directory::
     DIR/alpha-0.2/eval/       its evaluation
     DIR/family.json           what `report` and `pick` read
 
+An alpha-conditioned family (`conditioned_sweep`) is one RL run, ``DIR/conditioned/``, evaluated once per alpha
+(``DIR/conditioned/eval-alpha-A/``); its family.json has the same shape, so `report` and `pick` read it alike.
+
 Finished parts are skipped and interrupted RL runs resumed, so re-running a sweep only does what is missing.
 """
 
@@ -83,6 +86,35 @@ def sweep(recipe, alphas: list[float], out: str | Path, eval_settings: EvalSetti
         run_dir = member_dir(out, alpha, seed)
         summary = evaluate(replace(eval_settings, model=str(run_dir)), run_dir / "eval", quiet=not console)
         family["members"].append(_member_record(alpha, seed, run_dir, run_dir / "eval", summary))
+        (out / "family.json").write_text(json.dumps(family, indent=2) + "\n")
+    (out / "family.json").write_text(json.dumps(family, indent=2) + "\n")
+    return family
+
+
+def conditioned_sweep(recipe, train_alphas: list[float], eval_alphas: list[float], out: str | Path,
+                      eval_settings: EvalSettings, console: bool = True) -> dict:
+    """Train one alpha-conditioned model on ``train_alphas`` and evaluate it at each of ``eval_alphas`` (an alpha
+    it never saw lands where the control line puts it, or not: that is measured, not assumed)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    recipe = replace(recipe, alphas=list(train_alphas))
+    recipe.validate()
+    base_summary = evaluate(replace(eval_settings, model=recipe.model), out / "base_eval", quiet=not console)
+    family = {
+        "task": eval_settings.task,
+        "conditioned": True,
+        "eval_settings": {k: v for k, v in asdict(eval_settings).items() if k not in ("model", "alpha")},
+        "recipe": asdict(recipe),
+        "base": {"model": recipe.model, "eval_dir": str(out / "base_eval"), **metrics_of(base_summary)},
+        "members": [],
+    }
+    run_dir = out / "conditioned"
+    train_runs([(recipe, run_dir, f"[alphas={','.join(f'{a:g}' for a in train_alphas)}]")], 1, console)
+    for alpha in eval_alphas:
+        eval_dir = run_dir / f"eval-alpha-{alpha:g}"
+        summary = evaluate(replace(eval_settings, model=str(run_dir), alpha=alpha), eval_dir, quiet=not console)
+        member = _member_record(alpha, recipe.seed, run_dir, eval_dir, summary)
+        family["members"].append({**member, "seen_in_training": alpha in train_alphas})
         (out / "family.json").write_text(json.dumps(family, indent=2) + "\n")
     (out / "family.json").write_text(json.dumps(family, indent=2) + "\n")
     return family

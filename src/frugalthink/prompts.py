@@ -11,14 +11,20 @@ from frugalthink.answers import THINK_END, THINK_START
 from frugalthink.tasks.base import Problem, Task
 
 
-def build_prompt(tokenizer, task: Task, problem: Problem, length_target: int | None = None) -> str:
+def build_prompt(tokenizer, task: Task, problem: Problem, length_target: int | None = None,
+                 alpha: float | None = None) -> str:
     """The exact text fed to the model.
 
     With a chat template (R1-Distill-Qwen's, Qwen2.5's) the user turn is rendered with ``add_generation_prompt=True``;
     without one (the tiny model) the raw message is the prompt. ``length_target`` writes a token budget into the
-    request (L1's prompts, `Task.budget_message`).
+    request (L1's prompts, `Task.budget_message`); ``alpha`` writes the control line of an alpha-conditioned model
+    in front of the message (`frugalthink.conditioning`).
     """
     message = task.user_message(problem) if length_target is None else task.budget_message(problem, length_target)
+    if alpha is not None:
+        from frugalthink.conditioning import control_text
+
+        message = control_text(alpha) + message
     if task.uses_chat_template and getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True

@@ -37,6 +37,10 @@ class RLRecipe:
     alpha: float = 0.2
     reward: str = "efficiency"
     reward_options: dict = field(default_factory=dict)
+    # Alpha-conditioned training (`frugalthink.conditioning`): each prompt gets one of these alphas, written into it;
+    # empty = one model per alpha (``alpha`` above). ``efforts`` names alphas for `eval --effort`.
+    alphas: list[float] = field(default_factory=list)
+    efforts: dict[str, float] = field(default_factory=dict)
     num_generations: int = 8
     prompts_per_rollout: int = 32
     updates_per_rollout: int = 2
@@ -75,6 +79,7 @@ class RLRecipe:
         self._validate_eval()
         if self.warmup_steps < 0:
             raise UserError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        self._validate_conditioning()
         if self.reward not in REWARD_OPTIONS:
             raise UserError(f"reward: unknown {self.reward!r} (one of {', '.join(REWARD_OPTIONS)})")
         unknown = set(self.reward_options) - set(REWARD_OPTIONS[self.reward])
@@ -101,6 +106,18 @@ class RLRecipe:
             raise UserError(f"num_prompts must be a positive integer (or left out for all), got {self.num_prompts}")
         if self.beta < 0 or not 0 < self.epsilon < 1:
             raise UserError(f"beta must be >= 0 and epsilon in (0, 1), got beta={self.beta}, epsilon={self.epsilon}")
+
+    def _validate_conditioning(self) -> None:
+        bad = [a for a in self.alphas if not 0.0 <= a < 1.0]
+        if bad:
+            raise UserError(f"alphas: every alpha must lie in [0, 1), got {', '.join(f'{a:g}' for a in bad)}")
+        if self.alphas and self.reward != "efficiency":
+            raise UserError(f"alphas: alpha-conditioned training needs reward: efficiency, not {self.reward!r}")
+        if self.efforts and not self.alphas:
+            raise UserError("efforts: named efforts need an alpha-conditioned recipe (alphas: [...])")
+        bad = {k: v for k, v in self.efforts.items() if not 0.0 <= v < 1.0}
+        if bad:
+            raise UserError(f"efforts: every alpha must lie in [0, 1), got {bad}")
 
     def _validate_eval(self) -> None:
         from frugalthink.tasks import BENCHMARKS, EMBEDDED
@@ -239,11 +256,13 @@ class LengthReward:
         correct = [g.correct for g in grades]
         lengths = [len(ids) for ids in completion_ids]
         targets = list(kwargs.get("target") or [0] * len(lengths))
-        all_correct, all_lengths, all_trunc, all_targets, offset = _gather_lists(correct, lengths, truncated, targets)
+        alphas = list(kwargs.get("alpha") or [self.alpha] * len(lengths))
+        all_correct, all_lengths, all_trunc, all_targets, all_alphas, offset = _gather_lists(
+            correct, lengths, truncated, targets, alphas)
         if len(all_correct) % self.k:
             raise ValueError(f"{len(all_correct)} completions do not form groups of num_generations={self.k}")
         all_groups = [i // self.k for i in range(len(all_correct))]
-        rewards = self.rewards(all_correct, all_lengths, all_groups, all_targets)
+        rewards = self.rewards(all_correct, all_lengths, all_groups, all_targets, all_alphas)
         if self.group_std:
             rewards = R.group_std_normalize(rewards, all_groups)
         log_metric = kwargs.get("log_metric")
@@ -252,8 +271,20 @@ class LengthReward:
                 log_metric(name, value)
         return rewards[offset : offset + len(completions)]
 
-    def rewards(self, correct, lengths, groups, targets) -> list[float]:
-        return self.spec.compute(correct, lengths, groups, targets, self.alpha, self.options)
+    def rewards(self, correct, lengths, groups, targets, alphas=None) -> list[float]:
+        """The reward of every sample; with per-sample ``alphas`` (a conditioned run, constant within a group) each
+        alpha's groups are scored with that alpha."""
+        if alphas is None or len(set(alphas)) <= 1:
+            alpha = alphas[0] if alphas else self.alpha
+            return self.spec.compute(correct, lengths, groups, targets, alpha, self.options)
+        out = [0.0] * len(correct)
+        for a in sorted(set(alphas)):
+            idx = [i for i, x in enumerate(alphas) if x == a]
+            part = self.spec.compute([correct[i] for i in idx], [lengths[i] for i in idx], [groups[i] for i in idx],
+                                     [targets[i] for i in idx], a, self.options)
+            for i, r in zip(idx, part, strict=True):
+                out[i] = r
+        return out
 
 
 def l1_targets(problem_ids: list[str], low: int, high: int, seed: int) -> list[int]:

@@ -23,7 +23,7 @@ from frugalthink.progress import progress_bar
 # Settings that define what the records mean: a resume with different values would mix two experiments.
 # ``limit`` and ``samples`` may grow (an evaluation can be extended); everything else must match.
 _IDENTITY = ("model", "task", "split", "temperature", "max_new_tokens", "seed", "batch_size", "task_options",
-             "budget", "length_target", "backend")
+             "budget", "length_target", "backend", "alpha")
 _GROWS = ("limit", "samples")
 
 
@@ -43,6 +43,7 @@ class EvalSettings:
     task_options: dict | None = None
     budget: int | None = None  # generation cutoff: at most this many tokens, answer forced (BudgetForcedGenerator)
     length_target: int | None = None  # token budget written into the prompt (L1-trained models)
+    alpha: float | None = None  # control line of an alpha-conditioned model (`frugalthink.conditioning`)
 
     def resolved(self) -> EvalSettings:
         from frugalthink.tasks import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SAMPLES, MATH_MAX_NEW_TOKENS
@@ -120,7 +121,8 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
         from frugalthink.generation import BudgetForcedGenerator
 
         gen = BudgetForcedGenerator(gen, settings.budget, task.force_answer_text, task.answer_tokens)
-    prompts = [build_prompt(gen.tokenizer, task, p, length_target=settings.length_target) for p in problems]
+    prompts = [build_prompt(gen.tokenizer, task, p, length_target=settings.length_target, alpha=settings.alpha)
+               for p in problems]
     _check_context(gen, problems, prompts, settings.max_new_tokens)
 
     items = [(i, s) for i in range(len(problems)) for s in range(settings.samples)]
@@ -213,6 +215,24 @@ def _measure_latency(settings, gen, problems, prompts, path: Path, quiet: bool) 
             bar(k + 1)
 
 
+def conditioning_alpha(model: str, alpha: float | None, effort: str | None) -> float | None:
+    """``--alpha`` / ``--effort`` -> the alpha written into the prompts; only for an alpha-conditioned model."""
+    from frugalthink.conditioning import effort_alpha, is_conditioned
+
+    if alpha is not None and effort is not None:
+        raise UserError("--alpha and --effort: give one of them")
+    if effort is not None:
+        return effort_alpha(model, effort)
+    if alpha is None:
+        return None
+    if not 0 <= alpha < 1:
+        raise UserError(f"--alpha must lie in [0, 1), got {alpha:g}")
+    if not is_conditioned(model):
+        raise UserError(f"--alpha: {model} is not an alpha-conditioned model (trained with a recipe's 'alphas'); "
+                        "a model trained for one alpha takes no --alpha")
+    return alpha
+
+
 def run(args) -> int:
     from frugalthink.config import parse_options
 
@@ -221,6 +241,7 @@ def run(args) -> int:
         max_new_tokens=args.max_new_tokens, limit=args.limit, seed=args.seed, batch_size=args.batch_size,
         latency_requests=args.latency_requests, backend=args.backend, budget=args.budget,
         length_target=args.length_target, task_options=parse_options(args.task_option, "--task-option") or None,
+        alpha=conditioning_alpha(args.model, args.alpha, args.effort),
     )
     if args.backend == "hf" and not Path(args.model).exists() and "/" not in args.model:
         raise UserError(f"--model {args.model}: no such directory")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from frugalthink.commands.evaluate import EvalSettings
 from frugalthink.errors import UserError
-from frugalthink.family import family_table, load_family, pick, sweep
+from frugalthink.family import conditioned_sweep, family_table, load_family, pick, sweep
 from frugalthink.tasks import EMBEDDED
 
 
@@ -64,13 +65,25 @@ def sweep_eval_settings(recipe, args) -> EvalSettings:
 def run_sweep(args) -> int:
     from frugalthink.commands.train import load_recipe
 
-    recipe = load_recipe(args.recipe, None, args.set)
+    alphas = parse_alphas(args.alphas)
+    # a conditioned sweep trains on --alphas: set before the recipe is checked (its 'efforts' need them)
+    extra = [f"alphas=[{', '.join(f'{a:g}' for a in alphas)}]"] if args.conditioned else []
+    recipe = load_recipe(args.recipe, None, args.set + extra)
     if recipe.reward != "efficiency":
         raise UserError(f"--alphas: reward {recipe.reward!r} has no alpha (it would train identical models); sweep "
                         f"its own knob with `frugalthink train --set reward_options.KEY=VALUE` per run")
-    alphas = parse_alphas(args.alphas)
     seeds = parse_seeds(args.seeds)
     settings = sweep_eval_settings(recipe, args)
+    if args.conditioned:
+        eval_alphas = parse_alphas(args.eval_alphas, "--eval-alphas") if args.eval_alphas else alphas
+        if seeds != [0] and len(seeds) > 1:
+            raise UserError("--conditioned trains one model: give one --seeds value or none")
+        fam = conditioned_sweep(replace(recipe, seed=seeds[0]), alphas, eval_alphas, args.out, settings)
+        print(family_table(fam))
+        print(f"family: {Path(args.out) / 'family.json'}")
+        return 0
+    if args.eval_alphas:
+        raise UserError("--eval-alphas: only with --conditioned (a family of separate models is evaluated per member)")
     fam = sweep(recipe, alphas, args.out, settings, seeds=seeds, parallel=args.parallel)
     print(family_table(fam))
     print(f"family: {Path(args.out) / 'family.json'}")

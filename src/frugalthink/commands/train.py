@@ -63,6 +63,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from frugalthink.conditioning import prompt_alphas
     from frugalthink.prompts import build_prompt
     from frugalthink.rl import (
         LengthReward,
@@ -101,10 +102,13 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     # L1: every prompt carries its own token budget, which the reward reads back from the "target" column.
     targets = (l1_targets([p.id for p in problems], *options["targets"], recipe.seed) if recipe.reward == "l1_max"
                else [None] * len(problems))
+    # Alpha-conditioned: every prompt carries its alpha, in the text and in the "alpha" column the reward reads.
+    alphas = (prompt_alphas([p.id for p in problems], recipe.alphas, recipe.seed) if recipe.alphas
+              else [None] * len(problems))
     dataset = Dataset.from_list([
-        {"prompt": build_prompt(tokenizer, task, p, length_target=t), "answer": p.answer, "problem_id": p.id,
-         **({"target": t} if t is not None else {})}
-        for p, t in zip(problems, targets, strict=True)
+        {"prompt": build_prompt(tokenizer, task, p, length_target=t, alpha=a), "answer": p.answer,
+         "problem_id": p.id, **({"target": t} if t is not None else {}), **({"alpha": a} if a is not None else {})}
+        for p, t, a in zip(problems, targets, alphas, strict=True)
     ])
     dtype = torch.bfloat16 if recipe.bf16 else torch.float32
     model = AutoModelForCausalLM.from_pretrained(recipe.model, dtype=dtype)
@@ -139,6 +143,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     summary = {
         "reward": recipe.reward,
         "alpha": recipe.alpha,
+        **({"alphas": list(recipe.alphas)} if recipe.alphas else {}),
         "optimizer_steps": recipe.max_steps,
         "rollouts": recipe.rollouts,
         "resumed_from_step": start_step,

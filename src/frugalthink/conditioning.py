@@ -1,0 +1,60 @@
+"""One model, every tier: the length-penalty strength alpha as an input written into the prompt.
+
+A conditioned run (a recipe with ``alphas: [...]``) gives each training prompt an alpha drawn from that set, fixed by
+the prompt id and the seed, and writes it as a control line in front of the user message::
+
+    alpha=0.2
+    <the task's message>
+
+The line is part of the user turn, so it works with any chat template (and with none: the tiny model's prompts are
+the raw message). All k samples of a prompt share it, and the reward of their group uses that alpha. At inference
+``frugalthink eval --alpha A`` writes the same line; ``--effort NAME`` looks the alpha up in the recipe's
+``efforts`` mapping (saved with the model), the way ``reasoning_effort`` works in hosted APIs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from frugalthink.errors import UserError
+
+CONTROL = "alpha={alpha:g}\n"
+DEFAULT_EFFORTS = {"high": 0.0, "medium": 0.1, "low": 0.4}
+
+
+def control_text(alpha: float) -> str:
+    return CONTROL.format(alpha=alpha)
+
+
+def prompt_alphas(problem_ids: list[str], alphas: list[float], seed: int) -> list[float]:
+    """Each training prompt's alpha: uniform over ``alphas``, fixed by the prompt id and seed (resumable)."""
+    return [random.Random(f"alpha-{seed}-{pid}").choice(list(alphas)) for pid in problem_ids]
+
+
+def run_config(model: str | Path) -> dict | None:
+    """The training recipe saved with a model trained here (``frugalthink_run.json``), or None."""
+    path = Path(model) / "frugalthink_run.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())["config"]
+    except (json.JSONDecodeError, KeyError):
+        raise UserError(f"{path}: unreadable run metadata") from None
+
+
+def is_conditioned(model: str | Path) -> bool:
+    cfg = run_config(model)
+    return bool(cfg and cfg.get("alphas"))
+
+
+def effort_alpha(model: str | Path, effort: str) -> float:
+    """The alpha a named effort stands for in the recipe the model was trained with."""
+    cfg = run_config(model)
+    if not cfg or not cfg.get("alphas"):
+        raise UserError(f"--effort {effort}: {model} is not an alpha-conditioned model (its recipe has no 'alphas')")
+    efforts = cfg.get("efforts") or DEFAULT_EFFORTS
+    if effort not in efforts:
+        raise UserError(f"--effort {effort!r}: the model knows {', '.join(sorted(efforts))}")
+    return float(efforts[effort])

@@ -1,0 +1,111 @@
+"""Alpha-conditioned training: the control line, per-prompt alphas, per-group rewards, eval --alpha/--effort, and a
+conditioned sweep whose family.json `report` and `pick` read like any other."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from frugalthink import rewards as R
+from frugalthink.conditioning import control_text, effort_alpha, prompt_alphas
+from frugalthink.errors import UserError
+from frugalthink.prompts import build_prompt
+from frugalthink.rl import LengthReward
+from frugalthink.tasks import get_task
+from fixture_tokenizers import r1_tokenizer_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_prompt_alphas_are_fixed_by_id_and_seed_and_cover_the_set():
+    ids = [str(i) for i in range(400)]
+    a = prompt_alphas(ids, [0.0, 0.1, 0.4], seed=0)
+    assert a == prompt_alphas(ids, [0.0, 0.1, 0.4], seed=0) and a != prompt_alphas(ids, [0.0, 0.1, 0.4], seed=1)
+    assert {x: a.count(x) for x in set(a)}.keys() == {0.0, 0.1, 0.4}
+    assert all(90 <= a.count(x) <= 180 for x in (0.0, 0.1, 0.4))
+
+
+def test_control_line_is_in_the_user_turn_with_or_without_a_chat_template(tmp_path):
+    chain = get_task("chain")
+    p = chain.load("test")[0]
+    tiny = build_prompt(None, chain, p, alpha=0.2)
+    assert tiny == "alpha=0.2\n" + p.question and control_text(0.05) == "alpha=0.05\n"
+    assert build_prompt(None, chain, p) == p.question
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(r1_tokenizer_dir(tmp_path / "r1"))
+    math = get_task("math500")
+    q = math.load("test")[0]
+    plain, with_alpha = build_prompt(tok, math, q), build_prompt(tok, math, q, alpha=0.4)
+    assert with_alpha == plain.replace(q.question, "alpha=0.4\n" + q.question, 1)
+    assert with_alpha.index("alpha=0.4") > with_alpha.index("｜User｜") and with_alpha.endswith(plain[-20:])
+
+
+def test_each_group_is_rewarded_with_its_own_alpha():
+    reward = LengthReward(get_task("chain"), alpha=0.0, eos_token_ids=[1], num_generations=4)
+    correct = [True, True, False, True] * 3
+    lengths = [10, 20, 5, 30, 12, 18, 9, 40, 11, 14, 8, 25]
+    groups = [i // 4 for i in range(12)]
+    alphas = [0.0] * 4 + [0.4] * 4 + [0.1] * 4
+    got = reward.rewards(correct, lengths, groups, [0] * 12, alphas)
+    for g, a in enumerate((0.0, 0.4, 0.1)):
+        sl = slice(4 * g, 4 * g + 4)
+        assert got[sl] == pytest.approx(R.efficiency_rewards(correct[sl], lengths[sl], groups[sl], a))
+    assert got != pytest.approx(reward.rewards(correct, lengths, groups, [0] * 12))  # one alpha would differ
+
+
+def test_recipe_checks(tmp_path):
+    from frugalthink.commands.train import load_recipe
+
+    with pytest.raises(UserError, match="alphas: every alpha"):
+        load_recipe("tiny/rl", None, ["alphas=[0.1, 1.5]"])
+    with pytest.raises(UserError, match="needs reward: efficiency"):
+        load_recipe("tiny/rl", None, ["alphas=[0.1]", "reward=kimi"])
+    with pytest.raises(UserError, match="efforts: named efforts need"):
+        load_recipe("tiny/rl", None, ["efforts={low: 0.4}"])
+
+
+def _cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "frugalthink.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_conditioned_sweep_trains_once_and_evaluates_per_alpha(tmp_path):
+    from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
+
+    tok = build_tokenizer()
+    build_model(tok, TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64)).save_pretrained(
+        tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    out = tmp_path / "fam"
+    small = ["--set", f"model={tmp_path / 'm'}", "--set", "rollouts=2", "--set", "prompts_per_rollout=4",
+             "--set", "max_completion_length=16", "--set", "threads=1", "--set", "efforts={low: 0.4, high: 0.0}",
+             "--set", "task_options={config: {min_level: 2, max_level: 3, test_size: 4}}"]
+    res = _cli("sweep", "--recipe", "tiny/rl", *small, "--conditioned", "--alphas", "0,0.4", "--eval-alphas",
+               "0,0.2,0.4", "--latency-requests", "0", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    fam = json.loads((out / "family.json").read_text())
+    assert fam["conditioned"] and [m["alpha"] for m in fam["members"]] == [0.0, 0.2, 0.4]
+    assert [m["seen_in_training"] for m in fam["members"]] == [True, False, True]
+    assert {m["model"] for m in fam["members"]} == {str(out / "conditioned")}
+    run = json.loads((out / "conditioned" / "frugalthink_run.json").read_text())["config"]
+    assert run["alphas"] == [0.0, 0.4]
+    for m in fam["members"]:
+        cfg = json.loads((Path(m["eval_dir"]) / "eval_config.json").read_text())["config"]
+        assert cfg["alpha"] == m["alpha"]
+    assert _cli("pick", str(out), "--min-accuracy", "0").returncode in (0, 1)
+    assert _cli("report", str(out)).returncode == 0
+    assert effort_alpha(out / "conditioned", "low") == 0.4
+    # eval --alpha / --effort on the conditioned model; both refused on a model trained for one alpha
+    ok = _cli("eval", "--model", str(out / "conditioned"), "--task", "chain", "--effort", "high", "--limit", "2",
+              "--max-new-tokens", "8", "--latency-requests", "0", "--out", str(tmp_path / "e"))
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert json.loads((tmp_path / "e" / "eval_config.json").read_text())["config"]["alpha"] == 0.0
+    for flag, value in (("--alpha", "0.2"), ("--effort", "low")):
+        bad = _cli("eval", "--model", str(tmp_path / "m"), "--task", "chain", flag, value, "--out", str(tmp_path / "x"))
+        assert bad.returncode == 2 and "not an alpha-conditioned model" in bad.stderr
+    unknown = _cli("eval", "--model", str(out / "conditioned"), "--task", "chain", "--effort", "max",
+                   "--out", str(tmp_path / "y"))
+    assert unknown.returncode == 2 and "the model knows high, low" in unknown.stderr
