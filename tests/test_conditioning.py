@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fixture_tokenizers import r1_tokenizer_dir
 
 from frugalthink import rewards as R
 from frugalthink.conditioning import control_text, effort_alpha, prompt_alphas
@@ -14,7 +15,6 @@ from frugalthink.errors import UserError
 from frugalthink.prompts import build_prompt
 from frugalthink.rl import LengthReward
 from frugalthink.tasks import get_task
-from fixture_tokenizers import r1_tokenizer_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
