@@ -17,7 +17,9 @@ from frugalthink.tasks.base import Problem
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("recipe", ["tiny/rl.yaml", "r1-distill-qwen-1.5b/rl.yaml", "r1-distill-qwen-7b/rl.yaml"])
+@pytest.mark.parametrize("recipe", ["tiny/rl.yaml", "tiny/conditioned.yaml", "tiny/tally/rl.yaml",
+                                    "r1-distill-qwen-1.5b/rl.yaml", "r1-distill-qwen-7b/rl.yaml",
+                                    "r1-distill-qwen-1.5b/conditioned.yaml", "r1-distill-qwen-7b/conditioned.yaml"])
 def test_recipes_build_trainer_config_on_cpu(recipe, tmp_path):
     rec = load_recipe(str(ROOT / "recipes" / recipe))
     cfg = build_rloo_config(rec, tmp_path)
@@ -29,8 +31,13 @@ def test_recipes_build_trainer_config_on_cpu(recipe, tmp_path):
     assert cfg.max_steps == 2 * rec.rollouts
     samples_per_update = cfg.per_device_train_batch_size * rec.gradient_accumulation_steps * rec.num_processes
     assert samples_per_update * rec.updates_per_rollout == rec.prompts_per_rollout * 8
+    if "conditioned" in recipe:  # equal budget: the sum of the separate runs' rollouts
+        per_alpha = load_recipe(str(ROOT / "recipes" / recipe.replace("conditioned", "rl")))
+        assert rec.alphas and rec.rollouts == len(rec.alphas) * per_alpha.rollouts
+        assert set(rec.efforts.values()) <= set(rec.alphas)
     if "r1" in recipe:
-        assert rec.prompts_per_rollout == 32 and rec.rollouts == 100 and rec.num_prompts == 3200
+        assert rec.prompts_per_rollout == 32 and rec.rollouts == 100 * (4 if "conditioned" in recipe else 1)
+        assert rec.num_prompts == 3200
         assert samples_per_update == 128
         assert cfg.use_vllm and cfg.bf16 and rec.max_completion_length == 32000
         assert rec.learning_rate == (5e-6 if "1.5b" in recipe else 2e-6)

@@ -141,6 +141,8 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=count(1), default=None)
     p.add_argument("--latency-requests", type=count(0), default=32)
     p.add_argument("--parallel", type=count(1), default=1, help="members trained at once, one thread each (default 1)")
+    p.add_argument("--split", default="test",
+                   help="evaluation split (default test; choose settings on 'validation' where the task has one)")
     p.add_argument("--conditioned", action="store_true",
                    help="train ONE alpha-conditioned model on --alphas (each prompt gets one, written into it) and "
                         "evaluate it once per alpha")

@@ -56,7 +56,7 @@ def sweep_eval_settings(recipe, args) -> EvalSettings:
     extra = parse_options(getattr(args, "task_option", []), "--task-option")
     if extra:
         options = {**(options or {}), **extra}
-    return EvalSettings(model=recipe.model, task=task, split="test", samples=args.samples or tasks.get(task),
+    return EvalSettings(model=recipe.model, task=task, split=getattr(args, "split", None) or "test", samples=args.samples or tasks.get(task),
                         temperature=args.temperature if args.temperature is not None else ev.get("temperature", 0.6),
                         max_new_tokens=args.max_new_tokens or ev.get("max_new_tokens"), limit=args.limit, seed=0,
                         latency_requests=args.latency_requests, task_options=options)
