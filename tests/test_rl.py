@@ -223,6 +223,9 @@ def test_base_recipe_file_matches_the_defaults_the_demo_uses():
     from frugalthink.sft import BaseRecipe
 
     assert load_base_recipe(str(ROOT / "recipes" / "tiny" / "base.yaml"), []) == BaseRecipe()
+    # the tally recipe's task settings are TallyConfig's defaults (one source: what `get_task("tally")` builds)
+    tally = load_base_recipe(str(ROOT / "recipes" / "tiny" / "tally" / "base.yaml"), [])
+    assert tally.task == "tally" and tally.tally == BaseRecipe().tally
 
 
 def test_two_process_training_writes_each_file_once(tmp_path):

@@ -46,13 +46,13 @@ class TallyConfig:
     min_level: int = 2
     max_level: int = 8
     max_fold: int = 4
-    coarse_share: float = 0.2  # share of the base's traces written in the terse style
+    coarse_share: float = 0.15  # share of the base's traces written in the terse style
     coarse_prob: tuple[float, float] = (0.5, 1.0)  # rate of coarse steps in a terse trace (the others have none)
     # share of SFT problems posed with the terse marker (prompt ending in ";"), always answered tersely: where the
     # model practises folded sums without it becoming the style of its answers to ordinary prompts
     practice_share: float = 0.3
-    check_prob: tuple[float, float] = (0.3, 0.8)
-    filler_prob: tuple[float, float] = (0.4, 1.0)
+    check_prob: tuple[float, float] = (0.2, 0.7)
+    filler_prob: tuple[float, float] = (0.3, 0.9)
     test_size: int = 70  # per level and split (test, validation), capped by how many strings exist
     bucket: int = 10  # 1 in bucket digit strings is a test problem, 1 in bucket a validation problem
     seed: int = 0
