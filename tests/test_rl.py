@@ -280,3 +280,29 @@ def test_report_to_passes_through_to_trl(tmp_path):
     cfg = build_rloo_config(rec, tmp_path)
     assert cfg.report_to == ["tensorboard"] and cfg.warmup_steps == 3
     assert cfg.lr_scheduler_type == "constant_with_warmup"
+
+
+def test_dler_options_reach_trl_and_bad_values_name_the_field(tmp_path):
+    rec = load_recipe("tiny/rl", None, ["epsilon_high=0.28", "batch_normalize=true"])
+    cfg = build_rloo_config(rec, tmp_path)
+    assert cfg.epsilon == 0.2 and cfg.epsilon_high == 0.28 and cfg.normalize_advantages is True
+    assert build_rloo_config(load_recipe("tiny/rl", None, []), tmp_path).epsilon_high is None
+    with pytest.raises(UserError, match="epsilon_high must be in"):
+        load_recipe("tiny/rl", None, ["epsilon_high=1.5"])
+    with pytest.raises(UserError, match="already whitens"):
+        load_recipe("tiny/rl", None, ["batch_normalize=true", "update_rule=official"])
+
+
+def test_upper_clip_is_its_own_bound():
+    import torch
+
+    from frugalthink.update_rule import ppo_token_loss
+
+    old = torch.zeros(1, 2)
+    logps = torch.log(torch.tensor([[1.25, 0.7]]))  # ratios 1.25 (advantage +1) and 0.7 (advantage -1)
+    adv, mask = torch.tensor([[1.0, -1.0]]), torch.ones(1, 2)
+    sym, _ = ppo_token_loss(logps, old, adv, mask, 0.2)
+    asym, clip = ppo_token_loss(logps, old, adv, mask, 0.2, 0.28)
+    assert sym.item() == pytest.approx(-(1.2 - 0.8) / 2)   # both clipped at 1 +- 0.2
+    assert asym.item() == pytest.approx(-(1.25 - 0.8) / 2)  # 1.25 is inside the upper clip 1.28
+    assert clip["clip_high"].item() == 0 and clip["clip_low"].item() == 0.5

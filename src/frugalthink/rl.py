@@ -54,6 +54,11 @@ class RLRecipe:
     temperature: float = 1.0
     max_completion_length: int = 32768
     group_std_normalize: bool = False
+    # DLER's optimisation options (NVlabs/DLER): a higher upper clip (0.28 there) and batch-wise normalisation of the
+    # advantages, (A - batch mean) / batch std over the rollout's sequences (TRL's normalize_advantages; the
+    # official rule already whitens every token of the rollout, so it takes no extra normalisation).
+    epsilon_high: float | None = None
+    batch_normalize: bool = False
     bf16: bool = False
     use_vllm: bool = False
     vllm_mode: str = "colocate"
@@ -106,6 +111,11 @@ class RLRecipe:
             raise UserError(f"num_prompts must be a positive integer (or left out for all), got {self.num_prompts}")
         if self.beta < 0 or not 0 < self.epsilon < 1:
             raise UserError(f"beta must be >= 0 and epsilon in (0, 1), got beta={self.beta}, epsilon={self.epsilon}")
+        if self.epsilon_high is not None and not 0 < self.epsilon_high < 1:
+            raise UserError(f"epsilon_high must be in (0, 1) (the upper clip, 0.28 in DAPO/DLER), got {self.epsilon_high}")
+        if self.batch_normalize and self.update_rule == "official":
+            raise UserError("batch_normalize: the official rule already whitens the rollout's token advantages; "
+                            "use it with update_rule: trl")
 
     def _validate_conditioning(self) -> None:
         bad = [a for a in self.alphas if not 0.0 <= a < 1.0]
@@ -179,9 +189,11 @@ def build_rloo_config(recipe: RLRecipe, out_dir: str | Path):
         top_k=0,
         beta=recipe.beta,
         epsilon=recipe.epsilon,
+        epsilon_high=recipe.epsilon_high,
         num_iterations=1,
-        # No per-batch normalisation either: alpha's reward gaps must reach the gradient at their true scale.
-        normalize_advantages=False,
+        # No per-batch normalisation by default: alpha's reward gaps reach the gradient at their true scale (DLER's
+        # setup turns it on: batch_normalize).
+        normalize_advantages=recipe.batch_normalize,
         max_steps=recipe.max_steps,
         save_strategy="steps",
         save_steps=recipe.save_every * recipe.updates_per_rollout,
