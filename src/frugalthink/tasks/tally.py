@@ -46,11 +46,11 @@ class TallyConfig:
     min_level: int = 2
     max_level: int = 8
     max_fold: int = 4
-    coarse_share: float = 0.15  # share of the base's traces written in the terse style
+    coarse_share: float = 0.08  # share of the base's traces written in the terse style
     coarse_prob: tuple[float, float] = (0.5, 1.0)  # rate of coarse steps in a terse trace (the others have none)
     # share of SFT problems posed with the terse marker (prompt ending in ";"), always answered tersely: where the
     # model practises folded sums without it becoming the style of its answers to ordinary prompts
-    practice_share: float = 0.3
+    practice_share: float = 0.45
     check_prob: tuple[float, float] = (0.2, 0.7)
     filler_prob: tuple[float, float] = (0.3, 0.9)
     test_size: int = 70  # per level and split (test, validation), capped by how many strings exist
