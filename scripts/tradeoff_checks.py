@@ -93,7 +93,7 @@ def checks(fam_dir: Path) -> dict:
         table.append(row)
     out["table"] = table
     falls = [r for r in table[1:] if float(r["model"].split("=")[1]) > 0
-             and r["mcnemar_hard_vs_base"]["b_only"] > r["mcnemar_hard_vs_base"]["a_only"]
+             and r["mcnemar_hard_vs_base"]["a_only"] > r["mcnemar_hard_vs_base"]["b_only"]  # base right, member wrong
              and r["mcnemar_hard_vs_base"]["p"] < 0.05 and r[f"acc_L{easy}"][0] >= 0.95]
     check(f"from some alpha on, accuracy at level {hard} falls (McNemar p < 0.05 vs base) while level {easy} "
           "stays >= 95%", bool(falls), ", ".join(r["model"] for r in falls) or "no member")

@@ -1,0 +1,79 @@
+"""scripts/tradeoff_checks.py and scripts/trace_anatomy.py on hand-made records: each criterion can pass and fail."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+checks_mod = _script("tradeoff_checks")
+anatomy_mod = _script("trace_anatomy")
+
+
+def _eval(path: Path, tokens_by_level: dict, wrong_at: dict | None = None) -> str:
+    path.mkdir(parents=True)
+    rows = []
+    for level, tokens in tokens_by_level.items():
+        for i in range(40):
+            wrong = i < (wrong_at or {}).get(level, 0)
+            rows.append({"problem_id": f"{level}-{i}", "sample": 0, "level": level, "tokens": tokens + i % 3,
+                         "correct": not wrong, "completion": ""})
+    (path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def _family(tmp_path, members: dict) -> Path:
+    base = _eval(tmp_path / "base", {2: 50, 5: 100, 8: 200})
+    fam = {"base": {"eval_dir": base}, "members": [
+        {"alpha": a, "seed": 0, "eval_dir": _eval(tmp_path / f"a{a}", *spec)} for a, spec in members.items()]}
+    (tmp_path / "family.json").write_text(json.dumps(fam))
+    return tmp_path
+
+
+def test_a_real_trade_off_passes(tmp_path):
+    fam = _family(tmp_path, {
+        0.0: ({2: 50, 5: 98, 8: 205},),
+        0.1: ({2: 30, 5: 80, 8: 190},),
+        0.2: ({2: 15, 5: 60, 8: 180}, {8: 12}),   # adaptive: cuts 70% at level 2, 10% at level 8
+        0.4: ({2: 12, 5: 40, 8: 120}, {8: 25}),
+    })
+    res = checks_mod.checks(fam)
+    assert all(c["pass"] for c in res["checks"]), res["checks"]
+
+
+def test_a_staircase_to_a_floor_fails(tmp_path):
+    fam = _family(tmp_path, {
+        0.0: ({2: 30, 5: 60, 8: 120},),           # the control cuts 40%
+        0.2: ({2: 20, 5: 40, 8: 80},),
+        0.4: ({2: 20, 5: 40, 8: 80},),            # same point as 0.2
+    })
+    verdict = {c["check"].split(":")[0]: c["pass"] for c in checks_mod.checks(fam)["checks"]}
+    assert verdict["alpha = 0 cuts at most 15% of tokens"] is False
+    assert verdict["alpha 0.2 vs 0.4"] is False
+    assert not any(v for k, v in verdict.items() if k.startswith("from some alpha"))
+    assert not any(v for k, v in verdict.items() if k.startswith("alpha = 0.2 is adaptive"))
+
+
+@pytest.mark.parametrize("values, rho", [([1, 2, 3, 4], 1.0), ([4, 3, 2, 1], -1.0), ([1, 1, 2, 2], 0.894)])
+def test_spearman_by_hand(values, rho):
+    assert checks_mod.spearman(values) == pytest.approx(rho, abs=1e-3)
+
+
+def test_anatomy_counts_folds_checks_and_hesitation():
+    recs = [{"level": 3, "tokens": 30, "correct": True,
+             "completion": "<think>B5+3=8(3+5=8) wait,C8D1+8=17 hmm, let me re-check.</think>\\boxed{17}"},
+            {"level": 3, "tokens": 20, "correct": False, "completion": "<think>B5C8D1+3=16</think>\\boxed{16}"}]
+    (row,) = anatomy_mod.anatomy(recs)
+    assert row["digits_per_step"] == 2.0 and row["coarse_share"] == 1.0  # 6 digits in 3 written steps
+    assert row["fold3_share"] == 0.5 and row["checks"] == 0.5 and row["hesitations"] == 1.0
+    assert row["acc_coarse"] == 0.5 and row["acc_fine"] is None
