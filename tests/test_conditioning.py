@@ -109,3 +109,36 @@ def test_conditioned_sweep_trains_once_and_evaluates_per_alpha(tmp_path):
     unknown = _cli("eval", "--model", str(out / "conditioned"), "--task", "chain", "--effort", "max",
                    "--out", str(tmp_path / "y"))
     assert unknown.returncode == 2 and "the model knows high, low" in unknown.stderr
+
+
+def test_conditioned_vs_separate_script(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cvs", ROOT / "scripts" / "conditioned_vs_separate.py")
+    cvs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cvs)
+
+    def ev(name, tokens, wrong=0):
+        d = tmp_path / name
+        d.mkdir()
+        rows = [{"problem_id": str(i), "sample": 0, "tokens": tokens + i % 2, "correct": i >= wrong} for i in range(30)]
+        (d / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return {"eval_dir": str(d), "mean_tokens": tokens + 0.5, "accuracy": 1 - wrong / 30}
+
+    def family(d, members):
+        d.mkdir()
+        (d / "family.json").write_text(json.dumps({"base": {}, "members": members}))
+        return d
+
+    cond = family(tmp_path / "cond", [{"alpha": 0.0, **ev("c0", 100)}, {"alpha": 0.1, "seen_in_training": False,
+                                       **ev("c1", 80)}, {"alpha": 0.2, **ev("c2", 50, wrong=3)}])
+    sep = family(tmp_path / "sep", [{"alpha": 0.0, "seed": 0, **ev("s0", 100)}, {"alpha": 0.2, **ev("s2", 60)}])
+    res = cvs.compare(cond, sep)
+    rows = {r["alpha"]: r for r in res["rows"]}
+    assert res["tokens_fall_with_alpha"] and rows[0.1]["between_neighbours"] and "separate" not in rows[0.1]
+    assert rows[0.2]["tokens_diff"]["mean_diff"] == pytest.approx(-10.0)
+    assert rows[0.2]["mcnemar"]["a_only"] == 3 and rows[0.0]["mcnemar"]["p"] == 1.0
+    worse = family(tmp_path / "worse", [{"alpha": 0.0, **ev("w0", 100)}, {"alpha": 0.1, "seen_in_training": False,
+                                         **ev("w1", 120)}, {"alpha": 0.2, **ev("w2", 50)}])
+    res = cvs.compare(worse, sep)
+    assert not res["tokens_fall_with_alpha"] and not res["rows"][1]["between_neighbours"]
