@@ -20,11 +20,12 @@ def build_prompt(tokenizer, task: Task, problem: Problem, length_target: int | N
     request (L1's prompts, `Task.budget_message`); ``alpha`` writes the control line of an alpha-conditioned model
     in front of the message (`frugalthink.conditioning`).
     """
-    message = task.user_message(problem) if length_target is None else task.budget_message(problem, length_target)
+    if alpha is not None and length_target is not None:
+        raise ValueError("a prompt carries a length target or an alpha, not both")
     if alpha is not None:
-        from frugalthink.conditioning import control_text
-
-        message = control_text(alpha) + message
+        message = task.control_message(problem, alpha)
+    else:
+        message = task.user_message(problem) if length_target is None else task.budget_message(problem, length_target)
     if task.uses_chat_template and getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True

@@ -49,6 +49,13 @@ class Task:
         """The request with a token budget in it, as L1 (Aggarwal & Welleck, 2025) phrases it for L1-Max."""
         return f"{self.user_message(problem)}\nThink for maximum {tokens} tokens."
 
+    def control_message(self, problem: Problem, alpha: float) -> str:
+        """The request of an alpha-conditioned model: the control line ``alpha=A`` in front of the message (inside
+        the user turn, so any chat template carries it; `frugalthink.conditioning`)."""
+        from frugalthink.conditioning import control_text
+
+        return control_text(alpha) + self.user_message(problem)
+
     # Budget forcing (the generation-cutoff baseline): the text appended when the budget runs out mid-thought,
     # after which the model writes only the answer, in at most ``answer_tokens`` tokens.
     force_answer_text: str = "\n</think>\n\nThe final answer is \\boxed{"

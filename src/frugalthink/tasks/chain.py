@@ -188,6 +188,12 @@ class ChainTask(Task):
     def user_message(self, problem: Problem) -> str:
         return problem.question
 
+    def control_message(self, problem: Problem, alpha: float) -> str:
+        """``A3B5C8D1 0.2:`` -- the alpha where `budget_message` puts a budget. The tiny base never saw a control
+        text; measured on it (docs/LOG.md): 0.815 accuracy with this placement, 0.637 with ``a0.2``, 0.108 behind
+        an ``alpha=0.2`` line (a conditioned run from that started at 0.21 and never recovered)."""
+        return f"{problem.question[:-1]} {alpha:g}:"
+
     def budget_message(self, problem: Problem, tokens: int) -> str:
         """``A3B5C8D1 48:`` -- the budget just before the colon. Of six placements tried on the base (docs/LOG.md),
         this one disturbs it least (0.83 accuracy before any L1 training, vs 0.07-0.15 for a prefix)."""
