@@ -31,8 +31,11 @@ def test_control_line_is_in_the_user_turn_with_or_without_a_chat_template(tmp_pa
     chain = get_task("chain")
     p = chain.load("test")[0]
     tiny = build_prompt(None, chain, p, alpha=0.2)
-    assert tiny == "alpha=0.2\n" + p.question and control_text(0.05) == "alpha=0.05\n"
+    assert tiny == p.question[:-1] + " 0.2:" and control_text(0.05) == "alpha=0.05\n"  # where budgets go
+    assert build_prompt(None, get_task("tally"), p, alpha=0) == p.question[:-1] + " 0:"
     assert build_prompt(None, chain, p) == p.question
+    with pytest.raises(ValueError, match="not both"):
+        build_prompt(None, chain, p, alpha=0.2, length_target=40)
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(r1_tokenizer_dir(tmp_path / "r1"))

@@ -1,13 +1,14 @@
 """One model, every tier: the length-penalty strength alpha as an input written into the prompt.
 
 A conditioned run (a recipe with ``alphas: [...]``) gives each training prompt an alpha drawn from that set, fixed by
-the prompt id and the seed, and writes it as a control line in front of the user message::
+the prompt id and the seed, and writes it into the prompt where the task says (`Task.control_message`): by default
+a control line in front of the user message::
 
     alpha=0.2
     <the task's message>
 
-The line is part of the user turn, so it works with any chat template (and with none: the tiny model's prompts are
-the raw message). All k samples of a prompt share it, and the reward of their group uses that alpha. At inference
+The line is part of the user turn, so it works with any chat template. The embedded tasks write ``A3B5C8D1 0.2:``
+instead (their tiny base loses its look-ups behind a prefix). All k samples of a prompt share it, and the reward of their group uses that alpha. At inference
 ``frugalthink eval --alpha A`` writes the same line; ``--effort NAME`` looks the alpha up in the recipe's
 ``efforts`` mapping (saved with the model), the way ``reasoning_effort`` works in hosted APIs.
 """
