@@ -120,16 +120,34 @@ def verbose_completion(digits: str, rng: random.Random, cfg: ChainConfig) -> str
     return "".join(parts)
 
 
-def answer_only_completion(digits: str) -> str:
-    """Control target: no reasoning at all."""
-    return f"{THINK_OPEN}{THINK_CLOSE}{BOX_OPEN}{answer_of(digits)}}}"
+def answer_only_completion(digits: str, answer=answer_of) -> str:
+    """Control target: no reasoning at all (``answer`` computes the task's answer from the digits)."""
+    return f"{THINK_OPEN}{THINK_CLOSE}{BOX_OPEN}{answer(digits)}}}"
+
+
+def draw_digits(rng: random.Random, level: int, accept) -> str:
+    """Random digit strings of ``level + 1`` digits until ``accept(digits)`` (the split a string belongs to)."""
+    while True:
+        digits = "".join(str(rng.randrange(10)) for _ in range(level + 1))
+        if accept(digits):
+            return digits
 
 
 def sample_digits(rng: random.Random, level: int, test: bool, bucket: int) -> str:
-    while True:
-        digits = "".join(str(rng.randrange(10)) for _ in range(level + 1))
-        if is_test(digits, bucket) == test:
-            return digits
+    return draw_digits(rng, level, lambda d: is_test(d, bucket) == test)
+
+
+def held_out(levels: list[int], size: int, bucket: int, draw) -> list[str]:
+    """Distinct digit strings of a held-out split, sorted within each level: ``size`` per level, fewer where a level
+    has few strings in its bucket (10**(level+1) / bucket; at most half of them are drawn)."""
+    out: list[str] = []
+    for level in levels:
+        seen: set[str] = set()
+        cap = min(size, 10 ** (level + 1) // bucket // 2)
+        while len(seen) < cap:
+            seen.add(draw(level))
+        out += sorted(seen)
+    return out
 
 
 class ChainTask(Task):
@@ -159,13 +177,9 @@ class ChainTask(Task):
         rng = random.Random(f"chain-{split}-{self.cfg.seed}")
         problems: list[Problem] = []
         if test:
-            for level in self.levels():
-                seen: set[str] = set()
-                # small levels have few test strings (10**(level+1) / bucket); stop when exhausted
-                cap = min(self.cfg.test_size, 10 ** (level + 1) // self.cfg.test_bucket // 2)
-                while len(seen) < cap:
-                    seen.add(sample_digits(rng, level, True, self.cfg.test_bucket))
-                problems += [self._problem(d) for d in sorted(seen)]
+            bucket = self.cfg.test_bucket
+            problems = [self._problem(d) for d in held_out(
+                self.levels(), self.cfg.test_size, bucket, lambda level: sample_digits(rng, level, True, bucket))]
         else:
             for i in range(self.train_size):
                 level = self.levels()[i % len(self.levels())]

@@ -35,6 +35,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
+from frugalthink.tasks import chain
 from frugalthink.tasks.base import Problem
 from frugalthink.tasks.chain import BOX_OPEN, FILLERS, LABELS, THINK_CLOSE, THINK_OPEN, ChainTask, prompt_of
 
@@ -155,14 +156,11 @@ def practice_prompt(digits: str) -> str:
 
 
 def answer_only_completion(digits: str) -> str:
-    return f"{THINK_OPEN}{THINK_CLOSE}{BOX_OPEN}{answer_of(digits)}}}"
+    return chain.answer_only_completion(digits, answer_of)
 
 
 def sample_digits(rng: random.Random, level: int, split: str, bucket: int) -> str:
-    while True:
-        digits = "".join(str(rng.randrange(10)) for _ in range(level + 1))
-        if split_of(digits, bucket) == split:
-            return digits
+    return chain.draw_digits(rng, level, lambda d: split_of(d, bucket) == split)
 
 
 class TallyTask(ChainTask):
@@ -186,14 +184,9 @@ class TallyTask(ChainTask):
             levels = self.levels()
             return [self._problem(sample_digits(rng, levels[i % len(levels)], split, self.cfg.bucket))
                     for i in range(self.train_size)]
-        problems: list[Problem] = []
-        for level in self.levels():
-            seen: set[str] = set()
-            cap = min(self.cfg.test_size, 10 ** (level + 1) // self.cfg.bucket // 2)
-            while len(seen) < cap:
-                seen.add(sample_digits(rng, level, split, self.cfg.bucket))
-            problems += [self._problem(d) for d in sorted(seen)]
-        return problems
+        bucket = self.cfg.bucket
+        return [self._problem(d) for d in chain.held_out(
+            self.levels(), self.cfg.test_size, bucket, lambda level: sample_digits(rng, level, split, bucket))]
 
     def _problem(self, digits: str) -> Problem:
         fine = write_trace(digits, [1] * (len(digits) - 1))
