@@ -40,11 +40,13 @@ def compare(cond_dir: Path, sep_dir: Path) -> dict:
             row["tokens_diff"] = paired_bootstrap([a["tokens"] for a, _ in pairs], [b["tokens"] for _, b in pairs])
         rows.append(row)
     tokens = [r["tokens"] for r in rows]
-    out = {"rows": rows, "tokens_fall_with_alpha": all(b <= a for a, b in zip(tokens, tokens[1:], strict=False))}
+    # "fall" means lower at the top alpha than at the bottom one and never higher in between; equal tiers do not fall
+    out = {"rows": rows, "tokens_fall_with_alpha": tokens[-1] < tokens[0]
+           and all(b <= a for a, b in zip(tokens, tokens[1:], strict=False))}
     for i, r in enumerate(rows):
         if not r["seen"] and 0 < i < len(rows) - 1:
             lo, hi = sorted((rows[i - 1]["tokens"], rows[i + 1]["tokens"]))
-            r["between_neighbours"] = lo <= r["tokens"] <= hi
+            r["between_neighbours"] = lo < hi and lo <= r["tokens"] <= hi  # strictly separated neighbours only
     return out
 
 
@@ -66,7 +68,8 @@ def main(argv=None) -> int:
                      f"{t['mean_diff']:+.1f} [{t['ci95'][0]:+.1f}, {t['ci95'][1]:+.1f}], {t['p']:.3g} |")
         else:
             between = r.get("between_neighbours")
-            extra = "- | - | - | " + ("" if between is None else f"between its neighbours: {'yes' if between else 'NO'}") + " |"
+            extra = "- | - | - | " + ("" if between is None else
+                                      f"between distinct neighbours: {'yes' if between else 'NO'}") + " |"
         print(f"| {r['alpha']:g} | {'yes' if r['seen'] else 'no'} | {r['accuracy']:.3f} | {r['tokens']:.1f} | {extra}")
     print(f"\ntokens fall as alpha rises: {'yes' if res['tokens_fall_with_alpha'] else 'NO'}")
     if args.json:

@@ -145,3 +145,7 @@ def test_conditioned_vs_separate_script(tmp_path):
                                          **ev("w1", 120)}, {"alpha": 0.2, **ev("w2", 50)}])
     res = cvs.compare(worse, sep)
     assert not res["tokens_fall_with_alpha"] and not res["rows"][1]["between_neighbours"]
+    flat = family(tmp_path / "flat", [{"alpha": a, "seen_in_training": a != 0.1, **ev(f"f{a}", 40)}
+                                      for a in (0.0, 0.1, 0.2)])
+    res = cvs.compare(flat, sep)  # every tier the same length: nothing falls, nothing lies between
+    assert not res["tokens_fall_with_alpha"] and not res["rows"][1]["between_neighbours"]
