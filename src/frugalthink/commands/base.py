@@ -58,7 +58,7 @@ def _check_same_base(out: Path, recipe: BaseRecipe) -> None:
         old = json.loads((out / METADATA).read_text())["config"]
     except (OSError, json.JSONDecodeError, KeyError):
         return
-    new = to_dict(recipe)
+    new = json.loads(json.dumps(to_dict(recipe)))  # as it was written: tuples become lists
     old.setdefault("task", "chain")
     for key in ("task", recipe.task, "model"):
         if key in old and old[key] != new[key]:
