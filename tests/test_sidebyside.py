@@ -249,3 +249,16 @@ def test_shortest_recipe_errors(override, message):
 
     with pytest.raises(UserError, match=message):
         load_shortest_recipe(str(ROOT / "recipes" / "tiny" / "shortest.yaml"), ["method=dpo", override], None, None)
+
+
+def test_the_demo_folder_decides_the_task(tmp_path):
+    from frugalthink.commands.sidebyside import demo_task
+    from frugalthink.errors import UserError
+
+    assert demo_task(tmp_path / "none", None) == "chain" and demo_task(tmp_path / "none", "tally") == "tally"
+    (tmp_path / "summary.json").write_text(json.dumps({"task": "tally"}))
+    assert demo_task(tmp_path, None) == "tally" == demo_task(tmp_path, "tally")
+    with pytest.raises(UserError, match="holds a demo of task 'tally', not 'chain'"):
+        demo_task(tmp_path, "chain")
+    (tmp_path / "summary.json").write_text(json.dumps({}))  # a demo from before tally: chain
+    assert demo_task(tmp_path, None) == "chain"
