@@ -101,6 +101,9 @@ def test_conditioned_sweep_trains_once_and_evaluates_per_alpha(tmp_path):
     assert _cli("pick", str(out), "--min-accuracy", "0").returncode in (0, 1)
     assert _cli("report", str(out)).returncode == 0
     assert effort_alpha(out / "conditioned", "low") == 0.4
+    other = _cli("sweep", "--recipe", "tiny/rl", *small, "--conditioned", "--alphas", "0,0.2,0.4", "--latency-requests",
+                 "0", "--out", str(out))  # the folder's model was trained on other alphas: refused, not reused
+    assert other.returncode == 2 and "trained on alphas [0.0, 0.4]" in other.stderr, other.stderr[-1000:]
     # eval --alpha / --effort on the conditioned model; both refused on a model trained for one alpha
     ok = _cli("eval", "--model", str(out / "conditioned"), "--task", "chain", "--effort", "high", "--limit", "2",
               "--max-new-tokens", "8", "--latency-requests", "0", "--out", str(tmp_path / "e"))
@@ -149,3 +152,16 @@ def test_conditioned_vs_separate_script(tmp_path):
                                       for a in (0.0, 0.1, 0.2)])
     res = cvs.compare(flat, sep)  # every tier the same length: nothing falls, nothing lies between
     assert not res["tokens_fall_with_alpha"] and not res["rows"][1]["between_neighbours"]
+
+
+def test_conditioned_recipes_are_not_run_as_one_alpha_and_efforts_are_trained_tiers(tmp_path):
+    from frugalthink.commands.train import load_recipe
+    from frugalthink.conditioning import default_efforts
+
+    with pytest.raises(UserError, match="alpha-conditioned model"):
+        load_recipe("tiny/conditioned", 0.2, [])
+    with pytest.raises(UserError, match="not among the trained alphas"):
+        load_recipe("tiny/conditioned", None, ["alphas=[0.05, 0.1]"])
+    assert default_efforts([0.4, 0.05, 0.2, 0.1]) == {"high": 0.05, "medium": 0.1, "low": 0.4}
+    res = _cli("sweep", "--recipe", "tiny/conditioned", "--out", str(tmp_path / "s"))
+    assert res.returncode == 2 and "add --conditioned" in res.stderr

@@ -128,7 +128,8 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
 @command("sweep", "train and evaluate one model per alpha (the family)", "frugalthink.commands.family:run_sweep")
 def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", required=True, help="RL recipe (its model is the base)")
-    p.add_argument("--alphas", default="0.05,0.1,0.2,0.4", help="comma-separated (default: the paper's)")
+    p.add_argument("--alphas", default=None,
+                   help="comma-separated (default: the paper's 0.05,0.1,0.2,0.4; with --conditioned the recipe's alphas)")
     p.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
     p.add_argument("--out", required=True, help="family directory")

@@ -8,9 +8,11 @@ a control line in front of the user message::
     <the task's message>
 
 The line is part of the user turn, so it works with any chat template. The embedded tasks write ``A3B5C8D1 0.2:``
-instead (their tiny base loses its look-ups behind a prefix). All k samples of a prompt share it, and the reward of their group uses that alpha. At inference
-``frugalthink eval --alpha A`` writes the same line; ``--effort NAME`` looks the alpha up in the recipe's
-``efforts`` mapping (saved with the model), the way ``reasoning_effort`` works in hosted APIs.
+instead (their tiny base loses its look-ups behind a prefix). All k samples of a prompt share it, and the reward of
+their group uses that alpha. At inference ``frugalthink eval --alpha A`` writes the same text; ``--effort NAME``
+looks the alpha up in the recipe's ``efforts`` (saved with the model; each must be a trained alpha; without them
+high / medium / low = the smallest / middle / largest trained alpha), the way ``reasoning_effort`` works in hosted
+APIs.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ from pathlib import Path
 from frugalthink.errors import UserError
 
 CONTROL = "alpha={alpha:g}\n"
-DEFAULT_EFFORTS = {"high": 0.0, "medium": 0.1, "low": 0.4}
+
+
+def default_efforts(alphas: list[float]) -> dict[str, float]:
+    """Named efforts of a model whose recipe names none: high = its smallest trained alpha (least penalty, most
+    thinking), low = its largest, medium = the middle one."""
+    tiers = sorted(alphas)
+    return {"high": tiers[0], "medium": tiers[(len(tiers) - 1) // 2], "low": tiers[-1]}
 
 
 def control_text(alpha: float) -> str:
@@ -55,7 +63,7 @@ def effort_alpha(model: str | Path, effort: str) -> float:
     cfg = run_config(model)
     if not cfg or not cfg.get("alphas"):
         raise UserError(f"--effort {effort}: {model} is not an alpha-conditioned model (its recipe has no 'alphas')")
-    efforts = cfg.get("efforts") or DEFAULT_EFFORTS
+    efforts = cfg.get("efforts") or default_efforts(cfg["alphas"])
     if effort not in efforts:
         raise UserError(f"--effort {effort!r}: the model knows {', '.join(sorted(efforts))}")
     return float(efforts[effort])

@@ -109,6 +109,12 @@ def conditioned_sweep(recipe, train_alphas: list[float], eval_alphas: list[float
         "members": [],
     }
     run_dir = out / "conditioned"
+    saved = run_dir / "frugalthink_run.json"
+    if saved.exists():
+        old = json.loads(saved.read_text()).get("config", {}).get("alphas")
+        if old != list(train_alphas):
+            raise UserError(f"{run_dir}: a conditioned model trained on alphas {old}, not {list(train_alphas)}; "
+                            "use another --out")
     train_runs([(recipe, run_dir, f"[alphas={','.join(f'{a:g}' for a in train_alphas)}]")], 1, console)
     for alpha in eval_alphas:
         eval_dir = run_dir / f"eval-alpha-{alpha:g}"

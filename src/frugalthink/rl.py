@@ -125,9 +125,10 @@ class RLRecipe:
             raise UserError(f"alphas: alpha-conditioned training needs reward: efficiency, not {self.reward!r}")
         if self.efforts and not self.alphas:
             raise UserError("efforts: named efforts need an alpha-conditioned recipe (alphas: [...])")
-        bad = {k: v for k, v in self.efforts.items() if not 0.0 <= v < 1.0}
+        bad = {k: v for k, v in self.efforts.items() if v not in self.alphas}
         if bad:
-            raise UserError(f"efforts: every alpha must lie in [0, 1), got {bad}")
+            raise UserError(f"efforts: {bad} not among the trained alphas {self.alphas}; a named effort must be a tier "
+                            "the model was trained on")
 
     def _validate_eval(self) -> None:
         from frugalthink.tasks import BENCHMARKS, EMBEDDED

@@ -65,10 +65,17 @@ def sweep_eval_settings(recipe, args) -> EvalSettings:
 def run_sweep(args) -> int:
     from frugalthink.commands.train import load_recipe
 
-    alphas = parse_alphas(args.alphas)
-    # a conditioned sweep trains on --alphas: set before the recipe is checked (its 'efforts' need them)
-    extra = [f"alphas=[{', '.join(f'{a:g}' for a in alphas)}]"] if args.conditioned else []
+    # a conditioned sweep trains on --alphas (else the recipe's): set before the recipe is checked (efforts need them)
+    given = parse_alphas(args.alphas) if args.alphas is not None else None
+    extra = [f"alphas=[{', '.join(f'{a:g}' for a in given)}]"] if args.conditioned and given else []
     recipe = load_recipe(args.recipe, None, args.set + extra)
+    if args.conditioned:
+        alphas = list(recipe.alphas) or [0.05, 0.1, 0.2, 0.4]
+    else:
+        if recipe.alphas:
+            raise UserError(f"{args.recipe}: an alpha-conditioned recipe (alphas: {recipe.alphas}); add --conditioned, "
+                            "or sweep a recipe without 'alphas' for one model per alpha")
+        alphas = given or [0.05, 0.1, 0.2, 0.4]
     if recipe.reward != "efficiency":
         raise UserError(f"--alphas: reward {recipe.reward!r} has no alpha (it would train identical models); sweep "
                         f"its own knob with `frugalthink train --set reward_options.KEY=VALUE` per run")

@@ -29,6 +29,9 @@ def load_recipe(path: str, alpha: float | None = None, overrides: list[str] = ()
         if data.get("reward", "efficiency") != "efficiency":
             raise UserError(f"--alpha: reward {data['reward']!r} has no alpha (it would be ignored); set its own "
                             "knob with --set reward_options.KEY=VALUE")
+        if data.get("alphas"):
+            raise UserError(f"--alpha: {path} trains an alpha-conditioned model (alphas: {data['alphas']}); each prompt "
+                            "carries its own alpha, so --alpha would be ignored")
         data["alpha"] = alpha
     if "model" not in data:
         raise UserError(f"{path}: missing field 'model' (a model directory or hub name)")
