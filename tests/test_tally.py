@@ -86,6 +86,10 @@ def test_splits_are_disjoint_and_seeded():
     assert not ids[0] & ids[1] and not ids[0] & ids[2] and not ids[1] & ids[2]
     assert {split_of(d) for d in ids[0]} == {"test"} and {split_of(d) for d in ids[1]} == {"validation"}
     assert {split_of(d) for d in ids[2]} == {"train"}
+    rng = random.Random(7)  # the buckets are 1 : 1 : 8
+    draws = [split_of(str(rng.randrange(10**9))) for _ in range(20000)]
+    shares = {s: draws.count(s) / len(draws) for s in ("test", "validation", "train")}
+    assert shares == pytest.approx({"test": 0.1, "validation": 0.1, "train": 0.8}, abs=0.015)
     assert sorted({p.level for p in test}) == list(range(2, 9))
     assert len(test) == len(val) == 50 + 70 * 6  # level 2 has 100 test strings; half of them at most
     assert [p.id for p in TallyTask().load("test")] == [p.id for p in test]

@@ -71,15 +71,7 @@ def sweep(recipe, alphas: list[float], out: str | Path, eval_settings: EvalSetti
     out.mkdir(parents=True, exist_ok=True)
     if not all(0 <= a < 1 for a in alphas):
         raise UserError(f"--alphas must lie in [0, 1): {alphas}")
-    base_settings = replace(eval_settings, model=recipe.model)
-    base_summary = evaluate(base_settings, out / "base_eval", quiet=not console)
-    family = {
-        "task": eval_settings.task,
-        "eval_settings": {k: v for k, v in asdict(eval_settings).items() if k != "model"},
-        "recipe": asdict(recipe),
-        "base": {"model": recipe.model, "eval_dir": str(out / "base_eval"), **metrics_of(base_summary)},
-        "members": [],
-    }
+    family = _family_with_base(recipe, out, eval_settings, console)
     jobs = [(alpha, seed) for seed in seeds for alpha in alphas]
     _train_members(recipe, jobs, out, parallel, console)
     for alpha, seed in jobs:
@@ -91,6 +83,18 @@ def sweep(recipe, alphas: list[float], out: str | Path, eval_settings: EvalSetti
     return family
 
 
+def _family_with_base(recipe, out: Path, eval_settings: EvalSettings, console: bool) -> dict:
+    """A family record with its base evaluated (``out/base_eval``) and no members yet."""
+    base_summary = evaluate(replace(eval_settings, model=recipe.model), out / "base_eval", quiet=not console)
+    return {
+        "task": eval_settings.task,
+        "eval_settings": {k: v for k, v in asdict(eval_settings).items() if k not in ("model", "alpha")},
+        "recipe": asdict(recipe),
+        "base": {"model": recipe.model, "eval_dir": str(out / "base_eval"), **metrics_of(base_summary)},
+        "members": [],
+    }
+
+
 def conditioned_sweep(recipe, train_alphas: list[float], eval_alphas: list[float], out: str | Path,
                       eval_settings: EvalSettings, console: bool = True) -> dict:
     """Train one alpha-conditioned model on ``train_alphas`` and evaluate it at each of ``eval_alphas`` (an alpha
@@ -99,15 +103,7 @@ def conditioned_sweep(recipe, train_alphas: list[float], eval_alphas: list[float
     out.mkdir(parents=True, exist_ok=True)
     recipe = replace(recipe, alphas=list(train_alphas))
     recipe.validate()
-    base_summary = evaluate(replace(eval_settings, model=recipe.model), out / "base_eval", quiet=not console)
-    family = {
-        "task": eval_settings.task,
-        "conditioned": True,
-        "eval_settings": {k: v for k, v in asdict(eval_settings).items() if k not in ("model", "alpha")},
-        "recipe": asdict(recipe),
-        "base": {"model": recipe.model, "eval_dir": str(out / "base_eval"), **metrics_of(base_summary)},
-        "members": [],
-    }
+    family = {**_family_with_base(recipe, out, eval_settings, console), "conditioned": True}
     run_dir = out / "conditioned"
     saved = run_dir / "frugalthink_run.json"
     if saved.exists():

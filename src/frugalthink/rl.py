@@ -287,9 +287,7 @@ class LengthReward:
     def rewards(self, correct, lengths, groups, targets, alphas=None) -> list[float]:
         """The reward of every sample; with per-sample ``alphas`` (a conditioned run, constant within a group) each
         alpha's groups are scored with that alpha."""
-        if alphas is None or len(set(alphas)) <= 1:
-            alpha = alphas[0] if alphas else self.alpha
-            return self.spec.compute(correct, lengths, groups, targets, alpha, self.options)
+        alphas = alphas or [self.alpha] * len(correct)
         out = [0.0] * len(correct)
         for a in sorted(set(alphas)):
             idx = [i for i, x in enumerate(alphas) if x == a]

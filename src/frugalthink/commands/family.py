@@ -10,6 +10,8 @@ from frugalthink.errors import UserError
 from frugalthink.family import conditioned_sweep, family_table, load_family, pick, sweep
 from frugalthink.tasks import EMBEDDED
 
+PAPER_ALPHAS = (0.05, 0.1, 0.2, 0.4)
+
 
 def parse_floats(text: str, flag: str) -> list[float]:
     """``"0.05,0.1"`` -> ``[0.05, 0.1]``; empty lists, NaN and text are errors naming the flag."""
@@ -56,7 +58,8 @@ def sweep_eval_settings(recipe, args) -> EvalSettings:
     extra = parse_options(getattr(args, "task_option", []), "--task-option")
     if extra:
         options = {**(options or {}), **extra}
-    return EvalSettings(model=recipe.model, task=task, split=getattr(args, "split", None) or "test", samples=args.samples or tasks.get(task),
+    return EvalSettings(model=recipe.model, task=task, split=getattr(args, "split", None) or "test",
+                        samples=args.samples or tasks.get(task),
                         temperature=args.temperature if args.temperature is not None else ev.get("temperature", 0.6),
                         max_new_tokens=args.max_new_tokens or ev.get("max_new_tokens"), limit=args.limit, seed=0,
                         latency_requests=args.latency_requests, task_options=options)
@@ -69,13 +72,10 @@ def run_sweep(args) -> int:
     given = parse_alphas(args.alphas) if args.alphas is not None else None
     extra = [f"alphas=[{', '.join(f'{a:g}' for a in given)}]"] if args.conditioned and given else []
     recipe = load_recipe(args.recipe, None, args.set + extra)
-    if args.conditioned:
-        alphas = list(recipe.alphas) or [0.05, 0.1, 0.2, 0.4]
-    else:
-        if recipe.alphas:
-            raise UserError(f"{args.recipe}: an alpha-conditioned recipe (alphas: {recipe.alphas}); add --conditioned, "
-                            "or sweep a recipe without 'alphas' for one model per alpha")
-        alphas = given or [0.05, 0.1, 0.2, 0.4]
+    if recipe.alphas and not args.conditioned:
+        raise UserError(f"{args.recipe}: an alpha-conditioned recipe (alphas: {recipe.alphas}); add --conditioned, "
+                        "or sweep a recipe without 'alphas' for one model per alpha")
+    alphas = list(recipe.alphas if args.conditioned else given or ()) or list(PAPER_ALPHAS)
     if recipe.reward != "efficiency":
         raise UserError(f"--alphas: reward {recipe.reward!r} has no alpha (it would train identical models); sweep "
                         f"its own knob with `frugalthink train --set reward_options.KEY=VALUE` per run")
@@ -83,7 +83,7 @@ def run_sweep(args) -> int:
     settings = sweep_eval_settings(recipe, args)
     if args.conditioned:
         eval_alphas = parse_alphas(args.eval_alphas, "--eval-alphas") if args.eval_alphas else alphas
-        if seeds != [0] and len(seeds) > 1:
+        if len(seeds) > 1:
             raise UserError("--conditioned trains one model: give one --seeds value or none")
         fam = conditioned_sweep(replace(recipe, seed=seeds[0]), alphas, eval_alphas, args.out, settings)
         print(family_table(fam))

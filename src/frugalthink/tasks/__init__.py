@@ -20,10 +20,8 @@ def get_task(spec: str, **options) -> Task:
 
     if spec in BENCHMARKS:
         return _build(benchmark_task, spec, spec, options)
-    if spec == "chain":
-        return _build(_chain_task, spec, spec, options)
-    if spec == "tally":
-        return _build(_tally_task, spec, spec, options)
+    if spec in EMBEDDED:
+        return _build(_embedded_task, spec, spec, options)
     if spec.startswith("jsonl:"):
         return _build(JsonlTask, spec, spec[len("jsonl:") :], options)
     if spec.startswith("hf:"):
@@ -31,24 +29,17 @@ def get_task(spec: str, **options) -> Task:
     raise UserError(f"unknown task {spec!r}: use one of {', '.join(BENCHMARKS)}, chain, tally, jsonl:PATH or hf:NAME")
 
 
-def _chain_task(spec: str, config: dict | None = None, train_size: int = 4000) -> Task:
+def _embedded_task(spec: str, config: dict | None = None, train_size: int = 4000) -> Task:
+    """``chain`` or ``tally`` with its settings (``config``: fields of its config dataclass)."""
     from frugalthink.config import from_dict
     from frugalthink.tasks.chain import ChainConfig, ChainTask
-
-    if config is not None and not isinstance(config, dict):
-        raise UserError(f"task chain: option config must be a mapping of chain settings, got {config!r}")
-    cfg = from_dict(ChainConfig, config, where="task_options.config") if config is not None else None
-    return ChainTask(cfg, train_size=train_size)
-
-
-def _tally_task(spec: str, config: dict | None = None, train_size: int = 4000) -> Task:
-    from frugalthink.config import from_dict
     from frugalthink.tasks.tally import TallyConfig, TallyTask
 
+    config_cls, task_cls = {"chain": (ChainConfig, ChainTask), "tally": (TallyConfig, TallyTask)}[spec]
     if config is not None and not isinstance(config, dict):
-        raise UserError(f"task tally: option config must be a mapping of tally settings, got {config!r}")
-    cfg = from_dict(TallyConfig, config, where="task_options.config") if config is not None else None
-    return TallyTask(cfg, train_size=train_size)
+        raise UserError(f"task {spec}: option config must be a mapping of {spec} settings, got {config!r}")
+    cfg = from_dict(config_cls, config, where="task_options.config") if config is not None else None
+    return task_cls(cfg, train_size=train_size)
 
 
 def _build(make, spec: str, source: str, options: dict) -> Task:
