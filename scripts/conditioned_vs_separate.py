@@ -18,7 +18,11 @@ from pathlib import Path
 
 
 def _records(eval_dir) -> list[dict]:
-    return [json.loads(x) for x in (Path(eval_dir) / "records.jsonl").read_text().splitlines() if x.strip()]
+    """An evaluation's per-sample records, read as `frugalthink eval` reads them (line separators inside
+    completions are not line breaks)."""
+    from frugalthink.jsonl import read_jsonl_tolerant
+
+    return read_jsonl_tolerant(Path(eval_dir) / "records.jsonl")
 
 
 def compare(cond_dir: Path, sep_dir: Path) -> dict:

@@ -9,7 +9,6 @@ digits, checks and hesitations per trace, and accuracy of the traces with / with
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -49,8 +48,10 @@ def _fmt(x) -> str:
 
 
 def main(argv: list[str]) -> int:
+    from frugalthink.jsonl import read_jsonl_tolerant
+
     for folder in argv:
-        records = [json.loads(x) for x in (Path(folder) / "records.jsonl").read_text().splitlines() if x.strip()]
+        records = read_jsonl_tolerant(Path(folder) / "records.jsonl")
         print(f"== {folder}")
         print("level   n  acc    tokens  digits/step  coarse  fold>=3  checks  hesit.  acc fine  acc coarse")
         for r in anatomy(records):

@@ -19,8 +19,12 @@ import sys
 from pathlib import Path
 
 
-def records(eval_dir: str | Path) -> list[dict]:
-    return [json.loads(x) for x in (Path(eval_dir) / "records.jsonl").read_text().splitlines() if x.strip()]
+def records(eval_dir) -> list[dict]:
+    """An evaluation's per-sample records, read as `frugalthink eval` reads them (line separators inside
+    completions are not line breaks)."""
+    from frugalthink.jsonl import read_jsonl_tolerant
+
+    return read_jsonl_tolerant(Path(eval_dir) / "records.jsonl")
 
 
 def by_level(rs: list[dict]) -> dict:
@@ -75,8 +79,13 @@ def checks(fam_dir: Path) -> dict:
         t = tokens_test(recs[a], recs[b])
         check(f"alpha {a:g} vs {b:g}: mean tokens differ (p < 0.01)", t["p"] < 0.01,
               f"{t['mean_diff']:+.1f} tokens, 95% CI [{t['ci95'][0]:+.1f}, {t['ci95'][1]:+.1f}], p = {t['p']:.3g}")
-    levels = sorted(by_level(base))
+    base_lv = by_level(base)
+    levels = sorted(base_lv)
     easy, hard = levels[0], levels[-1]
+
+    def mean_tokens(rs: list[dict]) -> float:
+        return sum(r["tokens"] for r in rs) / len(rs)
+
     table = []
     for name, rs in [("base", base)] + [(f"alpha={a:g}", recs[a]) for a in recs]:
         lv = by_level(rs)
@@ -85,11 +94,9 @@ def checks(fam_dir: Path) -> dict:
             n_ok, n = sum(r["correct"] for r in lv[level]), len(lv[level])
             row[f"acc_L{level}"] = [n_ok / n, *wilson_interval(n_ok, n)]
         if name != "base":
-            pairs = paired_records([r for r in base if r["level"] == hard], lv[hard])
+            pairs = paired_records(base_lv[hard], lv[hard])
             row["mcnemar_hard_vs_base"] = mcnemar_exact([x["correct"] for x, _ in pairs], [y["correct"] for _, y in pairs])
-        row["tokens_ratio_by_level"] = {
-            level: (sum(r["tokens"] for r in lv[level]) / len(lv[level]))
-            / (sum(r["tokens"] for r in by_level(base)[level]) / len(by_level(base)[level])) for level in levels}
+        row["tokens_ratio_by_level"] = {level: mean_tokens(lv[level]) / mean_tokens(base_lv[level]) for level in levels}
         table.append(row)
     out["table"] = table
     falls = [r for r in table[1:] if float(r["model"].split("=")[1]) > 0
