@@ -56,6 +56,7 @@ def test_recipes_build_trainer_config_on_cpu(recipe, tmp_path):
     ("model: m\nreward: kimi\nreward_options: {beta: 1}\n", "reward_options: beta not an option of reward 'kimi'"),
     ("model: m\nreward: l1_max\nreward_options: {targets: [50, 10]}\n", "reward_options.targets"),
     ("model: m\nupdate_rule: ppo\n", "update_rule: unknown 'ppo'"),
+    ("model: m\ngeneration_engine: turbo\n", "generation_engine: unknown 'turbo'"),
     ("model: m\nupdates_per_rollout: 0\n", "updates_per_rollout must be positive"),
     ("model: m\neval: {tasks: {gsm9k: 1}}\n", "eval.tasks: unknown task 'gsm9k'"),
     ("model: m\neval: {temp: 0.6}\n", "eval: unknown key"),
@@ -306,3 +307,48 @@ def test_upper_clip_is_its_own_bound():
     assert sym.item() == pytest.approx(-(1.2 - 0.8) / 2)   # both clipped at 1 +- 0.2
     assert asym.item() == pytest.approx(-(1.25 - 0.8) / 2)  # 1.25 is inside the upper clip 1.28
     assert clip["clip_high"].item() == 0 and clip["clip_low"].item() == 0.5
+
+
+def test_rollouts_of_the_fast_engine_equal_trls_generate(tmp_path, monkeypatch):
+    """The trainer samples rollouts with `frugalthink.decoding.sample`; on the same seed they are TRL's generate
+    path's rollouts (short completions, so that no row leaves the batch and the random streams stay aligned)."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from frugalthink import decoding
+    from frugalthink.prompts import build_prompt, encode_prompt
+    from frugalthink.rl import RLRecipe
+    from frugalthink.trainer import FrugalRLOOTrainer
+
+    _tiny_model(tmp_path / "m")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "m")
+    task = get_task("chain")
+    problems = task.load("train")[:8]
+    recipe = RLRecipe(model=str(tmp_path / "m"), prompts_per_rollout=4, rollouts=1, max_completion_length=6,
+                      threads=1)
+    data = Dataset.from_list([{"prompt": build_prompt(tok, task, p), "answer": p.answer, "problem_id": p.id}
+                              for p in problems])
+    trainer = FrugalRLOOTrainer(model=AutoModelForCausalLM.from_pretrained(tmp_path / "m"),
+                                reward_funcs=[lambda completions, **kw: [0.0] * len(completions)],
+                                args=build_rloo_config(recipe, tmp_path / "run"), train_dataset=data,
+                                processing_class=tok)
+    prompt_ids = [encode_prompt(tok, build_prompt(tok, task, p)) for p in problems for _ in range(4)]
+    calls = []
+    real = decoding.sample
+    monkeypatch.setattr(decoding, "sample", lambda *a, **k: calls.append(1) or real(*a, **k))
+    torch.manual_seed(1)
+    fast = trainer._generate_single_turn(prompt_ids, None, {})
+    assert calls == [1]
+    trainer.generation_engine = "hf"
+    torch.manual_seed(1)
+    assert trainer._generate_single_turn(prompt_ids, None, {}) == fast
+    assert calls == [1]
+    assert all(1 <= len(c) <= 6 for c in fast)
+    nucleus = build_rloo_config(recipe, tmp_path / "run2")
+    nucleus.top_p = 0.9  # the fast engine has no top-p: refused, not silently ignored
+    with pytest.raises(ValueError, match="top_p=0.9.*generation_engine 'hf'"):
+        FrugalRLOOTrainer(model=AutoModelForCausalLM.from_pretrained(tmp_path / "m"),
+                          reward_funcs=[lambda completions, **kw: [0.0] * len(completions)], args=nucleus,
+                          train_dataset=data, processing_class=tok)
+

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from frugalthink import __version__
 from frugalthink.errors import UserError
+from frugalthink.generation import BACKENDS
 
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {}
 
@@ -106,7 +107,8 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=count(0), default=0)
     p.add_argument("--batch-size", type=count(1), default=64)
     p.add_argument("--latency-requests", type=count(0), default=32, help="one-at-a-time requests timed (0: skip)")
-    p.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    p.add_argument("--backend", choices=BACKENDS, default="fast",
+                   help="fast: frugalthink's decoding loop (default); hf: transformers' generate; vllm: GPU only")
     p.add_argument("--split", default="test")
     _task_option_args(p)
     p.add_argument("--budget", type=count(1), default=None,

@@ -1,4 +1,5 @@
-"""Generation backends behind one small interface: Hugging Face ``generate`` (CPU/GPU) and vLLM (GPU, optional).
+"""Generation backends behind one small interface: the ``fast`` engine (`frugalthink.decoding`, the default, CPU/GPU),
+Hugging Face ``generate`` (``hf``, CPU/GPU) and vLLM (GPU, optional).
 
 Token accounting, the same everywhere in frugalthink: ``tokens`` = generated tokens up to and including the first
 EOS (the prompt is not counted); ``truncated`` = no EOS within ``max_new_tokens`` (then ``tokens`` =
@@ -29,14 +30,23 @@ def _split_at_eos(ids: list[int], eos_ids: set[int], pad_id: int | None) -> tupl
     return ids, True
 
 
+ENGINES = ("fast", "generate")
+
+
 class HFGenerator:
-    """Batched sampling with a Hugging Face causal LM: KV cache, left padding, stop at EOS."""
+    """Batched sampling with a Hugging Face causal LM: KV cache, left padding, stop at EOS. ``engine="fast"`` runs
+    `frugalthink.decoding.sample` (backend name ``fast``), ``engine="generate"`` the library's ``generate``
+    (backend name ``hf``); both take the same prompt ids and return the same records."""
 
-    name = "hf"
-
-    def __init__(self, model_path: str, device: str | None = None, dtype: str | None = None, threads: int | None = None):
+    def __init__(self, model_path: str, device: str | None = None, dtype: str | None = None, threads: int | None = None,
+                 engine: str = "fast"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        self.engine = engine
+        self.name = "fast" if engine == "fast" else "hf"
 
         if threads:
             torch.set_num_threads(threads)
@@ -68,6 +78,10 @@ class HFGenerator:
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos if eos is not None else self.tokenizer.eos_token_id]
         self.eos_ids = {int(e) for e in eos} | {int(self.tokenizer.eos_token_id)}
+        if engine == "fast":
+            from frugalthink.decoding import check_supported
+
+            check_supported(self.model)
 
     def encode(self, prompts: list[str]) -> dict:
         """Left-padded ``input_ids``/``attention_mask`` from `frugalthink.prompts.encode_prompt` (training's ids)."""
@@ -85,12 +99,19 @@ class HFGenerator:
     def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, seed: int) -> list[Generation]:
         import torch
 
-        from frugalthink.prompts import decode_completion
+        from frugalthink.prompts import decode_completion, encode_prompt
 
-        enc = self.encode(prompts)
         torch.manual_seed(seed)
         if self.device == "cuda":
             torch.cuda.manual_seed_all(seed)
+        if self.engine == "fast":
+            from frugalthink.decoding import sample
+
+            rows = sample(self.model, [encode_prompt(self.tokenizer, p) for p in prompts], max_new_tokens,
+                          temperature, self.eos_ids, self.tokenizer.pad_token_id)
+            return [Generation(decode_completion(self.tokenizer, ids, self.eos_ids), len(ids),
+                               not ids or ids[-1] not in self.eos_ids) for ids in rows]
+        enc = self.encode(prompts)
         sample = temperature > 0
         with torch.inference_mode():
             out = self.model.generate(
@@ -237,11 +258,14 @@ def time_one_request(gen, prompt: str, max_new_tokens: int, temperature: float, 
     return out, 1000 * (time.perf_counter() - t0)
 
 
+BACKENDS = ("fast", "hf", "vllm")
+
+
 def make_generator(backend: str, model_path: str, **kwargs):
-    if backend == "hf":
-        return HFGenerator(model_path, **kwargs)
+    if backend in ("fast", "hf"):
+        return HFGenerator(model_path, engine="fast" if backend == "fast" else "generate", **kwargs)
     if backend == "vllm":
         return VLLMGenerator(model_path, **{k: v for k, v in kwargs.items() if k == "dtype"})
     from frugalthink.errors import UserError
 
-    raise UserError(f"unknown backend {backend!r} (hf or vllm)")
+    raise UserError(f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")

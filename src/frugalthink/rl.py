@@ -60,6 +60,9 @@ class RLRecipe:
     epsilon_high: float | None = None
     batch_normalize: bool = False
     bf16: bool = False
+    # How rollouts are sampled without vLLM: "fast" (frugalthink.decoding, the default) or "hf" (transformers'
+    # generate, TRL's own path). Both sample from softmax(logits / temperature), top_k 0, top_p 1.
+    generation_engine: str = "fast"
     use_vllm: bool = False
     vllm_mode: str = "colocate"
     gradient_checkpointing: bool = False
@@ -82,6 +85,8 @@ class RLRecipe:
         if self.update_rule not in UPDATE_RULES:
             raise UserError(f"update_rule: unknown {self.update_rule!r} (one of {', '.join(UPDATE_RULES)})")
         self._validate_eval()
+        if self.generation_engine not in ("fast", "hf"):
+            raise UserError(f"generation_engine: unknown {self.generation_engine!r} (fast or hf)")
         if self.warmup_steps < 0:
             raise UserError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         self._validate_conditioning()

@@ -8,6 +8,9 @@
   processes, per-token PPO clip averaged per sequence. TRL's generation, reference model, optimizer, checkpoints and
   logging are kept; only advantage construction and the loss are replaced.
 - ``update_rule="trl"``: TRL's own update (sequence-level ratio, KL summed into the reward, no whitening).
+- ``generation_engine="fast"``: rollouts without vLLM are sampled by `frugalthink.decoding.sample` on the unwrapped
+  policy instead of ``generate`` (same distribution: softmax(logits / temperature), no top-k/top-p);
+  ``"hf"`` keeps TRL's ``generate`` path.
 """
 
 from __future__ import annotations
@@ -20,12 +23,41 @@ from frugalthink.prompts import encode_prompt
 
 
 class FrugalRLOOTrainer(RLOOTrainer):
-    def __init__(self, *args, update_rule: str = "official", **kwargs) -> None:
+    def __init__(self, *args, update_rule: str = "official", generation_engine: str = "fast", **kwargs) -> None:
         if update_rule not in U.UPDATE_RULES:
             raise ValueError(f"update_rule must be one of {U.UPDATE_RULES}, got {update_rule!r}")
-        self.update_rule = update_rule
+        if generation_engine not in ("fast", "hf"):
+            raise ValueError(f"generation_engine must be fast or hf, got {generation_engine!r}")
+        self.update_rule, self.generation_engine = update_rule, generation_engine
         self._capture: dict | None = None
         super().__init__(*args, **kwargs)
+        if self.generation_engine == "fast" and not self.use_vllm:
+            from frugalthink.decoding import check_supported
+
+            check_supported(self.model)
+            g = self.generation_kwargs
+            plain = (g.get("top_p") in (None, 1.0) and g.get("top_k") in (None, 0) and g.get("min_p") is None
+                     and g.get("repetition_penalty") in (None, 1.0))
+            if not plain:
+                raise ValueError("generation_engine 'fast' samples from softmax(logits / temperature) only; "
+                                 f"top_p={g.get('top_p')} top_k={g.get('top_k')} min_p={g.get('min_p')} "
+                                 f"repetition_penalty={g.get('repetition_penalty')} need generation_engine 'hf'")
+
+    # ------------------------------------------------------------------------------------------ fast rollouts
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields):
+        if self.generation_engine != "fast" or self.use_vllm or self.use_transformers_continuous_batching:
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields)
+        from trl.models import unwrap_model_for_generation
+
+        from frugalthink.decoding import sample
+
+        with unwrap_model_for_generation(
+            self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+            generation_kwargs=self.generation_kwargs,
+            gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+        ) as model, torch.no_grad(), self._dist.summon_full_params(self.model_wrapped, recurse=False):
+            return sample(model, prompt_ids, self.max_completion_length, self.temperature, self.eos_token_ids,
+                          self._tokenizer.pad_token_id)
 
     # ------------------------------------------------------------------------------------------ one prompt path
     def _tokenize_prompts(self, prompts: list):

@@ -39,7 +39,7 @@ class EvalSettings:
     seed: int = 0
     batch_size: int = 64
     latency_requests: int = 32
-    backend: str = "hf"
+    backend: str = "fast"
     task_options: dict | None = None
     budget: int | None = None  # generation cutoff: at most this many tokens, answer forced (BudgetForcedGenerator)
     length_target: int | None = None  # token budget written into the prompt (L1-trained models)
@@ -243,7 +243,7 @@ def run(args) -> int:
         length_target=args.length_target, task_options=parse_options(args.task_option, "--task-option") or None,
         alpha=conditioning_alpha(args.model, args.alpha, args.effort),
     )
-    if args.backend == "hf" and not Path(args.model).exists() and "/" not in args.model:
+    if args.backend in ("fast", "hf") and not Path(args.model).exists() and "/" not in args.model:
         raise UserError(f"--model {args.model}: no such directory")
     evaluate(settings, args.out)
     return 0

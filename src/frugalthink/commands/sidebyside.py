@@ -261,16 +261,18 @@ def interleaved_latency(points: list[dict], requests: int, out: Path) -> None:
     import statistics
 
     from frugalthink.commands.evaluate import EvalSettings, load_problems
-    from frugalthink.generation import BudgetForcedGenerator, HFGenerator
+    from frugalthink.generation import BudgetForcedGenerator, HFGenerator, make_generator
     from frugalthink.jsonl import append_jsonl, read_jsonl_tolerant
     from frugalthink.progress import progress_bar
     from frugalthink.prompts import build_prompt
 
     jobs = []
-    gens: dict[str, HFGenerator] = {}
+    gens: dict[tuple[str, str], HFGenerator] = {}
     for p in points:
-        cfg = EvalSettings(**json.loads(Path(p["eval_dir"], "eval_config.json").read_text())["config"]).resolved()
-        gen = gens.get(cfg.model) or gens.setdefault(cfg.model, HFGenerator(cfg.model))
+        # an evaluation written before the fast engine existed was made with transformers' generate
+        config = {"backend": "hf", **json.loads(Path(p["eval_dir"], "eval_config.json").read_text())["config"]}
+        cfg = EvalSettings(**config).resolved()
+        gen = gens.get(key := (cfg.model, cfg.backend)) or gens.setdefault(key, make_generator(cfg.backend, cfg.model))
         task, problems = load_problems(cfg, gen.tokenizer)
         if cfg.budget:
             gen = BudgetForcedGenerator(gen, cfg.budget, task.force_answer_text, task.answer_tokens)

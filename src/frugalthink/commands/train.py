@@ -126,6 +126,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
         log_path.unlink()
     trainer = FrugalRLOOTrainer(
         update_rule=recipe.update_rule,
+        generation_engine=recipe.generation_engine,
         model=model,
         reward_funcs=[reward],
         args=build_rloo_config(recipe, out),

@@ -1,0 +1,177 @@
+"""The fast generation engine against transformers' ``generate``: the same tokens where the random stream is the
+same, the same distribution where it is not, and the same rollouts inside the RL trainer."""
+
+import math
+
+import pytest
+import torch
+
+from frugalthink import decoding
+from frugalthink.errors import UserError
+from frugalthink.generation import HFGenerator, make_generator
+from frugalthink.prompts import encode_prompt
+from frugalthink.tasks.chain import prompt_of
+from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A random tiny model whose completions end at varied lengths: a sharper output layer and an EOS embedding
+    that the context sometimes points at."""
+    path = tmp_path_factory.mktemp("m")
+    tok = build_tokenizer()
+    model = build_model(tok, TinyModelConfig(hidden_size=32, layers=2, heads=2, intermediate_size=64), seed=3)
+    with torch.no_grad():
+        model.model.norm.weight.mul_(4)
+        model.model.embed_tokens.weight[tok.eos_token_id] = 0.1 * torch.randn(32, generator=torch.Generator().manual_seed(0))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+PROMPTS = [prompt_of(str(1000 + 37 * i)[: 2 + i % 5]) for i in range(48)]  # prompts of different lengths
+
+
+def _generate_ids(model, tok, rows, max_new, temperature, seed, eos):
+    """transformers' generate on left-padded ids, cut after the first EOS."""
+    pad = tok.pad_token_id
+    width = max(map(len, rows))
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    torch.manual_seed(seed)
+    sample = temperature > 0
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=sample,
+                             temperature=temperature if sample else None, top_k=0 if sample else None,
+                             top_p=1.0 if sample else None, pad_token_id=pad, eos_token_id=sorted(eos))
+    result = []
+    for row in out[:, width:].tolist():
+        cut = next((i + 1 for i, t in enumerate(row) if t in eos), None)
+        result.append(row[:cut] if cut else [t for t in row])
+    return result
+
+
+def _fast_ids(model, tok, rows, max_new, temperature, seed, eos, compact=True):
+    torch.manual_seed(seed)
+    return decoding.sample(model, rows, max_new, temperature, eos, tok.pad_token_id, compact=compact)
+
+
+def _rows(gen):
+    return [encode_prompt(gen.tokenizer, p) for p in PROMPTS]
+
+
+def _wild_llama(tok):
+    """Random weights of a large spread: greedy completions differ by prompt and end (EOS) at different steps."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(3)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=2, num_key_value_heads=2, initializer_range=0.3,
+                                        tie_word_embeddings=True)).eval()
+
+
+@pytest.mark.parametrize("first_capacity", [256, 3])
+def test_greedy_tokens_equal_generate_with_rows_leaving_the_batch(first_capacity, monkeypatch):
+    """Rows end at different steps and leave the batch; with a first capacity of 3 the cache also doubles
+    several times on the way."""
+    monkeypatch.setattr(decoding, "FIRST_CAPACITY", first_capacity)
+    tok = build_tokenizer()
+    model = _wild_llama(tok)
+    rows, eos = [encode_prompt(tok, p) for p in PROMPTS], {tok.eos_token_id}
+    calls = []
+    keep_rows = decoding.GrowingCache.keep_rows
+
+    def spy(self, rows_kept):
+        calls.append(len(rows_kept))
+        keep_rows(self, rows_kept)
+
+    decoding.GrowingCache.keep_rows = spy
+    try:
+        fast = _fast_ids(model, tok, rows, 40, 0.0, 0, eos)
+    finally:
+        decoding.GrowingCache.keep_rows = keep_rows
+    assert calls, "no row left the batch: the test does not exercise compaction"
+    assert fast == _generate_ids(model, tok, rows, 40, 0.0, 0, eos)
+    ended = [r for r in fast if r[-1] in eos]
+    assert len({len(r) for r in ended}) > 3 and len(ended) < len(fast)  # finished at different steps, some never
+
+
+def test_sampled_tokens_equal_generate_without_compaction(model_dir):
+    gen = HFGenerator(model_dir, device="cpu")
+    rows, eos = _rows(gen), gen.eos_ids
+    for temperature, seed in ((1.0, 5), (0.6, 11)):
+        fast = _fast_ids(gen.model, gen.tokenizer, rows, 30, temperature, seed, eos, compact=False)
+        assert fast == _generate_ids(gen.model, gen.tokenizer, rows, 30, temperature, seed, eos)
+    assert len({len(r) for r in fast}) > 3  # rows end at different steps
+
+
+def test_sampled_lengths_match_generate_in_distribution(model_dir):
+    """With compaction the random stream differs; mean tokens and the truncated share must agree within noise
+    (|z| < 4 over 8 x 48 samples per engine)."""
+    fast, slow = make_generator("fast", model_dir, device="cpu"), make_generator("hf", model_dir, device="cpu")
+    assert (fast.name, slow.name) == ("fast", "hf")
+    a = [g for s in range(8) for g in fast.generate(PROMPTS, 40, 1.0, seed=100 + s)]
+    b = [g for s in range(8) for g in slow.generate(PROMPTS, 40, 1.0, seed=200 + s)]
+    for stat in (lambda g: g.tokens, lambda g: float(g.truncated)):
+        xa, xb = [stat(g) for g in a], [stat(g) for g in b]
+        ma, mb = sum(xa) / len(xa), sum(xb) / len(xb)
+        va = sum((x - ma) ** 2 for x in xa) / (len(xa) - 1)
+        vb = sum((x - mb) ** 2 for x in xb) / (len(xb) - 1)
+        z = (ma - mb) / math.sqrt(va / len(xa) + vb / len(xb) + 1e-12)
+        assert abs(z) < 4, (ma, mb, z)
+    assert 0.05 < sum(g.truncated for g in a) / len(a) < 0.95  # both endings occur: the check has power
+
+
+def test_records_count_tokens_as_everywhere(model_dir):
+    gen = HFGenerator(model_dir, device="cpu")
+    outs = gen.generate(PROMPTS[:16], 12, 1.0, seed=3)
+    assert outs == gen.generate(PROMPTS[:16], 12, 1.0, seed=3)  # seeded
+    for g in outs:
+        text_tokens = len(gen.tokenizer(g.text, add_special_tokens=False)["input_ids"])
+        assert text_tokens == (g.tokens if g.truncated else g.tokens - 1)
+        assert not g.truncated or g.tokens == 12
+
+
+def test_sliding_window_models_are_refused_in_one_line():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    cfg = Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                      num_key_value_heads=1, use_sliding_window=True, sliding_window=8, max_window_layers=0)
+    with pytest.raises(UserError, match="full-attention models only.*--backend hf"):
+        decoding.check_supported(Qwen2ForCausalLM(cfg))
+    decoding.check_supported(Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64,
+                                                          num_hidden_layers=2, num_attention_heads=2,
+                                                          num_key_value_heads=1)))
+
+
+def test_grouped_query_model_greedy_equals_generate():
+    """A Qwen2-shaped model (grouped-query attention, biases on q/k/v): the loop uses the library's layers as
+    they are."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2)).eval()
+    tok = type("Tok", (), {"pad_token_id": 0})()
+    rows = [[5 + (i * 7 + j) % 50 for j in range(3 + i % 6)] for i in range(12)]
+    eos = {1}
+    assert _fast_ids(model, tok, rows, 20, 0.0, 0, eos) == _generate_ids(model, tok, rows, 20, 0.0, 0, eos)
+
+
+def test_bench_script_compares_both_engines(model_dir, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, str(root / "scripts" / "bench_generation.py"), "--model", model_dir,
+                          "--batch-sizes", "1,4", "--max-new-tokens", "8", "--repeats", "1", "--latency-requests", "2",
+                          "--threads", "1", "--json", str(tmp_path / "b.json")],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads((tmp_path / "b.json").read_text())
+    assert [(r["engine"], r["batch"]) for r in out["throughput"]] == [("hf", 1), ("fast", 1), ("hf", 4), ("fast", 4)]
+    n = out["same_samples"]["problems"]
+    assert out["same_samples"]["greedy_identical"] == f"{n}/{n}"
+    assert {r["engine"] for r in out["latency"]} == {"hf", "fast"}
