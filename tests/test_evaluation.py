@@ -70,6 +70,13 @@ def test_summary_arithmetic():
     assert s["latency"]["p50_ms"] == 100
     assert s["latency"]["ms_per_token"] == 5
     assert s["reasons"] == {"correct": 3, "mismatch": 1}
+    assert s["mean_tokens_correct"] == pytest.approx(80 / 3) and s["mean_tokens_wrong"] == 20
+    assert "accuracy_at_budget" not in s  # no cap given
+    budgets = summarize(records, cap=40)["accuracy_at_budget"]
+    # cut at 10 / 20 / 30 / 40 tokens: only samples that were right and had finished by then stay right
+    assert {k: (v["tokens"], v["accuracy"]) for k, v in budgets.items()} == {
+        "25%": (10, 0.25), "50%": (20, 0.25), "75%": (30, 0.5), "100%": (40, 0.75)}
+    assert summarize(records[:1], cap=40)["mean_tokens_wrong"] is None
 
 
 def test_compare_is_relative_to_first(tmp_path):
@@ -84,6 +91,18 @@ def test_compare_is_relative_to_first(tmp_path):
     assert rows[1]["accuracy_rel"] == 1.0
     md = to_markdown(rows)
     assert "-60.0%" in md and "-55.0%" in md
+    assert "| +0.600 |" in md  # AES: 60% shorter at equal accuracy
+
+
+def test_aes_pinned_on_hand_numbers():
+    from frugalthink.stats import aes
+
+    assert aes(0.9, 100, 0.9, 100) == 0.0
+    assert aes(0.9, 40, 0.9, 100) == pytest.approx(0.6)  # shorter, same accuracy: the length term alone
+    assert aes(0.99, 40, 0.9, 100) == pytest.approx(0.6 + 3 * 0.1)  # +10% accuracy weighs 3
+    assert aes(0.81, 40, 0.9, 100) == pytest.approx(0.6 - 5 * 0.1)  # -10% weighs 5
+    assert aes(0.9, 150, 0.9, 100) == pytest.approx(-0.5)  # longer is negative
+    assert aes(0.5, 10, 0.0, 100) is None  # no base accuracy to be relative to
 
 
 def test_compare_adds_paired_tests_from_the_records(tmp_path):

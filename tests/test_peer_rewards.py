@@ -15,6 +15,7 @@ from frugalthink.rewards import (
     kimi_length_rewards,
     l1_max_rewards,
     shorter_better_rewards,
+    truncation_rewards,
 )
 
 # One hand-made group of 5: lengths 10..50, samples 0, 2, 3 correct.
@@ -160,6 +161,29 @@ def test_dapo_silent_below_the_soft_limit(lengths, cache):
         assert -1.0 <= p <= 0.0
         if n <= 256 - cache:
             assert p == 0.0
+
+
+# ---- DLER truncation penalty ----------------------------------------------------------------------------------
+
+def test_dler_pinned():
+    assert truncation_rewards(C, N, limit=30) == [1.0, 0.0, 1.0, 0.0, 0.0]  # the correct 50 is past the limit
+    assert truncation_rewards(C, N, limit=50) == [1.0, 0.0, 1.0, 1.0, 0.0]  # at the limit still counts
+
+
+@given(groups, st.integers(1, 400))
+def test_dler_is_correctness_below_the_limit_and_zero_above(group, limit):
+    correct, lengths = [c for c, _ in group], [n for _, n in group]
+    for ok, n, r in zip(correct, lengths, truncation_rewards(correct, lengths, limit), strict=True):
+        assert r == (1.0 if ok and n <= limit else 0.0)
+
+
+def test_dler_limit_defaults_to_the_generation_cap(tmp_path):
+    from frugalthink.rl import RLRecipe
+
+    assert RLRecipe(model="m", reward="dler", max_completion_length=96).resolved_reward_options() == {"limit": 96}
+    assert RLRecipe(model="m", reward="dler", reward_options={"limit": 40}).resolved_reward_options() == {"limit": 40}
+    with pytest.raises(ValueError):
+        truncation_rewards([True], [3], limit=0)
 
 
 def test_size_mismatch_is_an_error():

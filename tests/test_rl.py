@@ -352,3 +352,25 @@ def test_rollouts_of_the_fast_engine_equal_trls_generate(tmp_path, monkeypatch):
                           reward_funcs=[lambda completions, **kw: [0.0] * len(completions)], args=nucleus,
                           train_dataset=data, processing_class=tok)
 
+
+
+@pytest.mark.parametrize("size", ["1.5b", "7b"])
+@pytest.mark.parametrize("peer", ["dler", "laser", "laser_d"])
+def test_r1_peer_recipes_carry_the_papers_settings(size, peer, tmp_path):
+    """The peers' R1-Distill recipes: the paper's data, trainer and evaluation (rl.yaml) with each peer's own reward
+    and settings, and a trainer config that builds on CPU."""
+    base = load_recipe(f"r1-distill-qwen-{size}/rl")
+    rec = load_recipe(f"r1-distill-qwen-{size}/{peer}")
+    cfg = build_rloo_config(rec, tmp_path)
+    assert rec.reward == peer and rec.alpha == 0.0 and rec.model == base.model and rec.task == base.task
+    assert rec.eval == base.eval and rec.update_rule == "official" and cfg.bf16 and cfg.use_vllm
+    assert rec.learning_rate == 1e-6 and cfg.epsilon_high == 0.28 and cfg.epsilon == 0.2
+    assert rec.prompts_per_rollout * rec.num_generations == 256  # the samples of a rollout, as in rl.yaml
+    opts = rec.resolved_reward_options()
+    if peer == "dler":
+        assert opts == {"limit": 4000} and rec.max_completion_length == 4000 and rec.num_generations == 16
+    if peer == "laser":
+        assert opts == {"target": 4096, "bonus": 0.5} and rec.max_completion_length == 16384
+    if peer == "laser_d":
+        assert opts["monitor_prompts"] == 500 and opts["monitor_every"] == 20 and opts["monitor_samples"] == 8
+        assert opts["grid"] == list(range(1024, 16385, 1024)) and opts["monitor_temperature"] == 0.6

@@ -121,9 +121,17 @@ def test_length_reward_dispatch_equals_the_pure_function(kind):
         opts["cache"] = 10
     if kind == "l1_max":
         opts["alpha"] = 0.02
+    if kind == "dler":
+        opts["limit"] = 20
+    if kind == "laser":
+        opts["target"] = 15
+    monitor = None
+    if kind == "laser_d":  # group 0 (3 of 4 right) is "high" -> 12 tokens; group 1 (2 of 4) "medium" -> 25
+        monitor = type("M", (), {"bucket_targets": lambda self, fallback: {"low": fallback, "medium": 25, "high": 12}})()
     targets = [15, 25] * 4
-    got = LengthReward(task, 0.3, {1}, reward=kind, options=opts, num_generations=4)(
+    got = LengthReward(task, 0.3, {1}, reward=kind, options=opts, num_generations=4, monitor=monitor)(
         prompts=[""] * 8, completions=texts, completion_ids=ids, answer=answers, problem_id=pids, target=targets)
+    formed = [i != 6 for i in range(8)]  # sample 6 is truncated: no final answer
     expected = {
         "efficiency": lambda: R.efficiency_rewards(correct, lengths, pids, 0.3),
         "kimi": lambda: R.kimi_length_rewards(correct, lengths, pids, opts["weight"]),
@@ -132,15 +140,19 @@ def test_length_reward_dispatch_equals_the_pure_function(kind):
         "grpo_lead": lambda: R.grpo_lead_rewards(correct, lengths, pids, opts["alpha"]),
         "cosine": lambda: R.cosine_rewards(correct, lengths, **opts),
         "dapo": lambda: R.dapo_rewards(correct, lengths, opts["max_len"], opts["cache"]),
+        "dler": lambda: R.truncation_rewards(correct, lengths, 20),
+        "laser": lambda: R.laser_rewards(correct, lengths, formed, [15] * 8),
+        "laser_d": lambda: R.laser_rewards(correct, lengths, formed, [12] * 4 + [25] * 4),
     }[kind]()
     assert got == pytest.approx(expected)
-    assert len(set(got)) > 2
+    assert len(set(got)) > (1 if kind == "dler" else 2)
 
 
 def test_peer_recipes_extend_the_demo_recipe_and_change_only_the_reward():
+    """Only the reward, its options and -- DLER's recipe -- DLER's optimisation setup differ from the demo's."""
     from dataclasses import asdict
 
-    from frugalthink.commands.sidebyside import PEER_NAMES, peer_options
+    from frugalthink.commands.sidebyside import DLER_SETUP, PEER_NAMES, peer_options, peer_recipe, peer_setup
 
     files = sorted(p.stem for p in (ROOT / "recipes" / "tiny" / "peers").glob("*.yaml"))
     assert files == sorted(PEER_NAMES)
@@ -148,7 +160,11 @@ def test_peer_recipes_extend_the_demo_recipe_and_change_only_the_reward():
     for reward in PEER_NAMES:
         rec = asdict(load_recipe(f"tiny/peers/{reward}"))
         assert rec["reward"] == reward and rec["reward_options"] == peer_options(reward)
-        assert {k for k in rec if rec[k] != ours[k]} <= {"reward", "reward_options", "alpha"}
+        setup = peer_setup(reward)
+        assert {k for k in rec if rec[k] != ours[k]} <= {"reward", "reward_options", "alpha", *setup}
+        built = asdict(peer_recipe(load_recipe("tiny/rl"), reward))  # what the side-by-side trains
+        assert {k: built[k] for k in rec} == rec
+    assert peer_setup("dler") == DLER_SETUP and peer_setup("kimi") == {}
 
 
 def test_l1_targets_are_fixed_per_prompt_and_in_range():
@@ -200,7 +216,8 @@ def test_matched_accuracy_picks_the_cheapest_qualifying_point():
                         {"method": "weak", "kind": "k", "points": [_pt("w", 0.5, 10)]},
                         {"method": "none", "kind": "k", "points": [], "note": "no pairs"}]}
     table = comparison_table(comp)
-    assert "| m | k | 3 | b | 0.970" in table and "| 40.0 | -60.0% | 80.0 | -60.0% |" in table
+    # AES of b: 60% shorter, 3% of the accuracy lost (weight 5): 0.60 - 0.15
+    assert "| m | k | 3 | b | 0.970" in table and "| 40.0 | -60.0% | +0.450 | 80.0 | -60.0% |" in table
     assert "none (most accurate: w)" in table and "not run: no pairs" in table
 
 
@@ -215,7 +232,8 @@ def test_quick_sidebyside_end_to_end(tmp_path):
     names = [m["method"] for m in comp["methods"]]
     for name in ("ours (alpha sweep)", "generation cutoff", "SFT on shortest correct", "DPO short vs long",
                  "Kimi k1.5 length reward", "L1-Max", "ShorterBetter", "GRPO-LEAD reward", "cosine reward (TRL)",
-                 "DAPO overlong (TRL)"):
+                 "DAPO overlong (TRL)", "DLER truncation (DLER's setup)", "ours, DLER's setup (alpha sweep)", "Laser",
+                 "Laser-D"):
         assert name in names
     points = [comp["base"]] + [p for m in comp["methods"] for p in m["points"]]
     assert all(p["latency_mean_ms"] > 0 and p["latency_ms_per_token"] > 0 for p in points)  # the interleaved pass
@@ -224,9 +242,14 @@ def test_quick_sidebyside_end_to_end(tmp_path):
         budget = int(p["label"].split("=")[1])
         recs = [json.loads(x) for x in Path(p["eval_dir"], "records.jsonl").read_text().splitlines()]
         assert max(r["tokens"] for r in recs) <= budget
-    for reward in ("kimi", "l1_max", "dapo"):
+    for reward in ("kimi", "l1_max", "dapo", "dler", "laser", "laser_d"):
         summary = json.loads((tmp_path / "cmp" / reward / "train_summary.json").read_text())
         assert summary["reward"] == reward
+    dler = json.loads((tmp_path / "cmp" / "dler" / "frugalthink_run.json").read_text())["config"]
+    assert dler["dynamic_sampling"] and dler["batch_normalize"] and dler["epsilon_high"] == 0.28
+    log = [json.loads(x) for x in (tmp_path / "cmp" / "dler" / "train_log.jsonl").read_text().splitlines()]
+    assert all(1 <= r["sampling_rounds"] <= 3 for r in log if "sampling_rounds" in r) and any(
+        "sampling_rounds" in r for r in log)
     assert (tmp_path / "cmp" / "comparison.png").stat().st_size > 10_000
     assert "Cheapest point at matched accuracy" in (tmp_path / "cmp" / "comparison.md").read_text()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # everything finished: only re-reads

@@ -36,14 +36,16 @@ def matched_point(points: list[dict], base_accuracy: float, ratio: float = MATCH
 def comparison_table(comp: dict, ratio: float = MATCHED) -> str:
     """Markdown: one row per method -- its cheapest point at matched accuracy, else its most accurate point."""
     base = comp["base"]
+    from frugalthink.stats import aes, format_aes
+
     head = (f"| method | kind | points | matched (>= {100 * ratio:.0f}% of base acc.) | accuracy [95% CI] | "
-            "mean tokens | tokens vs base | latency ms / request | latency vs base |")
-    lines = [head, "|" + "---|" * 9]
+            "mean tokens | tokens vs base | AES | latency ms / request | latency vs base |")
+    lines = [head, "|" + "---|" * 10]
     rows = [{"method": "base", "kind": "-", "points": [base]}] + comp["methods"]
     for m in rows:
         pts = m["points"]
         if not pts:
-            lines.append(f"| {m['method']} | {m['kind']} | 0 | not run: {m.get('note', '')} |" + " |" * 5)
+            lines.append(f"| {m['method']} | {m['kind']} | 0 | not run: {m.get('note', '')} |" + " |" * 6)
             continue
         best = matched_point(pts, base["accuracy"], ratio)
         shown = best or max(pts, key=lambda p: p["accuracy"])
@@ -53,7 +55,9 @@ def comparison_table(comp: dict, ratio: float = MATCHED) -> str:
             f"| {m['method']} | {m['kind']} | {len(pts)} | "
             f"{shown['label'] if best else 'none (most accurate: ' + shown['label'] + ')'} | "
             f"{shown['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | {shown['mean_tokens']:.1f} | "
-            f"{change(shown['mean_tokens'], base['mean_tokens'])} | {'' if lat is None else f'{lat:.1f}'} | "
+            f"{change(shown['mean_tokens'], base['mean_tokens'])} | "
+            f"{format_aes(aes(shown['accuracy'], shown['mean_tokens'], base['accuracy'], base['mean_tokens']))} | "
+            f"{'' if lat is None else f'{lat:.1f}'} | "
             f"{change(lat, lat0)} |")
     return "\n".join(lines)
 

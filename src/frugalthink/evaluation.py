@@ -29,12 +29,29 @@ def _level_key(level) -> str:
     return "all" if level is None else str(level)
 
 
-def summarize(records: Sequence[dict], latency: Sequence[dict] = (), seed: int = 0) -> dict:
+BUDGET_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+
+
+def accuracy_at_budgets(records: Sequence[dict], cap: int, fractions: Sequence[float] = BUDGET_FRACTIONS) -> dict:
+    """Accuracy when every sample is cut at ``fraction * cap`` tokens and graded again: a sample that had not
+    finished by then has no final answer, which the grader scores wrong (truncated), so it counts as correct iff it
+    was correct and used at most that many tokens. The same samples at every budget, as the length-reduction
+    papers report it ("accuracy under token budgets")."""
+    out = {}
+    for f in fractions:
+        budget = max(1, int(f * cap))
+        out[f"{round(100 * f)}%"] = {"tokens": budget, "accuracy": sum(
+            bool(r["correct"]) and r["tokens"] <= budget for r in records) / len(records)}
+    return out
+
+
+def summarize(records: Sequence[dict], latency: Sequence[dict] = (), seed: int = 0, cap: int | None = None) -> dict:
     """Summary of an evaluation, computed from its records only.
 
     accuracy = mean of ``correct`` over all records (pass@1 averaged over samples); its 95% interval is Wilson's
     over problems (each problem weighs once, with its mean accuracy over its samples), which does not collapse at
-    0% or 100%. Tokens are completion tokens incl. EOS.
+    0% or 100%. Tokens are completion tokens incl. EOS; mean tokens of correct and of wrong samples apart; with the
+    generation cap ``cap``, accuracy at 25/50/75/100% of it (`accuracy_at_budgets`).
     """
     if not records:
         return {"n_records": 0}
@@ -54,7 +71,11 @@ def summarize(records: Sequence[dict], latency: Sequence[dict] = (), seed: int =
         "p90_tokens": percentile(tokens, 90),
         "truncation_rate": sum(bool(r["truncated"]) for r in records) / len(records),
         "reasons": dict(sorted(_count(r["reason"] for r in records).items())),
+        "mean_tokens_correct": _mean_or_none([r["tokens"] for r in records if r["correct"]]),
+        "mean_tokens_wrong": _mean_or_none([r["tokens"] for r in records if not r["correct"]]),
     }
+    if cap:
+        summary["accuracy_at_budget"] = accuracy_at_budgets(records, cap)
     oracle = [r["oracle_tokens"] for r in records if r.get("oracle_tokens") is not None]
     if len(oracle) == len(records):
         summary["oracle_mean_tokens"] = statistics.fmean(oracle)
@@ -98,6 +119,10 @@ def _level_summary(rs: list[dict]) -> dict:
     return out
 
 
+def _mean_or_none(xs: list) -> float | None:
+    return statistics.fmean(xs) if xs else None
+
+
 def _count(items) -> dict:
     out: dict = {}
     for x in items:
@@ -122,6 +147,12 @@ def format_summary(summary: dict, title: str = "") -> str:
     if "oracle_mean_tokens" in summary:
         tok += f" (oracle {summary['oracle_mean_tokens']:.1f}, x{summary['tokens_over_oracle']:.2f})"
     lines.append(tok + f"; truncated {100 * summary['truncation_rate']:.1f}%")
+    if summary.get("mean_tokens_correct") is not None and summary.get("mean_tokens_wrong") is not None:
+        lines.append(f"tokens of correct answers {summary['mean_tokens_correct']:.1f}, of wrong ones "
+                     f"{summary['mean_tokens_wrong']:.1f}")
+    if "accuracy_at_budget" in summary:
+        lines.append("accuracy cut at " + ", ".join(f"{k} ({v['tokens']} tokens) {v['accuracy']:.3f}"
+                                                    for k, v in summary["accuracy_at_budget"].items()))
     if "latency" in summary:
         lat = summary["latency"]
         lines.append(f"latency per request p50 {lat['p50_ms']:.1f} ms p95 {lat['p95_ms']:.1f} ms "

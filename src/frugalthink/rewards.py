@@ -265,6 +265,78 @@ def dapo_rewards(correct: Sequence[bool], lengths: Sequence[int], max_len: int, 
     return [(1.0 if ok else -1.0) + p for ok, p in zip(correct, pen, strict=True)]
 
 
+def truncation_rewards(correct: Sequence[bool], lengths: Sequence[int], limit: int) -> list[float]:
+    r"""DLER's truncation penalty (Liu et al., "DLER: Doing Length pEnalty Right", NVIDIA, 2025; NVlabs/DLER):
+
+    .. math::
+        r_i = \mathbb{1}[y_i \text{ correct}] \cdot \mathbb{1}[n_i \le L]
+
+    the plain correctness reward with every response longer than the limit ``L`` scored 0 (DLER trains R1-Distill
+    with ``L = 4000`` tokens). DLER's point is that this simplest penalty matches or beats shaped ones once the
+    optimisation is right: batch-wise advantage normalisation (recipe ``batch_normalize``), a higher upper clip
+    (``epsilon_high: 0.28``) and dynamic sampling (groups whose rewards are all equal dropped and refilled).
+    Unlike ours it does not compare a sample with its own group: below ``L`` length is free.
+
+    >>> truncation_rewards([True, True, False, True], [10, 50, 5, 51], limit=50)
+    [1.0, 1.0, 0.0, 0.0]
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be a positive token count, got {limit}")
+    return [1.0 if ok and n <= limit else 0.0 for ok, n in zip(correct, lengths, strict=True)]
+
+
+LASER_BUCKETS = ("low", "medium", "high")  # group accuracy < 1/3, in [1/3, 2/3), >= 2/3
+
+
+def laser_base_score(correct: bool, formed: bool) -> float:
+    """Laser's score before the length term: +1 correct, -0.5 wrong with a final answer, -1 without one (no boxed
+    answer, unfinished thinking, truncated)."""
+    return 1.0 if correct else (-0.5 if formed else -1.0)
+
+
+def laser_rewards(correct: Sequence[bool], lengths: Sequence[int], formed: Sequence[bool], targets: Sequence[int],
+                  bonus: float = 0.5) -> list[float]:
+    r"""LASER, the step length reward of Liu et al., "Learn to Reason Efficiently with Adaptive Length-based Reward
+    Shaping" (ICLR 2026, arXiv:2505.15612; hkust-nlp/Laser, ``length_penalty.py``):
+
+    .. math::
+        r_i = s_i + \alpha\, \mathbb{1}[y_i \text{ correct}]\, \mathbb{1}[n_i \le L_T]
+
+    with the base score ``s`` of `laser_base_score` and ``alpha = 0.5``: a correct answer within the target length
+    ``L_T`` scores 1.5, a longer correct one 1.0, a wrong one -0.5 or -1. ``targets`` is ``L_T`` per sample (one
+    value for Laser; per difficulty bucket for Laser-D, `laser_d_rewards`).
+
+    >>> laser_rewards([True, True, False, False], [10, 30, 5, 50], [True, True, True, False], [20] * 4)
+    [1.5, 1.0, -0.5, -1.0]
+    """
+    _check_lengths(correct, lengths, formed)
+    return [laser_base_score(ok, f) + (bonus if ok and n <= t else 0.0)
+            for ok, n, f, t in zip(correct, lengths, formed, targets, strict=True)]
+
+
+def laser_bucket(accuracy: float) -> str:
+    """Laser-D's difficulty of a training group from its own accuracy over the k samples."""
+    return "high" if accuracy >= 2 / 3 else ("medium" if accuracy >= 1 / 3 else "low")
+
+
+def laser_d_rewards(correct: Sequence[bool], lengths: Sequence[int], groups: Sequence[Hashable],
+                    formed: Sequence[bool], bucket_targets: dict[str, int], bonus: float = 0.5) -> list[float]:
+    """LASER-D: `laser_rewards` with the target length of each group's difficulty bucket (`laser_bucket` of the
+    group's accuracy), ``bucket_targets`` kept up to date during training by `frugalthink.laser.LaserMonitor`.
+
+    >>> laser_d_rewards([True, True, True, False], [30, 30, 30, 9], ["a", "a", "a", "b"], [True] * 4,
+    ...                 {"low": 100, "medium": 50, "high": 20})   # group a: accuracy 1 -> high -> 20 tokens
+    [1.0, 1.0, 1.0, -0.5]
+    """
+    _check_lengths(correct, lengths, groups)
+    targets = [0] * len(correct)
+    for members in _group_indices(groups).values():
+        t = bucket_targets[laser_bucket(sum(correct[i] for i in members) / len(members))]
+        for i in members:
+            targets[i] = t
+    return laser_rewards(correct, lengths, formed, targets, bonus)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The registry: every reward a recipe can name, with the papers' default options. A reward is called with the
 # gathered batch -- correct, lengths, groups (positions // k), per-sample L1 targets -- plus ``alpha`` (ours) and
@@ -272,23 +344,31 @@ def dapo_rewards(correct: Sequence[bool], lengths: Sequence[int], max_len: int, 
 # --------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RewardSpec:
-    """``compute(correct, lengths, groups, targets, alpha, options) -> rewards``; ``defaults``: the paper's options."""
+    """``compute(correct, lengths, groups, targets, formed, alpha, options) -> rewards`` (``formed``: the sample
+    ended with a parsable final answer, right or wrong); ``defaults``: the paper's options."""
 
     compute: Callable[..., list[float]]
     defaults: dict
 
 
 REWARDS: dict[str, RewardSpec] = {
-    "efficiency": RewardSpec(lambda c, n, g, t, alpha, o: efficiency_rewards(c, n, g, alpha), {}),
-    "kimi": RewardSpec(lambda c, n, g, t, alpha, o: kimi_length_rewards(c, n, g, o["weight"]), {"weight": 1.0}),
-    "l1_max": RewardSpec(lambda c, n, g, t, alpha, o: l1_max_rewards(c, n, t, o["alpha"], o["delta"]),
+    "efficiency": RewardSpec(lambda c, n, g, t, f, alpha, o: efficiency_rewards(c, n, g, alpha), {}),
+    "kimi": RewardSpec(lambda c, n, g, t, f, alpha, o: kimi_length_rewards(c, n, g, o["weight"]), {"weight": 1.0}),
+    "l1_max": RewardSpec(lambda c, n, g, t, f, alpha, o: l1_max_rewards(c, n, t, o["alpha"], o["delta"]),
                          {"alpha": 0.0003, "delta": 0.5, "targets": [100, 4000]}),
-    "shorter_better": RewardSpec(lambda c, n, g, t, alpha, o: shorter_better_rewards(c, n, g, o["alpha"], o["beta"]),
+    "shorter_better": RewardSpec(lambda c, n, g, t, f, alpha, o: shorter_better_rewards(c, n, g, o["alpha"], o["beta"]),
                                  {"alpha": 2.0, "beta": 0.001}),
-    "grpo_lead": RewardSpec(lambda c, n, g, t, alpha, o: grpo_lead_rewards(c, n, g, o["alpha"]), {"alpha": 0.1}),
-    "cosine": RewardSpec(lambda c, n, g, t, alpha, o: cosine_rewards(c, n, **o),
+    "grpo_lead": RewardSpec(lambda c, n, g, t, f, alpha, o: grpo_lead_rewards(c, n, g, o["alpha"]), {"alpha": 0.1}),
+    "cosine": RewardSpec(lambda c, n, g, t, f, alpha, o: cosine_rewards(c, n, **o),
                          {"max_len": None, "min_value_wrong": -1.0, "max_value_wrong": -0.5,
                           "min_value_correct": 0.5, "max_value_correct": 1.0}),
-    "dapo": RewardSpec(lambda c, n, g, t, alpha, o: dapo_rewards(c, n, o["max_len"], o["cache"]),
+    "dapo": RewardSpec(lambda c, n, g, t, f, alpha, o: dapo_rewards(c, n, o["max_len"], o["cache"]),
                        {"max_len": None, "cache": None}),
+    "dler": RewardSpec(lambda c, n, g, t, f, alpha, o: truncation_rewards(c, n, o["limit"]), {"limit": None}),
+    "laser": RewardSpec(lambda c, n, g, t, f, alpha, o: laser_rewards(c, n, f, [o["target"]] * len(c), o["bonus"]),
+                        {"target": None, "bonus": 0.5}),
+    # bucket_targets: filled in during training by the monitor (frugalthink.laser); its options set the monitor
+    "laser_d": RewardSpec(lambda c, n, g, t, f, alpha, o: laser_d_rewards(c, n, g, f, o["bucket_targets"], o["bonus"]),
+                          {"bonus": 0.5, "monitor_prompts": 500, "monitor_every": 20, "monitor_samples": 8,
+                           "monitor_temperature": 0.6, "grid": None, "expected_correct": 1}),
 }

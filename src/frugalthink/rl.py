@@ -59,6 +59,10 @@ class RLRecipe:
     # official rule already whitens every token of the rollout, so it takes no extra normalisation).
     epsilon_high: float | None = None
     batch_normalize: bool = False
+    # DAPO / DLER dynamic sampling: groups whose rewards are all equal are dropped and refilled from more prompts,
+    # at most max_sampling_rounds generation rounds per rollout (DAPO's max_num_gen_batches); one process only.
+    dynamic_sampling: bool = False
+    max_sampling_rounds: int = 3
     bf16: bool = False
     # How rollouts are sampled without vLLM: "fast" (frugalthink.decoding, the default) or "hf" (transformers'
     # generate, TRL's own path). Both sample from softmax(logits / temperature), top_k 0, top_p 1.
@@ -104,7 +108,10 @@ class RLRecipe:
             raise UserError(f"num_generations must be >= 2 (RLOO needs a leave-one-out baseline), got {self.num_generations}")
         require_positive(self, ("rollouts", "prompts_per_rollout", "updates_per_rollout", "save_every",
                                 "max_completion_length", "learning_rate", "temperature", "gradient_accumulation_steps",
-                                "num_processes"))
+                                "num_processes", "max_sampling_rounds"))
+        if self.dynamic_sampling and self.num_processes > 1:
+            raise UserError("dynamic_sampling runs on one process only for now; set num_processes: 1 or "
+                            "dynamic_sampling: false")
         samples = self.prompts_per_rollout * self.num_generations
         per_update = self.updates_per_rollout * self.gradient_accumulation_steps * self.num_processes
         if samples % per_update:
@@ -158,6 +165,10 @@ class RLRecipe:
             opts["max_len"] = self.max_completion_length
         if self.reward == "dapo" and opts.get("cache") is None:
             opts["cache"] = max(1, opts["max_len"] // 5)  # DAPO: a 4096-token cache of 20480
+        if self.reward == "dler" and opts.get("limit") is None:
+            opts["limit"] = self.max_completion_length
+        if self.reward == "laser" and opts.get("target") is None:
+            opts["target"] = self.max_completion_length // 4  # Laser's 4096 of a 16k cap
         return opts
 
     @property
@@ -242,6 +253,10 @@ def _gather_lists(*lists):
     return (*[[row[k] for row in flat] for k in range(len(lists))], offset)
 
 
+# Grader reasons of a completion without a final answer (Laser scores these -1, a wrong answer -0.5).
+UNFORMED = ("truncated", "unfinished_thinking", "no_answer", "empty_box")
+
+
 class LengthReward:
     """TRL reward function: grade with the one grader, then the recipe's reward (ours or a peer's) per prompt group.
 
@@ -253,8 +268,8 @@ class LengthReward:
     """
 
     def __init__(self, task, alpha: float, eos_token_ids, group_std: bool = False, reward: str = "efficiency",
-                 options: dict | None = None, tokenizer=None, num_generations: int = 8) -> None:
-        self.task, self.alpha, self.group_std = task, alpha, group_std
+                 options: dict | None = None, tokenizer=None, num_generations: int = 8, monitor=None) -> None:
+        self.task, self.alpha, self.group_std, self.monitor = task, alpha, group_std, monitor
         self.tokenizer, self.k = tokenizer, num_generations
         self.kind, self.options = reward, dict(options or {})
         self.__name__ = reward
@@ -272,15 +287,16 @@ class LengthReward:
         problems = [Problem(id=str(pid), question="", answer=str(a)) for pid, a in zip(problem_id, answer, strict=True)]
         grades = self.task.grade(texts, problems, truncated, thinking_open=[opens_thinking(str(p)) for p in prompts])
         correct = [g.correct for g in grades]
+        formed = [g.reason not in UNFORMED for g in grades]
         lengths = [len(ids) for ids in completion_ids]
         targets = list(kwargs.get("target") or [0] * len(lengths))
         alphas = list(kwargs.get("alpha") or [self.alpha] * len(lengths))
-        all_correct, all_lengths, all_trunc, all_targets, all_alphas, offset = _gather_lists(
-            correct, lengths, truncated, targets, alphas)
+        all_correct, all_lengths, all_trunc, all_targets, all_alphas, all_formed, offset = _gather_lists(
+            correct, lengths, truncated, targets, alphas, formed)
         if len(all_correct) % self.k:
             raise ValueError(f"{len(all_correct)} completions do not form groups of num_generations={self.k}")
         all_groups = [i // self.k for i in range(len(all_correct))]
-        rewards = self.rewards(all_correct, all_lengths, all_groups, all_targets, all_alphas)
+        rewards = self.rewards(all_correct, all_lengths, all_groups, all_targets, all_alphas, all_formed)
         if self.group_std:
             rewards = R.group_std_normalize(rewards, all_groups)
         log_metric = kwargs.get("log_metric")
@@ -289,15 +305,19 @@ class LengthReward:
                 log_metric(name, value)
         return rewards[offset : offset + len(completions)]
 
-    def rewards(self, correct, lengths, groups, targets, alphas=None) -> list[float]:
+    def rewards(self, correct, lengths, groups, targets, alphas=None, formed=None) -> list[float]:
         """The reward of every sample; with per-sample ``alphas`` (a conditioned run, constant within a group) each
-        alpha's groups are scored with that alpha."""
+        alpha's groups are scored with that alpha. ``formed``: the sample has a final answer (default: correct)."""
         alphas = alphas or [self.alpha] * len(correct)
+        formed = formed if formed is not None else list(correct)
+        options = self.options
+        if self.monitor is not None:  # Laser-D: this moment's targets; a band without one: the longest response
+            options = {**options, "bucket_targets": self.monitor.bucket_targets(fallback=max(lengths))}
         out = [0.0] * len(correct)
         for a in sorted(set(alphas)):
             idx = [i for i, x in enumerate(alphas) if x == a]
             part = self.spec.compute([correct[i] for i in idx], [lengths[i] for i in idx], [groups[i] for i in idx],
-                                     [targets[i] for i in idx], a, self.options)
+                                     [targets[i] for i in idx], [formed[i] for i in idx], a, options)
             for i, r in zip(idx, part, strict=True):
                 out[i] = r
         return out
@@ -356,11 +376,15 @@ LOG_KEYS = {
     "entropy": "entropy",
     "loss": "loss",
     "learning_rate": "lr",
+    "dynamic_sampling/rounds": "sampling_rounds",
+    "dynamic_sampling/informative_first_round": "informative_first_round",
+    "dynamic_sampling/informative_final": "informative_final",
 }
 CONSOLE = (("reward", "{:.3f}"), ("accuracy", "{:.3f}"), ("tokens_mean", "{:.1f}"), ("tokens_correct_mean", "{:.1f}"),
            ("tokens_wrong_mean", "{:.1f}"), ("frac_all_correct", "{:.2f}"), ("frac_all_wrong", "{:.2f}"),
            ("truncated_frac", "{:.2f}"), ("kl", "{:.4f}"), ("clip_ratio", "{:.3f}"), ("entropy", "{:.3f}"),
-           ("s_per_rollout", "{:.1f}"), ("gen_tokens_per_s", "{:.0f}"))
+           ("sampling_rounds", "{:.0f}"), ("informative_final", "{:.2f}"), ("s_per_rollout", "{:.1f}"),
+           ("gen_tokens_per_s", "{:.0f}"))
 
 
 def health_warnings(row: dict, history: list[dict]) -> list[str]:

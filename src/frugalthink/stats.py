@@ -79,3 +79,33 @@ def paired_records(a: Sequence[dict], b: Sequence[dict]) -> list[tuple[dict, dic
     if not pairs:
         raise ValueError("the two evaluations share no (problem, sample)")
     return pairs
+
+
+AES_WEIGHTS = (1.0, 3.0, 5.0)  # O1-Pruner's alpha (length), beta (accuracy gained), gamma (accuracy lost)
+
+
+def aes(accuracy: float, tokens: float, base_accuracy: float, base_tokens: float,
+        weights: tuple[float, float, float] = AES_WEIGHTS) -> float | None:
+    """Accuracy-Efficiency Score of O1-Pruner (Luo et al., 2025, arXiv:2501.12570, sec. 5.1), as the length-reduction
+    papers report it:
+
+        dL = (L_base - L) / L_base,  dA = (A - A_base) / A_base
+        AES = alpha * dL + beta * |dA|   if dA >= 0
+              alpha * dL - gamma * |dA|  otherwise
+
+    with alpha = 1, beta = 3, gamma = 5 (a lost point of accuracy weighs more than a gained one). 0 for the base;
+    None when the base has no accuracy or no tokens to be relative to.
+
+    >>> round(aes(0.9, 50, 1.0, 100), 3)   # half the tokens, 10% of the accuracy lost: 0.5 - 5 * 0.1
+    0.0
+    """
+    if not base_accuracy or not base_tokens:
+        return None
+    alpha, beta, gamma = weights
+    d_len = (base_tokens - tokens) / base_tokens
+    d_acc = (accuracy - base_accuracy) / base_accuracy
+    return alpha * d_len + (beta * abs(d_acc) if d_acc >= 0 else -gamma * abs(d_acc))
+
+
+def format_aes(value: float | None) -> str:
+    return "" if value is None else f"{value:+.3f}"

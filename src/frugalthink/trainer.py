@@ -23,14 +23,21 @@ from frugalthink.prompts import encode_prompt
 
 
 class FrugalRLOOTrainer(RLOOTrainer):
-    def __init__(self, *args, update_rule: str = "official", generation_engine: str = "fast", **kwargs) -> None:
+    def __init__(self, *args, update_rule: str = "official", generation_engine: str = "fast",
+                 dynamic_sampling: bool = False, max_sampling_rounds: int = 3, **kwargs) -> None:
         if update_rule not in U.UPDATE_RULES:
             raise ValueError(f"update_rule must be one of {U.UPDATE_RULES}, got {update_rule!r}")
         if generation_engine not in ("fast", "hf"):
             raise ValueError(f"generation_engine must be fast or hf, got {generation_engine!r}")
         self.update_rule, self.generation_engine = update_rule, generation_engine
+        self.dynamic_sampling, self.max_sampling_rounds = dynamic_sampling, max_sampling_rounds
+        self._refill_order: list[int] = []
+        self._refill_epoch = 0
         self._capture: dict | None = None
         super().__init__(*args, **kwargs)
+        if dynamic_sampling and self.accelerator.num_processes > 1:
+            raise ValueError("dynamic_sampling runs on one process only for now (the refilled rollout is assembled "
+                             "on one rank); launch with one process or set dynamic_sampling: false")
         if self.generation_engine == "fast" and not self.use_vllm:
             from frugalthink.decoding import check_supported
 
@@ -79,47 +86,126 @@ class FrugalRLOOTrainer(RLOOTrainer):
         return rewards
 
     def _generate_and_score_completions(self, inputs):
-        if self.update_rule == "trl" or not self.model.training:
+        if not self.model.training:
             return super()._generate_and_score_completions(inputs)
-        # Run TRL's rollout with beta = 0 so that its KL-in-reward is off, and keep the per-token log-probs of the
-        # sampling policy and the gathered scalar rewards; then build the official per-token advantages.
-        beta, self.beta, self._capture = self.beta, 0.0, {}
+        if self.dynamic_sampling:
+            batch = self._dynamic_batch(inputs)
+        else:
+            batch, _ = self._score_round(inputs)
+        if self.update_rule == "official":
+            batch["advantages"] = U.whiten(batch.pop("returns"), batch["completion_mask"], self._all_reduce_sum)
+        elif self.dynamic_sampling and self.normalize_advantages:  # TRL's normalisation, over the final rollout
+            adv = batch["advantages"]
+            batch["advantages"] = (adv - adv.mean()) / (adv.std() + 1e-4)
+        return batch
+
+    def _score_round(self, inputs) -> tuple[dict, list[float]]:
+        """One round of TRL's rollout on ``inputs``; returns the batch and the round's gathered scalar rewards.
+
+        Official rule: TRL's rollout runs with beta = 0 (its KL-in-reward off); the sampling policy's per-token
+        log-probs and the rewards are kept, and the batch gets the official per-token returns (``returns``, whitened
+        by the caller once the rollout is complete). With dynamic sampling TRL's batch normalisation is deferred
+        to the caller too, since a rollout may be assembled from several rounds."""
+        beta, norm = self.beta, self.normalize_advantages
+        official = self.update_rule == "official"
+        self._capture = {}
+        if official:
+            self.beta = 0.0
+        if self.dynamic_sampling:
+            self.normalize_advantages = False
         try:
             batch = super()._generate_and_score_completions(inputs)
             captured = self._capture
         finally:
-            self.beta, self._capture = beta, None
-        mask = batch["completion_mask"]
-        ref = None
-        if beta:
-            if self.ref_model is None:
-                raise ValueError("update_rule 'official' needs a reference model (PEFT adapters are not supported)")
-            with torch.no_grad():
-                ref, _, _ = super()._get_per_token_logps_and_entropies(
-                    self.ref_model, torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1),
-                    torch.cat([batch["prompt_mask"], mask], dim=1), mask.size(1),
-                    batch_size=self.args.per_device_train_batch_size)
-        return self.official_advantages(batch, captured["old"], ref, captured["rewards"], beta)
+            self.beta, self.normalize_advantages, self._capture = beta, norm, None
+        rewards = self._combined_rewards(captured["rewards"])
+        if official:
+            batch = self.official_returns(batch, captured["old"], self._ref_logps(batch) if beta else None,
+                                          rewards, beta)
+        return batch, rewards.tolist()
 
-    def official_advantages(self, batch: dict, old: torch.Tensor, ref: torch.Tensor | None,
-                            rewards_per_func: torch.Tensor, beta: float) -> dict:
-        """Put the official per-token advantages (whitened returns) and the sampling policy's per-token log-probs
-        into ``batch``. ``rewards_per_func`` (N_all, F) are the rewards of every process, gathered in rank order."""
+    def _ref_logps(self, batch: dict) -> torch.Tensor:
+        if self.ref_model is None:
+            raise ValueError("update_rule 'official' needs a reference model (PEFT adapters are not supported)")
+        mask = batch["completion_mask"]
+        with torch.no_grad():
+            ref, _, _ = super()._get_per_token_logps_and_entropies(
+                self.ref_model, torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1),
+                torch.cat([batch["prompt_mask"], mask], dim=1), mask.size(1),
+                batch_size=self.args.per_device_train_batch_size)
+        return ref
+
+    def _combined_rewards(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
+        """As TRL combines them: weighted sum over reward functions, optional clipping; frugalthink's rewards are
+        never None, so no sample is unscorable here."""
+        rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
+        if self.reward_clip_range:
+            rewards = rewards.clamp(min=self.reward_clip_range[0], max=self.reward_clip_range[1])
+        return rewards
+
+    def official_returns(self, batch: dict, old: torch.Tensor, ref: torch.Tensor | None, rewards: torch.Tensor,
+                         beta: float) -> dict:
+        """Put the official per-token returns (RLOO advantage at the last token, k1 KL per token, gamma 1) and the
+        sampling policy's per-token log-probs into ``batch``. ``rewards`` (N_all,) are the combined rewards of every
+        process, gathered in rank order."""
         mask = batch["completion_mask"]
         if ref is not None:
             kl = ((old - ref) * mask).sum() / mask.sum().clamp(min=1)
             self._metrics["train"]["kl"].append(self.accelerator.reduce(kl, reduction="mean").item())
-        # As TRL combines them: weighted sum over reward functions, optional clipping; frugalthink's rewards are
-        # never None, so no sample is unscorable here.
-        rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
-        if self.reward_clip_range:
-            rewards = rewards.clamp(min=self.reward_clip_range[0], max=self.reward_clip_range[1])
         rank, n = self.accelerator.process_index, mask.size(0)
         seq_adv = U.rloo_advantages(rewards, self.num_generations)[rank * n : (rank + 1) * n]
-        returns = U.token_returns(seq_adv.to(old.dtype), old, ref, mask, beta)
-        batch["advantages"] = U.whiten(returns, mask, self._all_reduce_sum)
+        batch["returns"] = U.token_returns(seq_adv.to(old.dtype), old, ref, mask, beta)
         batch["old_per_token_logps"] = old
         return batch
+
+    def official_advantages(self, batch: dict, old: torch.Tensor, ref: torch.Tensor | None,
+                            rewards_per_func: torch.Tensor, beta: float) -> dict:
+        """`official_returns`, whitened over every token of the rollout on all processes: the official advantages."""
+        batch = self.official_returns(batch, old, ref, self._combined_rewards(rewards_per_func), beta)
+        batch["advantages"] = U.whiten(batch.pop("returns"), batch["completion_mask"], self._all_reduce_sum)
+        return batch
+
+    # ------------------------------------------------------------------------------------------ dynamic sampling
+    def _dynamic_batch(self, inputs) -> dict:
+        """DAPO / DLER dynamic sampling (`frugalthink.dynamic_sampling`): groups whose rewards are all equal are
+        dropped and refilled from further prompts, at most ``max_sampling_rounds`` rounds per rollout."""
+        from frugalthink import dynamic_sampling as D
+
+        k = self.num_generations
+        n_groups = len(inputs) // k
+        batches, informative, inputs_round = [], [], inputs
+        while True:
+            batch, rewards = self._score_round(inputs_round)
+            batches.append(batch)
+            informative.append(D.informative_groups(rewards, k))
+            if sum(map(len, informative)) >= n_groups or len(batches) >= self.max_sampling_rounds:
+                break
+            inputs_round = self._refill_inputs(n_groups)
+        picked = D.choose_groups(informative, n_groups, n_groups)
+        parts = [D.take_rows(batches[r], torch.arange(g * k, (g + 1) * k, device=batches[r]["completion_ids"].device))
+                 for r, g in picked]
+        metrics = self._metrics["train"]
+        metrics["dynamic_sampling/rounds"].append(float(len(batches)))
+        metrics["dynamic_sampling/informative_first_round"].append(len(informative[0]) / n_groups)
+        metrics["dynamic_sampling/informative_final"].append(
+            sum(1 for r, g in picked if g in informative[r]) / n_groups)
+        return D.merge_rows(parts, self._tokenizer.pad_token_id)
+
+    def _refill_inputs(self, n_groups: int) -> list[dict]:
+        """The next ``n_groups`` training prompts of a seeded walk over the dataset (a new order each pass), each
+        ``k`` times, as TRL's sampler lays a rollout out."""
+        import random
+
+        rows = []
+        for _ in range(n_groups):
+            if not self._refill_order:
+                self._refill_epoch += 1
+                order = list(range(len(self.train_dataset)))
+                random.Random(f"refill-{self.args.seed}-{self._refill_epoch}").shuffle(order)
+                self._refill_order = order
+            example = self.train_dataset[self._refill_order.pop()]
+            rows += [dict(example) for _ in range(self.num_generations)]
+        return rows
 
     def _all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
         return self.accelerator.reduce(t, reduction="sum") if self.accelerator.num_processes > 1 else t

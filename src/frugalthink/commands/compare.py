@@ -73,16 +73,19 @@ def _p(p: float | None) -> str:
 
 
 def to_markdown(rows: list[dict]) -> str:
+    from frugalthink.stats import aes, format_aes
+
     head = ("| run | accuracy [95% CI] | acc. vs first | p (McNemar) | mean tokens | tokens vs first | p (paired) | "
-            "p50 latency ms | latency vs first |")
-    lines = [head, "|" + "---|" * 9]
+            "AES vs first | p50 latency ms | latency vs first |")
+    lines = [head, "|" + "---|" * 10]
     ref = rows[0]
     for r in rows:
         lat = "" if r["latency_p50_ms"] is None else f"{r['latency_p50_ms']:.1f}"
         lines.append(
             f"| {r['run']} | {r['accuracy']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | "
             f"{share(r['accuracy'], ref['accuracy'])} | {_p(r.get('accuracy_p'))} | {r['mean_tokens']:.1f} | "
-            f"{change(r['mean_tokens'], ref['mean_tokens'])} | {_p(r.get('tokens_p'))} | {lat} | "
+            f"{change(r['mean_tokens'], ref['mean_tokens'])} | {_p(r.get('tokens_p'))} | "
+            f"{format_aes(aes(r['accuracy'], r['mean_tokens'], ref['accuracy'], ref['mean_tokens']))} | {lat} | "
             f"{change(r['latency_p50_ms'], ref['latency_p50_ms'])} |"
         )
     return "\n".join(lines)

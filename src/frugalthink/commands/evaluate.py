@@ -158,7 +158,8 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
             bar(finished, f"acc {sum(r['correct'] for r in rows) / max(1, len(rows)):.2f}")
 
     _measure_latency(settings, gen, problems, prompts, latency_path, quiet)
-    summary = summarize(read_jsonl_tolerant(records_path), read_jsonl_tolerant(latency_path), seed=settings.seed)
+    summary = summarize(read_jsonl_tolerant(records_path), read_jsonl_tolerant(latency_path), seed=settings.seed,
+                        cap=settings.max_new_tokens)
     summary["settings"] = asdict(settings)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if not quiet:

@@ -30,12 +30,21 @@ from frugalthink.family import load_family, member_dir, train_runs
 # Peer rewards for the embedded default; their rescaled options live in recipes/tiny/peers/<name>.yaml (per-token
 # weights are the papers' times 30: their traces run to thousands of tokens, the tiny model's to ~50-170; caps and
 # caches are fractions of our 256-token cap). See docs/comparison.md.
-PEER_NAMES = ("kimi", "l1_max", "shorter_better", "grpo_lead", "cosine", "dapo")
+PEER_NAMES = ("kimi", "l1_max", "shorter_better", "grpo_lead", "cosine", "dapo", "dler", "laser", "laser_d")
+# The optimisation options a peer's recipe may set besides its reward (DLER's setup).
+PEER_SETUP = ("batch_normalize", "epsilon_high", "dynamic_sampling")
+DLER_SETUP = {"batch_normalize": True, "epsilon_high": 0.28, "dynamic_sampling": True}
 
 
 def peer_options(reward: str) -> dict:
     """The rescaled options of a peer reward, from its shipped recipe ``tiny/peers/<reward>.yaml``."""
     return dict(load_yaml(f"tiny/peers/{reward}").get("reward_options") or {})
+
+
+def peer_setup(reward: str) -> dict:
+    """The optimisation options a peer's shipped recipe sets (DLER: batch normalisation, upper clip 0.28)."""
+    data = load_yaml(f"tiny/peers/{reward}")
+    return {k: data[k] for k in PEER_SETUP if k in data}
 
 
 # Extra settings of a peer's own knob (seed 0 only): does it give a family too? Weaker than the defaults above.
@@ -44,7 +53,9 @@ PEER_VARIANTS: dict[str, tuple[dict, ...]] = {
     "shorter_better": ({"beta": 0.003}, {"beta": 0.01}),
 }
 PEER_TITLES = {"kimi": "Kimi k1.5 length reward", "l1_max": "L1-Max", "shorter_better": "ShorterBetter",
-               "grpo_lead": "GRPO-LEAD reward", "cosine": "cosine reward (TRL)", "dapo": "DAPO overlong (TRL)"}
+               "grpo_lead": "GRPO-LEAD reward", "cosine": "cosine reward (TRL)", "dapo": "DAPO overlong (TRL)",
+               "dler": "DLER truncation (DLER's setup)", "laser": "Laser", "laser_d": "Laser-D"}
+OURS_DLER = "ours, DLER's setup (alpha sweep)"
 CUTOFF_BUDGETS = (24, 32, 40, 48, 64, 96, 128, 160, 192)
 L1_EVAL_TARGETS = (32, 64, 128)
 SHORTEST = {"num_prompts": 960, "samples": 8, "epochs": 2, "batch_size": 16, "beta": 0.1}
@@ -57,7 +68,7 @@ QUICK = {"budgets": (12, 24), "l1_targets": (16, 32), "shortest": {"num_prompts"
 
 def peer_recipe(rl_recipe, reward: str, seed: int = 0, variant: dict | None = None):
     return replace(rl_recipe, reward=reward, reward_options={**peer_options(reward), **(variant or {})}, alpha=0.0,
-                   seed=seed)
+                   seed=seed, **peer_setup(reward))
 
 
 def _variant_tag(variant: dict) -> str:
@@ -97,6 +108,8 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
     _train_rl_methods(rl_recipe, out, peers, seeds, alphas, variants, parallel)
     print("== 5/5 evaluation and comparison", flush=True)
     methods += _extra_seed_methods(settings, out, seeds, alphas)
+    if "dler" in peers:
+        methods.append(_ours_dler_method(settings, out, alphas))
     methods += _peer_methods(settings, out, peers, seeds, variants, quick)
     _order(methods)
     print("== latency, interleaved: one request at a time, every model in turn", flush=True)
@@ -187,6 +200,9 @@ def _train_rl_methods(rl_recipe, out: Path, peers, seeds, alphas, variants, para
              for seed in seeds if seed for a in alphas]
     runs += [(peer_recipe(rl_recipe, r, 0, v), out / f"{r}-{_variant_tag(v)}", f"[{r}-{_variant_tag(v)}]")
              for r, v in variants]
+    if "dler" in peers:  # DLER's claim: the setup matters more than the penalty -- our reward under that setup
+        runs += [(replace(rl_recipe, alpha=a, **DLER_SETUP), member_dir(out / "ours-dler", a, 0),
+                  f"[alpha={a:g} DLER setup]") for a in alphas if a > 0]
     train_runs(runs, parallel=parallel, console=True)
 
 
@@ -203,6 +219,15 @@ def _extra_seed_methods(settings, out: Path, seeds, alphas) -> list[dict]:
             methods.append({"method": _titled(title, seed), "family": title, "seed": seed, "kind": kind,
                             "points": pts})
     return methods
+
+
+def _ours_dler_method(settings, out: Path, alphas) -> dict:
+    pts = []
+    for a in (a for a in alphas if a > 0):
+        run_dir = member_dir(out / "ours-dler", a, 0)
+        d = run_dir / "eval"
+        pts.append(point_of(f"alpha={a:g}", evaluate(replace(settings, model=str(run_dir)), d, quiet=True), d))
+    return {"method": OURS_DLER, "kind": "ours", "points": pts}
 
 
 def _peer_methods(settings, out: Path, peers, seeds, variants, quick: bool) -> list[dict]:

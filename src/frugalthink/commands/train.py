@@ -117,8 +117,18 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     model = AutoModelForCausalLM.from_pretrained(recipe.model, dtype=dtype)
     eos = model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+    monitor = None
+    if recipe.reward == "laser_d":  # Laser-D's target lengths, measured on the first training prompts
+        from frugalthink.laser import LaserMonitor
+
+        chosen = problems[: int(options["monitor_prompts"])]
+        monitor = LaserMonitor(task, tokenizer, chosen, [build_prompt(tokenizer, task, p) for p in chosen], options,
+                               recipe.max_completion_length, eos_ids, seed=recipe.seed)
+        if ckpt:
+            monitor.load(ckpt)
     reward = LengthReward(task, recipe.alpha, eos_ids, group_std=recipe.group_std_normalize, reward=recipe.reward,
-                          options=options, tokenizer=tokenizer, num_generations=recipe.num_generations)
+                          options=options, tokenizer=tokenizer, num_generations=recipe.num_generations,
+                          monitor=monitor)
     log_path = out / "train_log.jsonl"
     if main_process and ckpt:
         _truncate_log(log_path, int(ckpt.name.split("-")[1]))
@@ -127,13 +137,16 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     trainer = FrugalRLOOTrainer(
         update_rule=recipe.update_rule,
         generation_engine=recipe.generation_engine,
+        dynamic_sampling=recipe.dynamic_sampling,
+        max_sampling_rounds=recipe.max_sampling_rounds,
         model=model,
         reward_funcs=[reward],
         args=build_rloo_config(recipe, out),
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[cb for cb in (make_log_callback(log_path, console=console, updates_per_rollout=recipe.updates_per_rollout),
-                                 make_fault_callback()) if cb],
+                                 # the monitor's state goes into a checkpoint before the fault test may kill it
+                                 _monitor_callback(monitor, recipe, console), make_fault_callback()) if cb],
     )
     _quiet_progress(trainer)
     t0 = time.perf_counter()
@@ -158,6 +171,14 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     if trainer.is_world_process_zero():
         (out / FINISHED).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _monitor_callback(monitor, recipe, console: bool):
+    if monitor is None:
+        return None
+    from frugalthink.laser import make_monitor_callback
+
+    return make_monitor_callback(monitor, recipe.updates_per_rollout, log=print if console else (lambda *_: None))
 
 
 def _quiet_progress(trainer) -> None:

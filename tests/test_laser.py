@@ -1,0 +1,102 @@
+"""Laser and Laser-D: the rewards on hand-made groups, the monitor's target rule, and its state across a resume."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from frugalthink import laser
+from frugalthink.rewards import laser_bucket, laser_d_rewards, laser_rewards
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_laser_pinned_and_ordered():
+    got = laser_rewards([True, True, False, False], [10, 30, 5, 50], [True, True, True, False], [20] * 4)
+    assert got == [1.5, 1.0, -0.5, -1.0]
+    assert laser_rewards([True], [20], [True], [20]) == [1.5]  # at the target still earns the bonus
+
+
+@given(st.lists(st.tuples(st.booleans(), st.booleans(), st.integers(1, 300)), min_size=1, max_size=12),
+       st.integers(1, 300))
+def test_laser_orders_short_right_over_long_right_over_wrong(samples, target):
+    correct = [c for c, _, _ in samples]
+    formed = [c or f for c, f, _ in samples]
+    lengths = [n for _, _, n in samples]
+    for c, f, n, r in zip(correct, formed, lengths, laser_rewards(correct, lengths, formed, [target] * len(correct)),
+                          strict=True):
+        assert r == (1.5 if c and n <= target else 1.0 if c else -0.5 if f else -1.0)
+
+
+def test_laser_d_buckets_by_the_groups_own_accuracy():
+    assert [laser_bucket(a) for a in (0, 0.3, 1 / 3, 0.5, 0.66, 2 / 3, 1)] == [
+        "low", "low", "medium", "medium", "medium", "high", "high"]
+    targets = {"low": 100, "medium": 50, "high": 20}
+    # group a: 3 of 3 right (high, 20 tokens); group b: 1 of 3 right (medium, 50); group c: none (low)
+    got = laser_d_rewards([True] * 3 + [True, False, False] + [False] * 2, [30, 15, 60, 40, 9, 9, 9, 300],
+                          list("aaabbbcc"), [True] * 7 + [False], targets)
+    assert got == [1.0, 1.5, 1.0, 1.5, -0.5, -0.5, -0.5, -1.0]
+
+
+def test_target_rule_by_band():
+    lens = [10, 20, 30, 40, 50]
+    assert laser.choose_target(lens, [16, 32, 48, 64], laser.band_size("high", 8)) == 16  # coverage 0.2 suffices
+    assert laser.choose_target(lens, [16, 32, 48, 64], laser.band_size("medium", 8)) == 32  # needs 0.5
+    assert laser.choose_target(lens, [16, 32, 48, 64], laser.band_size("low", 8)) == 64  # needs all
+    assert laser.choose_target(lens, [16, 32], laser.band_size("low", 8)) is None  # none covers: the fallback
+    assert laser.choose_target([], [16], 5) is None
+    assert [laser.band_size(b, 8) for b in laser.BANDS] == [1, 2, 5]
+    assert [laser.monitor_band(a) for a in (0, 1 / 3, 0.5, 2 / 3, 0.7, 1)] == [
+        "low", "low", "medium", "medium", "high", "high"]
+    per_prompt = [([True] * 8, [10] * 8), ([True] * 4 + [False] * 4, [30] * 8), ([False] * 8, [90] * 8)]
+    assert laser.choose_targets(per_prompt, laser.default_grid(128), 8) == {"low": 96, "medium": 32, "high": 16}
+
+
+def test_monitor_state_round_trip(tmp_path):
+    m = laser.LaserMonitor(None, None, [], [], {"monitor_every": 20, "monitor_samples": 8, "monitor_temperature": 0.6,
+                                                "expected_correct": 1}, 256, {1})
+    assert m.due(0) and m.bucket_targets(fallback=77) == {"low": 77, "medium": 77, "high": 77}
+    m.targets, m.rollout = {"low": 200, "medium": None, "high": 48}, 20
+    assert not m.due(20) and not m.due(21) and m.due(40)
+    m.save(tmp_path)
+    other = laser.LaserMonitor(None, None, [], [], {"monitor_every": 20, "monitor_samples": 8,
+                                                    "monitor_temperature": 0.6, "expected_correct": 1}, 256, {1})
+    assert other.load(tmp_path) and other.targets == m.targets and other.rollout == 20
+    assert not other.load(tmp_path / "missing")
+
+
+def _tiny(path):
+    from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
+
+    tok = build_tokenizer()
+    build_model(tok, TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64)).save_pretrained(path)
+    tok.save_pretrained(path)
+
+
+def _train(args, env=None):
+    return subprocess.run([sys.executable, "-m", "frugalthink.cli", "train", "--recipe",
+                           str(ROOT / "recipes" / "tiny" / "rl.yaml"), *args],
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+
+def test_laser_d_trains_measures_on_schedule_and_resumes_with_its_targets(tmp_path):
+    _tiny(tmp_path / "m")
+    out = tmp_path / "run"
+    common = ["--set", f"model={tmp_path / 'm'}", "--set", "rollouts=3", "--set", "prompts_per_rollout=4",
+              "--set", "max_completion_length=16", "--set", "save_every=1", "--set", "threads=1",
+              "--set", "reward=laser_d", "--set", "alpha=0", "--set", "reward_options.monitor_prompts=3",
+              "--set", "reward_options.monitor_every=2", "--set", "reward_options.monitor_samples=3",
+              "--out", str(out)]
+    crashed = _train(common, env={"FRUGALTHINK_KILL_AT_STEP": "4"})  # killed after rollout 2's checkpoint
+    assert crashed.returncode != 0
+    assert crashed.stdout.count("laser-d monitor") == 2  # before rollout 0 and before rollout 2
+    state = json.loads((out / "checkpoint-4" / laser.STATE_FILE).read_text())
+    assert state["rollout"] == 2 and set(state["targets"]) == set(laser.BANDS)
+    resumed = _train(common + ["--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "laser-d monitor" not in resumed.stdout  # rollout 2's targets came back from the checkpoint
+    assert json.loads((out / "checkpoint-6" / laser.STATE_FILE).read_text()) == state
