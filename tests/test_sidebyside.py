@@ -134,6 +134,7 @@ def test_length_reward_dispatch_equals_the_pure_function(kind):
     formed = [i != 6 for i in range(8)]  # sample 6 is truncated: no final answer
     expected = {
         "efficiency": lambda: R.efficiency_rewards(correct, lengths, pids, 0.3),
+        "correctness": lambda: [1.0 if c else 0.0 for c in correct],
         "kimi": lambda: R.kimi_length_rewards(correct, lengths, pids, opts["weight"]),
         "l1_max": lambda: R.l1_max_rewards(correct, lengths, targets, opts["alpha"], opts["delta"]),
         "shorter_better": lambda: R.shorter_better_rewards(correct, lengths, pids, opts["alpha"], opts["beta"]),
@@ -145,26 +146,35 @@ def test_length_reward_dispatch_equals_the_pure_function(kind):
         "laser_d": lambda: R.laser_rewards(correct, lengths, formed, [12] * 4 + [25] * 4),
     }[kind]()
     assert got == pytest.approx(expected)
-    assert len(set(got)) > (1 if kind == "dler" else 2)
+    assert len(set(got)) > (1 if kind in ("dler", "correctness") else 2)
 
 
 def test_peer_recipes_extend_the_demo_recipe_and_change_only_the_reward():
     """Only the reward, its options and -- DLER's recipe -- DLER's optimisation setup differ from the demo's."""
     from dataclasses import asdict
 
-    from frugalthink.commands.sidebyside import DLER_SETUP, PEER_NAMES, peer_options, peer_recipe, peer_setup
+    from frugalthink.commands.sidebyside import (
+        DLER_SETUP,
+        PEER_NAMES,
+        peer_options,
+        peer_recipe,
+        peer_reward,
+        peer_setup,
+    )
 
     files = sorted(p.stem for p in (ROOT / "recipes" / "tiny" / "peers").glob("*.yaml"))
     assert files == sorted(PEER_NAMES)
     ours = asdict(load_recipe("tiny/rl"))
     for reward in PEER_NAMES:
         rec = asdict(load_recipe(f"tiny/peers/{reward}"))
-        assert rec["reward"] == reward and rec["reward_options"] == peer_options(reward)
+        assert rec["reward"] == peer_reward(reward) and rec["reward_options"] == peer_options(reward)
+        assert rec["reward"] == reward or reward == "drpo"
         setup = peer_setup(reward)
         assert {k for k in rec if rec[k] != ours[k]} <= {"reward", "reward_options", "alpha", *setup}
         built = asdict(peer_recipe(load_recipe("tiny/rl"), reward))  # what the side-by-side trains
         assert {k: built[k] for k in rec} == rec
     assert peer_setup("dler") == DLER_SETUP and peer_setup("kimi") == {}
+    assert peer_setup("drpo") == {"update_rule": "drpo", "updates_per_rollout": 1, "beta": 0.0}
 
 
 def test_l1_targets_are_fixed_per_prompt_and_in_range():
@@ -233,7 +243,7 @@ def test_quick_sidebyside_end_to_end(tmp_path):
     for name in ("ours (alpha sweep)", "generation cutoff", "SFT on shortest correct", "DPO short vs long",
                  "Kimi k1.5 length reward", "L1-Max", "ShorterBetter", "GRPO-LEAD reward", "cosine reward (TRL)",
                  "DAPO overlong (TRL)", "DLER truncation (DLER's setup)", "ours, DLER's setup (alpha sweep)", "Laser",
-                 "Laser-D"):
+                 "Laser-D", "DRPO (its loss, 0/1 reward)"):
         assert name in names
     points = [comp["base"]] + [p for m in comp["methods"] for p in m["points"]]
     assert all(p["latency_mean_ms"] > 0 and p["latency_ms_per_token"] > 0 for p in points)  # the interleaved pass
@@ -245,6 +255,8 @@ def test_quick_sidebyside_end_to_end(tmp_path):
     for reward in ("kimi", "l1_max", "dapo", "dler", "laser", "laser_d"):
         summary = json.loads((tmp_path / "cmp" / reward / "train_summary.json").read_text())
         assert summary["reward"] == reward
+    drpo = json.loads((tmp_path / "cmp" / "drpo" / "frugalthink_run.json").read_text())["config"]
+    assert drpo["update_rule"] == "drpo" and drpo["reward"] == "correctness"
     dler = json.loads((tmp_path / "cmp" / "dler" / "frugalthink_run.json").read_text())["config"]
     assert dler["dynamic_sampling"] and dler["batch_normalize"] and dler["epsilon_high"] == 0.28
     log = [json.loads(x) for x in (tmp_path / "cmp" / "dler" / "train_log.jsonl").read_text().splitlines()]

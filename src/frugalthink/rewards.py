@@ -364,6 +364,7 @@ REWARDS: dict[str, RewardSpec] = {
                           "min_value_correct": 0.5, "max_value_correct": 1.0}),
     "dapo": RewardSpec(lambda c, n, g, t, f, alpha, o: dapo_rewards(c, n, o["max_len"], o["cache"]),
                        {"max_len": None, "cache": None}),
+    "correctness": RewardSpec(lambda c, n, g, t, f, alpha, o: [1.0 if ok else 0.0 for ok in c], {}),  # DRPO's
     "dler": RewardSpec(lambda c, n, g, t, f, alpha, o: truncation_rewards(c, n, o["limit"]), {"limit": None}),
     "laser": RewardSpec(lambda c, n, g, t, f, alpha, o: laser_rewards(c, n, f, [o["target"]] * len(c), o["bonus"]),
                         {"target": None, "bonus": 0.5}),

@@ -63,6 +63,8 @@ class RLRecipe:
     # at most max_sampling_rounds generation rounds per rollout (DAPO's max_num_gen_batches); one process only.
     dynamic_sampling: bool = False
     max_sampling_rounds: int = 3
+    # update_rule: drpo (frugalthink.drpo): lambda, tau, kl_delta, kl_beta; the paper's values by default
+    drpo_options: dict = field(default_factory=dict)
     bf16: bool = False
     # How rollouts are sampled without vLLM: "fast" (frugalthink.decoding, the default) or "hf" (transformers'
     # generate, TRL's own path). Both sample from softmax(logits / temperature), top_k 0, top_p 1.
@@ -112,6 +114,7 @@ class RLRecipe:
         if self.dynamic_sampling and self.num_processes > 1:
             raise UserError("dynamic_sampling runs on one process only for now; set num_processes: 1 or "
                             "dynamic_sampling: false")
+        self._validate_drpo()
         samples = self.prompts_per_rollout * self.num_generations
         per_update = self.updates_per_rollout * self.gradient_accumulation_steps * self.num_processes
         if samples % per_update:
@@ -157,6 +160,25 @@ class RLRecipe:
                 raise UserError(f"eval.tasks: unknown task {name!r} (one of {', '.join(BENCHMARKS + EMBEDDED)})")
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 raise UserError(f"eval.tasks.{name}: samples must be a positive integer, got {n!r}")
+
+    def _validate_drpo(self) -> None:
+        from frugalthink.drpo import DEFAULTS
+
+        unknown = set(self.drpo_options) - set(DEFAULTS)
+        if unknown:
+            raise UserError(f"drpo_options: {', '.join(sorted(unknown))} unknown (options: {', '.join(DEFAULTS)})")
+        if self.update_rule != "drpo":
+            return
+        need = {"updates_per_rollout": 1, "gradient_accumulation_steps": 1, "num_processes": 1}
+        for name, value in need.items():
+            if getattr(self, name) != value:
+                raise UserError(f"update_rule drpo: {name} must be {value} (a question's samples share one loss "
+                                f"term, so a rollout is one optimizer step on one process), got {getattr(self, name)}")
+        if self.beta:
+            raise UserError(f"update_rule drpo: beta must be 0 (DRPO has no reference model; its KL hinge is "
+                            f"against the sampling policy), got {self.beta}")
+        if self.dynamic_sampling:
+            raise UserError("update_rule drpo: dynamic_sampling must be off (DRPO drops one-sided groups itself)")
 
     def resolved_reward_options(self) -> dict:
         """The reward's options with defaults filled in (length caps default to ``max_completion_length``)."""

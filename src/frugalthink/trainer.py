@@ -24,17 +24,22 @@ from frugalthink.prompts import encode_prompt
 
 class FrugalRLOOTrainer(RLOOTrainer):
     def __init__(self, *args, update_rule: str = "official", generation_engine: str = "fast",
-                 dynamic_sampling: bool = False, max_sampling_rounds: int = 3, **kwargs) -> None:
+                 dynamic_sampling: bool = False, max_sampling_rounds: int = 3, drpo_options: dict | None = None,
+                 **kwargs) -> None:
         if update_rule not in U.UPDATE_RULES:
             raise ValueError(f"update_rule must be one of {U.UPDATE_RULES}, got {update_rule!r}")
         if generation_engine not in ("fast", "hf"):
             raise ValueError(f"generation_engine must be fast or hf, got {generation_engine!r}")
         self.update_rule, self.generation_engine = update_rule, generation_engine
         self.dynamic_sampling, self.max_sampling_rounds = dynamic_sampling, max_sampling_rounds
+        self.drpo_options = dict(drpo_options or {})
         self._refill_order: list[int] = []
         self._refill_epoch = 0
         self._capture: dict | None = None
         super().__init__(*args, **kwargs)
+        if update_rule == "drpo" and (self.accelerator.num_processes > 1 or self.args.steps_per_generation > 1):
+            raise ValueError("update_rule 'drpo' needs each question's samples in one optimizer step on one process: "
+                             "updates_per_rollout 1, gradient_accumulation_steps 1, one process")
         if dynamic_sampling and self.accelerator.num_processes > 1:
             raise ValueError("dynamic_sampling runs on one process only for now (the refilled rollout is assembled "
                              "on one rank); launch with one process or set dynamic_sampling: false")
@@ -88,6 +93,8 @@ class FrugalRLOOTrainer(RLOOTrainer):
     def _generate_and_score_completions(self, inputs):
         if not self.model.training:
             return super()._generate_and_score_completions(inputs)
+        if self.update_rule == "drpo":  # DRPO drops flat groups itself; no dynamic sampling with it
+            return self._drpo_batch(*self._score_round(inputs))
         if self.dynamic_sampling:
             batch = self._dynamic_batch(inputs)
         else:
@@ -122,6 +129,8 @@ class FrugalRLOOTrainer(RLOOTrainer):
         if official:
             batch = self.official_returns(batch, captured["old"], self._ref_logps(batch) if beta else None,
                                           rewards, beta)
+        if self.update_rule == "drpo":
+            batch["old_per_token_logps"] = captured["old"]
         return batch, rewards.tolist()
 
     def _ref_logps(self, batch: dict) -> torch.Tensor:
@@ -164,6 +173,38 @@ class FrugalRLOOTrainer(RLOOTrainer):
         batch = self.official_returns(batch, old, ref, self._combined_rewards(rewards_per_func), beta)
         batch["advantages"] = U.whiten(batch.pop("returns"), batch["completion_mask"], self._all_reduce_sum)
         return batch
+
+    # ------------------------------------------------------------------------------------------ DRPO
+    def _drpo_batch(self, batch: dict, rewards: list[float]) -> dict:
+        """DRPO's per-sample inputs (`frugalthink.drpo`): correct = reward > 0.5 (DRPO's rewards are 0/1), the
+        group of each sample, and the length weights of the correct ones. One process: the rows are the rollout."""
+        from frugalthink.drpo import DEFAULTS, positive_weights
+
+        mask = batch["completion_mask"]
+        device = mask.device
+        correct = torch.tensor([r > 0.5 for r in rewards], device=device)
+        groups = torch.arange(len(rewards), device=device) // self.num_generations
+        lam = {**DEFAULTS, **self.drpo_options}["lambda"]
+        batch["drpo_correct"] = correct
+        batch["drpo_group"] = groups
+        batch["drpo_weight"] = positive_weights(correct, mask.sum(dim=1), groups, self.max_completion_length, lam)
+        return batch
+
+    def _drpo_loss(self, model, inputs):
+        from frugalthink.drpo import drpo_loss
+
+        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
+        completion_ids, mask = inputs["completion_ids"], inputs["completion_mask"]
+        logps, entropies, _ = self._get_per_token_logps_and_entropies(
+            model, torch.cat([prompt_ids, completion_ids], dim=1), torch.cat([prompt_mask, mask], dim=1),
+            completion_ids.size(1), compute_entropy=True)
+        loss, info = drpo_loss(logps, inputs["old_per_token_logps"], mask, inputs["drpo_correct"],
+                               inputs["drpo_weight"], inputs["drpo_group"], self.drpo_options)
+        metrics = self._metrics["train"]
+        n = mask.sum().clamp(min=1)
+        metrics["entropy"].append((entropies * mask).sum().item() / n.item())
+        metrics["kl"].append(info["kl"].item())
+        return loss
 
     # ------------------------------------------------------------------------------------------ dynamic sampling
     def _dynamic_batch(self, inputs) -> dict:
@@ -211,6 +252,8 @@ class FrugalRLOOTrainer(RLOOTrainer):
         return self.accelerator.reduce(t, reduction="sum") if self.accelerator.num_processes > 1 else t
 
     def _compute_loss(self, model, inputs):
+        if self.update_rule == "drpo" and "drpo_weight" in inputs:
+            return self._drpo_loss(model, inputs)
         if self.update_rule == "trl" or "old_per_token_logps" not in inputs:
             return super()._compute_loss(model, inputs)
         prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]

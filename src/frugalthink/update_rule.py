@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 
-UPDATE_RULES = ("official", "trl")
+UPDATE_RULES = ("official", "trl", "drpo")  # drpo: frugalthink.drpo, a loss of its own
 
 
 def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:

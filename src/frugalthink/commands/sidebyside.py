@@ -30,9 +30,10 @@ from frugalthink.family import load_family, member_dir, train_runs
 # Peer rewards for the embedded default; their rescaled options live in recipes/tiny/peers/<name>.yaml (per-token
 # weights are the papers' times 30: their traces run to thousands of tokens, the tiny model's to ~50-170; caps and
 # caches are fractions of our 256-token cap). See docs/comparison.md.
-PEER_NAMES = ("kimi", "l1_max", "shorter_better", "grpo_lead", "cosine", "dapo", "dler", "laser", "laser_d")
-# The optimisation options a peer's recipe may set besides its reward (DLER's setup).
-PEER_SETUP = ("batch_normalize", "epsilon_high", "dynamic_sampling")
+PEER_NAMES = ("kimi", "l1_max", "shorter_better", "grpo_lead", "cosine", "dapo", "dler", "laser", "laser_d", "drpo")
+# The optimisation options a peer's recipe may set besides its reward (DLER's setup, DRPO's loss).
+PEER_SETUP = ("batch_normalize", "epsilon_high", "dynamic_sampling", "update_rule", "updates_per_rollout", "beta",
+              "drpo_options")
 DLER_SETUP = {"batch_normalize": True, "epsilon_high": 0.28, "dynamic_sampling": True}
 
 
@@ -41,10 +42,16 @@ def peer_options(reward: str) -> dict:
     return dict(load_yaml(f"tiny/peers/{reward}").get("reward_options") or {})
 
 
-def peer_setup(reward: str) -> dict:
-    """The optimisation options a peer's shipped recipe sets (DLER: batch normalisation, upper clip 0.28)."""
-    data = load_yaml(f"tiny/peers/{reward}")
-    return {k: data[k] for k in PEER_SETUP if k in data}
+def peer_setup(peer: str) -> dict:
+    """The optimisation options a peer's shipped recipe sets (DLER: batch normalisation, upper clip 0.28, dynamic
+    sampling; DRPO: its own loss, one update per rollout, no reference model)."""
+    data, base = load_yaml(f"tiny/peers/{peer}"), load_yaml("tiny/rl")
+    return {k: data[k] for k in PEER_SETUP if k in data and data[k] != base.get(k)}
+
+
+def peer_reward(peer: str) -> str:
+    """The reward a peer trains with (the peer's name, except DRPO, whose method is a loss on 0/1 correctness)."""
+    return load_yaml(f"tiny/peers/{peer}")["reward"]
 
 
 # Extra settings of a peer's own knob (seed 0 only): does it give a family too? Weaker than the defaults above.
@@ -54,7 +61,8 @@ PEER_VARIANTS: dict[str, tuple[dict, ...]] = {
 }
 PEER_TITLES = {"kimi": "Kimi k1.5 length reward", "l1_max": "L1-Max", "shorter_better": "ShorterBetter",
                "grpo_lead": "GRPO-LEAD reward", "cosine": "cosine reward (TRL)", "dapo": "DAPO overlong (TRL)",
-               "dler": "DLER truncation (DLER's setup)", "laser": "Laser", "laser_d": "Laser-D"}
+               "dler": "DLER truncation (DLER's setup)", "laser": "Laser", "laser_d": "Laser-D",
+               "drpo": "DRPO (its loss, 0/1 reward)"}
 OURS_DLER = "ours, DLER's setup (alpha sweep)"
 CUTOFF_BUDGETS = (24, 32, 40, 48, 64, 96, 128, 160, 192)
 L1_EVAL_TARGETS = (32, 64, 128)
@@ -66,9 +74,9 @@ DPO_SETTINGS = ((2e-4, 0.0), (5e-5, 0.0), (2e-5, 0.0), (5e-5, 1.0))
 QUICK = {"budgets": (12, 24), "l1_targets": (16, 32), "shortest": {"num_prompts": 8, "samples": 4, "epochs": 1}}
 
 
-def peer_recipe(rl_recipe, reward: str, seed: int = 0, variant: dict | None = None):
-    return replace(rl_recipe, reward=reward, reward_options={**peer_options(reward), **(variant or {})}, alpha=0.0,
-                   seed=seed, **peer_setup(reward))
+def peer_recipe(rl_recipe, peer: str, seed: int = 0, variant: dict | None = None):
+    return replace(rl_recipe, reward=peer_reward(peer), reward_options={**peer_options(peer), **(variant or {})},
+                   alpha=0.0, seed=seed, **peer_setup(peer))
 
 
 def _variant_tag(variant: dict) -> str:

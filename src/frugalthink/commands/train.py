@@ -139,6 +139,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
         generation_engine=recipe.generation_engine,
         dynamic_sampling=recipe.dynamic_sampling,
         max_sampling_rounds=recipe.max_sampling_rounds,
+        drpo_options=recipe.drpo_options,
         model=model,
         reward_funcs=[reward],
         args=build_rloo_config(recipe, out),

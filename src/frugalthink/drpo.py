@@ -1,0 +1,69 @@
+"""DRPO, Decoupled Reward Policy Optimization (arXiv:2510.04474; code Optimization-AI/DRPO, ``core_algos.py``
+``compute_policy_loss_drpo``), as pure torch functions.
+
+DRPO keeps the length signal away from the wrong answers: within a question's group only the *correct* answers
+share a positive weight, larger for shorter ones, and a correct answer never gets pushed down for being long:
+
+    s_i   = mean over o_i's tokens of log pi(o_i,t | ...)                      (the current policy, with gradient)
+    w_i   = softmax over the group's correct answers of (1 - |o_i| / L) / lambda
+    J_q   = sum_{i correct} w_i s_i  -  tau * log sum_{j wrong} exp(s_j / tau)
+    loss  = -(1/Q) sum_q J_q  +  [max(beta_kl (KL - delta), 0)]_detached * KL
+    KL    = token mean of (old - logp) over the batch                          (against the sampling policy)
+
+Groups whose answers are all right or all wrong contribute nothing but are counted in Q (the number of questions
+in the batch), as in the published code. Defaults of the paper's 1.5B script: lambda 0.1, tau 10, delta 1e-4,
+beta_kl 1e3, L = the generation cap; rewards are plain 0/1 correctness; no reference model, no ratio clipping.
+"""
+
+from __future__ import annotations
+
+import torch
+
+DEFAULTS = {"lambda": 0.1, "tau": 10.0, "kl_delta": 1e-4, "kl_beta": 1e3}
+
+
+def positive_weights(correct: torch.Tensor, lengths: torch.Tensor, groups: torch.Tensor, max_len: int,
+                     lam: float = 0.1) -> torch.Tensor:
+    """``w_i`` for correct samples (softmax within the group's correct ones), 0 for wrong ones."""
+    weights = torch.zeros_like(lengths, dtype=torch.float32)
+    score = (1.0 - lengths.float() / max_len) / lam
+    for g in groups.unique():
+        pos = (groups == g) & correct
+        if pos.any():
+            weights[pos] = torch.softmax(score[pos], dim=0)
+    return weights
+
+
+def drpo_objective(seq_logp: torch.Tensor, correct: torch.Tensor, weights: torch.Tensor, groups: torch.Tensor,
+                   tau: float = 10.0) -> torch.Tensor:
+    """``-(1/Q) sum_q J_q`` over the groups present (``Q`` counts every group, mixed or not)."""
+    total = seq_logp.sum() * 0.0  # keeps the graph when every group is one-sided (a zero gradient, not an error)
+    ids = groups.unique()
+    for g in ids:
+        member = groups == g
+        pos, neg = member & correct, member & ~correct
+        if not pos.any() or not neg.any():
+            continue  # all right or all wrong: no signal
+        j = (weights[pos] * seq_logp[pos]).sum() - tau * torch.logsumexp(seq_logp[neg] / tau, dim=0)
+        total = total + j
+    return -total / len(ids)
+
+
+def kl_hinge(logps: torch.Tensor, old_logps: torch.Tensor, mask: torch.Tensor, delta: float = 1e-4,
+             beta: float = 1e3) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[max(beta (KL - delta), 0)]_detached * KL`` with KL the token mean of (old - logp); returns (term, KL)."""
+    mask = mask.to(logps.dtype)
+    kl = ((old_logps - logps) * mask).sum() / mask.sum().clamp(min=1)
+    coef = torch.clamp(beta * (kl.detach() - delta), min=0.0)
+    return coef * kl, kl.detach()
+
+
+def drpo_loss(logps: torch.Tensor, old_logps: torch.Tensor, mask: torch.Tensor, correct: torch.Tensor,
+              weights: torch.Tensor, groups: torch.Tensor, options: dict | None = None) -> tuple[torch.Tensor, dict]:
+    """The whole DRPO loss of one batch of completions: objective + KL hinge; per-token ``logps`` (B, T)."""
+    o = {**DEFAULTS, **(options or {})}
+    m = mask.to(logps.dtype)
+    seq_logp = (logps * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)
+    objective = drpo_objective(seq_logp, correct, weights, groups, o["tau"])
+    hinge, kl = kl_hinge(logps, old_logps, mask, o["kl_delta"], o["kl_beta"])
+    return objective + hinge, {"kl": kl}

@@ -1,0 +1,119 @@
+"""DRPO's loss on hand-made groups: length weights among correct answers only, a correct answer never pushed down,
+the KL hinge, and the trainer's DRPO step."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from frugalthink.drpo import drpo_loss, drpo_objective, kl_hinge, positive_weights
+
+
+def test_positive_weights_pinned():
+    correct = torch.tensor([True, True, False, True, True])
+    lengths = torch.tensor([10, 30, 5, 50, 50])
+    groups = torch.tensor([0, 0, 0, 1, 1])
+    w = positive_weights(correct, lengths, groups, max_len=100, lam=0.1)
+    # group 0: scores (1 - 0.1) / 0.1 = 9 and (1 - 0.3) / 0.1 = 7 -> softmax; the wrong one gets 0
+    e9, e7 = math.exp(9), math.exp(7)
+    assert w.tolist() == pytest.approx([e9 / (e9 + e7), e7 / (e9 + e7), 0.0, 0.5, 0.5])
+
+
+def test_objective_pinned_and_one_sided_groups_count_in_q():
+    seq = torch.tensor([-1.0, -2.0, -3.0, -0.5, -0.7])
+    correct = torch.tensor([True, True, False, True, True])
+    groups = torch.tensor([0, 0, 0, 1, 1])
+    w = torch.tensor([0.75, 0.25, 0.0, 0.5, 0.5])
+    # group 0: 0.75 * -1 + 0.25 * -2 - 10 * log(exp(-3 / 10)) = -1.25 + 3; group 1 (all right) adds 0; Q = 2
+    assert drpo_objective(seq, correct, w, groups, tau=10.0).item() == pytest.approx(-(1.75) / 2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 200), st.floats(-5, 0)), min_size=2, max_size=12))
+def test_correct_answers_are_never_pushed_down(samples):
+    """The decoupling DRPO is named for: d loss / d s_i <= 0 for every correct answer, however long, and >= 0 for
+    every wrong one."""
+    correct = torch.tensor([c for c, _, _ in samples])
+    lengths = torch.tensor([n for _, n, _ in samples])
+    seq = torch.tensor([s for _, _, s in samples], requires_grad=True)
+    groups = torch.arange(len(samples)) // 4
+    w = positive_weights(correct, lengths, groups, max_len=200)
+    drpo_objective(seq, correct, w, groups).backward()
+    grad = seq.grad if seq.grad is not None else torch.zeros_like(seq)
+    assert (grad[correct] <= 1e-12).all() and (grad[~correct] >= -1e-12).all()
+
+
+def test_kl_hinge_is_off_below_delta_and_linear_above():
+    mask = torch.ones(1, 4)
+    old = torch.zeros(1, 4)
+    small, kl = kl_hinge(torch.full((1, 4), -1e-5), old, mask, delta=1e-4, beta=1e3)
+    assert small.item() == 0.0 and kl.item() == pytest.approx(1e-5)
+    term, kl = kl_hinge(torch.full((1, 4), -0.01), old, mask, delta=1e-4, beta=1e3)
+    assert term.item() == pytest.approx(1e3 * (0.01 - 1e-4) * 0.01)
+
+
+def test_loss_uses_token_means_and_adds_the_hinge():
+    logps = torch.tensor([[-1.0, -3.0, 0.0], [-4.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    loss, info = drpo_loss(logps, logps.detach(), mask, torch.tensor([True, False]), torch.tensor([1.0, 0.0]),
+                           torch.tensor([0, 0]), {"tau": 1.0})
+    # s = [-2, -4]; J = -2 - log(exp(-4)) = 2; Q = 1; KL = 0 -> no hinge
+    assert loss.item() == pytest.approx(-2.0) and info["kl"].item() == 0.0
+
+
+def test_trainer_drpo_step(tmp_path):
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from frugalthink.prompts import build_prompt
+    from frugalthink.rl import RLRecipe, build_rloo_config
+    from frugalthink.tasks import get_task
+    from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
+    from frugalthink.trainer import FrugalRLOOTrainer
+
+    tok = build_tokenizer()
+    build_model(tok, TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64)).save_pretrained(
+        tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "m")
+    task = get_task("chain")
+    data = Dataset.from_list([{"prompt": build_prompt(tok, task, p), "answer": p.answer, "problem_id": p.id}
+                              for p in task.load("train")[:8]])
+    recipe = RLRecipe(model=str(tmp_path / "m"), prompts_per_rollout=4, rollouts=1, max_completion_length=8,
+                      threads=1, update_rule="drpo", updates_per_rollout=1, beta=0.0)
+    recipe.validate()
+    trainer = FrugalRLOOTrainer(model=AutoModelForCausalLM.from_pretrained(tmp_path / "m"),
+                                reward_funcs=[lambda completion_ids, **kw: [float(sum(c) % 2) for c in completion_ids]],
+                                args=build_rloo_config(recipe, tmp_path / "run"), train_dataset=data,
+                                processing_class=tok, update_rule="drpo")
+    trainer.model.train()
+    k = trainer.num_generations
+    torch.manual_seed(0)
+    batch = trainer._generate_and_score_completions([dict(data[i]) for i in range(4) for _ in range(k)])
+    for g in range(4):
+        rows = batch["drpo_group"] == g
+        pos = rows & batch["drpo_correct"]
+        if pos.any():
+            assert batch["drpo_weight"][pos].sum().item() == pytest.approx(1.0)
+        assert (batch["drpo_weight"][rows & ~batch["drpo_correct"]] == 0).all()
+    loss = trainer._compute_loss(trainer.model, batch)
+    loss.backward()
+    assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0
+                                        for p in trainer.model.parameters())
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"updates_per_rollout": 2}, "updates_per_rollout must be 1"),
+    ({"beta": 0.001}, "beta must be 0"),
+    ({"dynamic_sampling": True}, "dynamic_sampling must be off"),
+    ({"drpo_options": {"lamda": 0.1}}, "drpo_options: lamda unknown"),
+])
+def test_drpo_recipe_errors_name_the_field(override, message):
+    from frugalthink.errors import UserError
+    from frugalthink.rl import RLRecipe
+
+    base = {"model": "m", "update_rule": "drpo", "updates_per_rollout": 1, "beta": 0.0}
+    with pytest.raises(UserError, match=message):
+        RLRecipe(**{**base, **override}).validate()
