@@ -65,18 +65,15 @@ def test_loss_uses_token_means_and_adds_the_hinge():
 
 def test_trainer_drpo_step(tmp_path):
     from datasets import Dataset
+    from tiny_runs import save_tiny_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from frugalthink.prompts import build_prompt
     from frugalthink.rl import RLRecipe, build_rloo_config
     from frugalthink.tasks import get_task
-    from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
     from frugalthink.trainer import FrugalRLOOTrainer
 
-    tok = build_tokenizer()
-    build_model(tok, TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64)).save_pretrained(
-        tmp_path / "m")
-    tok.save_pretrained(tmp_path / "m")
+    save_tiny_model(tmp_path / "m")
     tok = AutoTokenizer.from_pretrained(tmp_path / "m")
     task = get_task("chain")
     data = Dataset.from_list([{"prompt": build_prompt(tok, task, p), "answer": p.answer, "problem_id": p.id}

@@ -40,18 +40,15 @@ def test_trainer_drops_flat_groups_and_refills(tmp_path, rule):
     """A reward that is informative only for prompts with an even problem id: round 0 keeps those groups, further
     rounds refill the rollout with more of them; flat groups never enter while informative ones are available."""
     from datasets import Dataset
+    from tiny_runs import save_tiny_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from frugalthink.prompts import build_prompt
     from frugalthink.rl import RLRecipe, build_rloo_config
     from frugalthink.tasks import get_task
-    from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
     from frugalthink.trainer import FrugalRLOOTrainer
 
-    tok = build_tokenizer()
-    build_model(tok, TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64)).save_pretrained(
-        tmp_path / "m")
-    tok.save_pretrained(tmp_path / "m")
+    save_tiny_model(tmp_path / "m")
     tok = AutoTokenizer.from_pretrained(tmp_path / "m")
     task = get_task("chain")
     problems = task.load("train")[:40]

@@ -1,18 +1,13 @@
 """Laser and Laser-D: the rewards on hand-made groups, the monitor's target rule, and its state across a resume."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
+from tiny_runs import run_train, save_tiny_model
 
 from frugalthink import laser
 from frugalthink.rewards import laser_bucket, laser_d_rewards, laser_rewards
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_laser_pinned_and_ordered():
@@ -69,34 +64,20 @@ def test_monitor_state_round_trip(tmp_path):
     assert not other.load(tmp_path / "missing")
 
 
-def _tiny(path):
-    from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
-
-    tok = build_tokenizer()
-    build_model(tok, TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64)).save_pretrained(path)
-    tok.save_pretrained(path)
-
-
-def _train(args, env=None):
-    return subprocess.run([sys.executable, "-m", "frugalthink.cli", "train", "--recipe",
-                           str(ROOT / "recipes" / "tiny" / "rl.yaml"), *args],
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
-
-
 def test_laser_d_trains_measures_on_schedule_and_resumes_with_its_targets(tmp_path):
-    _tiny(tmp_path / "m")
+    save_tiny_model(tmp_path / "m")
     out = tmp_path / "run"
     common = ["--set", f"model={tmp_path / 'm'}", "--set", "rollouts=3", "--set", "prompts_per_rollout=4",
               "--set", "max_completion_length=16", "--set", "save_every=1", "--set", "threads=1",
               "--set", "reward=laser_d", "--set", "alpha=0", "--set", "reward_options.monitor_prompts=3",
               "--set", "reward_options.monitor_every=2", "--set", "reward_options.monitor_samples=3",
               "--out", str(out)]
-    crashed = _train(common, env={"FRUGALTHINK_KILL_AT_STEP": "4"})  # killed after rollout 2's checkpoint
+    crashed = run_train(common, env={"FRUGALTHINK_KILL_AT_STEP": "4"})  # killed after rollout 2's checkpoint
     assert crashed.returncode != 0
     assert crashed.stdout.count("laser-d monitor") == 2  # before rollout 0 and before rollout 2
     state = json.loads((out / "checkpoint-4" / laser.STATE_FILE).read_text())
     assert state["rollout"] == 2 and set(state["targets"]) == set(laser.BANDS)
-    resumed = _train(common + ["--resume"])
+    resumed = run_train(common + ["--resume"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "laser-d monitor" not in resumed.stdout  # rollout 2's targets came back from the checkpoint
     assert json.loads((out / "checkpoint-6" / laser.STATE_FILE).read_text()) == state

@@ -1,12 +1,13 @@
 """RL glue: recipes build on CPU without weights, rewards agree across 2 processes, clipping fires, resume works."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tiny_runs import run_train as _train
+from tiny_runs import save_tiny_model as _tiny_model
 
 from frugalthink.commands.train import load_recipe
 from frugalthink.errors import UserError
@@ -151,21 +152,6 @@ def test_groups_come_from_positions_not_problem_ids():
     lengths = [len(i) for i in ids]
     assert got == pytest.approx(R.efficiency_rewards(correct, lengths, [i // 4 for i in range(12)], 0.3))
     assert got != pytest.approx(R.efficiency_rewards(correct, lengths, pids, 0.3))  # grouping by id would differ
-
-
-def _tiny_model(path):
-    from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
-
-    tok = build_tokenizer()
-    model = build_model(tok, TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-
-
-def _train(args, env=None):
-    return subprocess.run([sys.executable, "-m", "frugalthink.cli", "train", "--recipe",
-                           str(ROOT / "recipes" / "tiny" / "rl.yaml"), *args],
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
 
 
 def _log(out):
