@@ -24,7 +24,8 @@ import sys
 STEP = re.compile(r"\+(\d+)=(\d+)")
 
 
-def probe(model, tokenizer, problems, fold: int, temperature: float, seed: int, batch_size: int = 64) -> list[dict]:
+def probe(model, tokenizer, problems, fold: int, temperature: float, seed: int, batch_size: int = 64,
+          modulus: int = 0) -> list[dict]:
     """One record per problem: the forced-fold completion, its answer, and per-step copy/arithmetic results."""
     import torch
 
@@ -67,13 +68,13 @@ def probe(model, tokenizer, problems, fold: int, temperature: float, seed: int, 
                 copied = int(m.group(1)) if m else None
                 result = int(m.group(2)) if m else None
                 ops = sum(int(c) for c in d[first : first + f])
-                rows.append({"fold": f, "copy": copied == total,
-                             "arith": m is not None and result == copied + ops})
+                want = (copied + ops) % modulus if modulus and m else (copied + ops if m else None)
+                rows.append({"fold": f, "copy": copied == total, "arith": m is not None and result == want})
                 total, first = (result if result is not None else -1), first + f
-            grade = grade_many([text], [str(answer_of(d))], kind="exact")[0]
+            grade = grade_many([text], [str(answer_of(d, modulus))], kind="exact")[0]
             out.append({"id": p.id, "level": p.level, "fold": fold, "completion": text, "steps": rows,
                         "correct": grade.correct, "tokens": count_tokens(tokenizer, text),
-                        "clean_tokens": count_tokens(tokenizer, write_trace(d, plan))})
+                        "clean_tokens": count_tokens(tokenizer, write_trace(d, plan, modulus=modulus))})
     return out
 
 
@@ -126,6 +127,7 @@ def main(argv=None) -> int:
     ap.add_argument("--temperature", type=float, default=0.6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--modulus", type=int, default=0, help="the base's tally.modulus (0: plain sum)")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
     import torch
@@ -137,14 +139,14 @@ def main(argv=None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model).eval()
     levels = [int(x) for x in args.levels.split(",")]
-    task = get_task("tally", config={"min_level": min(levels), "max_level": max(levels)})
+    task = get_task("tally", config={"min_level": min(levels), "max_level": max(levels), "modulus": args.modulus})
     problems = task.load(args.split)
     records = []
     for level in levels:
         ps = [p for p in problems if p.level == level][: args.limit]
         for fold in (int(x) for x in args.folds.split(",")):
             if fold <= level:
-                records += probe(model, tokenizer, ps, fold, args.temperature, args.seed)
+                records += probe(model, tokenizer, ps, fold, args.temperature, args.seed, modulus=args.modulus)
     rows = summarize(records)
     print("level fold    n  accuracy [95% CI]      copy/step  arith/step  tokens  clean trace")
     for r in rows:

@@ -47,6 +47,17 @@ def test_hand_written_traces():
     assert "(3+8+5=16)" in checked and "(16+4+1=21)" in checked
 
 
+def test_modulus_reduces_every_written_result():
+    assert write_trace("35814", [1, 1, 1, 1], modulus=10) == "<think>B5+3=8C8+8=6D1+6=7E4+7=1</think>\\boxed{1}"
+    assert write_trace("35814", [2, 2], modulus=10) == "<think>B5C8+3=6D1E4+6=1</think>\\boxed{1}"
+    assert answer_of("35814", 10) == 1 and answer_of("35814") == 21
+    task = get_task("tally", config={"modulus": 10, "min_level": 12, "max_level": 14})
+    task.cfg.validate()  # long levels are allowed with a modulus
+    p = task.load("validation")[-1]
+    assert p.level == 14 and p.answer == str(sum(map(int, p.id)) % 10)
+    assert p.meta["oracle_completion"] == write_trace(p.id, [1] * 14, modulus=10)
+
+
 @pytest.mark.parametrize("level", [1, 2, 5, 8, 10])
 def test_verbose_traces_are_right_and_folds_parse_back(level):
     rng = random.Random(level)
@@ -114,6 +125,8 @@ def test_oracle_tokens_are_the_fine_trace():
     ({"max_fold": 11}, "max_fold"),
     ({"coarse_prob": [0.5, 0.2]}, "coarse_prob"),
     ({"levels": 3}, "levels"),
+    ({"modulus": 1}, "modulus must be 0"),
+    ({"modulus": 10, "max_level": 26}, "one label per digit"),
 ])
 def test_bad_settings_name_the_field(config, message):
     with pytest.raises(UserError, match=message):

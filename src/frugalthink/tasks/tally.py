@@ -54,6 +54,9 @@ class TallyConfig:
     practice_share: float = 0.45
     check_prob: tuple[float, float] = (0.2, 0.7)
     filler_prob: tuple[float, float] = (0.3, 0.9)
+    # 0: the plain sum (two-digit totals, levels up to 10); m >= 2: the running total reduced mod m at every step (one
+    # digit for m = 10), so a folded step adds and reduces in one written result, and levels up to 25 are allowed
+    modulus: int = 0
     test_size: int = 70  # per level and split (test, validation), capped by how many strings exist
     bucket: int = 10  # 1 in bucket digit strings is a test problem, 1 in bucket a validation problem
     seed: int = 0
@@ -61,8 +64,12 @@ class TallyConfig:
     def validate(self) -> None:
         from frugalthink.errors import UserError
 
-        if not 1 <= self.min_level <= self.max_level <= 10:
-            raise UserError(f"tally: need 1 <= min_level <= max_level <= 10 (two-digit totals), got "
+        if self.modulus == 1 or self.modulus < 0:
+            raise UserError(f"tally.modulus must be 0 (plain sum) or >= 2, got {self.modulus}")
+        top = len(LABELS) - 1 if self.modulus else 10
+        if not 1 <= self.min_level <= self.max_level <= top:
+            raise UserError(f"tally: need 1 <= min_level <= max_level <= {top} "
+                            f"({'one label per digit' if self.modulus else 'two-digit totals'}), got "
                             f"{self.min_level}..{self.max_level}")
         if not 1 <= self.max_fold <= 10:
             raise UserError(f"tally.max_fold must be in 1..10, got {self.max_fold}")
@@ -82,8 +89,9 @@ def split_of(digits: str, bucket: int = 10) -> str:
     return "test" if h == 0 else "validation" if h == 1 else "train"
 
 
-def answer_of(digits: str) -> int:
-    return sum(int(c) for c in digits)
+def answer_of(digits: str, modulus: int = 0) -> int:
+    total = sum(int(c) for c in digits)
+    return total % modulus if modulus else total
 
 
 def plan_folds(level: int, rng: random.Random, coarse_rate: float, max_fold: int) -> list[int]:
@@ -104,8 +112,9 @@ def even_folds(level: int, fold: int) -> list[int]:
 
 
 def write_trace(digits: str, folds: list[int], rng: random.Random | None = None, check_rate: float = 0.0,
-                filler_rate: float = 0.0) -> str:
-    """The completion that adds ``digits`` with the given fold sizes; checks and filler drawn from ``rng``."""
+                filler_rate: float = 0.0, modulus: int = 0) -> str:
+    """The completion that adds ``digits`` with the given fold sizes (each result reduced mod ``modulus`` when it
+    is not 0); checks and filler drawn from ``rng``."""
     if sum(folds) != len(digits) - 1:
         raise ValueError(f"folds {folds} do not add up to level {len(digits) - 1}")
     total, i = int(digits[0]), 1
@@ -113,6 +122,7 @@ def write_trace(digits: str, folds: list[int], rng: random.Random | None = None,
     for f in folds:
         ops = digits[i : i + f]
         new = total + sum(int(c) for c in ops)
+        new = new % modulus if modulus else new
         parts.append("".join(f"{LABELS[i + j]}{c}" for j, c in enumerate(ops)) + f"+{total}={new}")
         if rng is not None and rng.random() < check_rate:
             parts.append("(" + "+".join([str(total)] + list(reversed(ops))) + f"={new})")
@@ -144,7 +154,7 @@ def verbose_completion(digits: str, rng: random.Random, cfg: TallyConfig, verbos
     c = rng.uniform(*cfg.coarse_prob) if terse else 0.0
     q = verbosity * rng.uniform(*cfg.check_prob)
     f = verbosity * rng.uniform(*cfg.filler_prob)
-    return write_trace(digits, plan_folds(len(digits) - 1, rng, c, cfg.max_fold), rng, q, f)
+    return write_trace(digits, plan_folds(len(digits) - 1, rng, c, cfg.max_fold), rng, q, f, cfg.modulus)
 
 
 PRACTICE_MARK = ";"
@@ -155,8 +165,8 @@ def practice_prompt(digits: str) -> str:
     return prompt_of(digits)[:-1] + PRACTICE_MARK
 
 
-def answer_only_completion(digits: str) -> str:
-    return chain.answer_only_completion(digits, answer_of)
+def answer_only_completion(digits: str, modulus: int = 0) -> str:
+    return chain.answer_only_completion(digits, lambda d: answer_of(d, modulus))
 
 
 def sample_digits(rng: random.Random, level: int, split: str, bucket: int) -> str:
@@ -189,7 +199,8 @@ class TallyTask(ChainTask):
             self.levels(), self.cfg.test_size, bucket, lambda level: sample_digits(rng, level, split, bucket))]
 
     def _problem(self, digits: str) -> Problem:
-        fine = write_trace(digits, [1] * (len(digits) - 1))
+        fine = write_trace(digits, [1] * (len(digits) - 1), modulus=self.cfg.modulus)
         tokens = self._oracle_len(fine) if self._oracle_len else None
-        return Problem(id=digits, question=prompt_of(digits), answer=str(answer_of(digits)), level=len(digits) - 1,
+        return Problem(id=digits, question=prompt_of(digits), answer=str(answer_of(digits, self.cfg.modulus)),
+                       level=len(digits) - 1,
                        oracle_tokens=tokens, meta={"oracle_completion": fine})
