@@ -70,14 +70,15 @@ def test_laser_d_trains_measures_on_schedule_and_resumes_with_its_targets(tmp_pa
     common = ["--set", f"model={tmp_path / 'm'}", "--set", "rollouts=3", "--set", "prompts_per_rollout=4",
               "--set", "max_completion_length=16", "--set", "save_every=1", "--set", "threads=1",
               "--set", "reward=laser_d", "--set", "alpha=0", "--set", "reward_options.monitor_prompts=3",
-              "--set", "reward_options.monitor_every=2", "--set", "reward_options.monitor_samples=3",
+              "--set", "reward_options.monitor_every=1", "--set", "reward_options.monitor_samples=3",
               "--out", str(out)]
     crashed = run_train(common, env={"FRUGALTHINK_KILL_AT_STEP": "4"})  # killed after rollout 2's checkpoint
     assert crashed.returncode != 0
-    assert crashed.stdout.count("laser-d monitor") == 2  # before rollout 0 and before rollout 2
+    assert crashed.stdout.count("laser-d monitor") == 3  # before rollouts 0, 1 and 2
     state = json.loads((out / "checkpoint-4" / laser.STATE_FILE).read_text())
     assert state["rollout"] == 2 and set(state["targets"]) == set(laser.BANDS)
     resumed = run_train(common + ["--resume"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "laser-d monitor" not in resumed.stdout  # rollout 2's targets came back from the checkpoint
+    # rollout 2's targets came back from the checkpoint, and nothing is measured after the last rollout
+    assert "laser-d monitor" not in resumed.stdout
     assert json.loads((out / "checkpoint-6" / laser.STATE_FILE).read_text()) == state

@@ -147,8 +147,8 @@ def make_monitor_callback(monitor: LaserMonitor, updates_per_rollout: int, log=p
 
     class LaserMonitorCallback(TrainerCallback):
         def _maybe_measure(self, state, model) -> None:
-            if state.global_step % updates_per_rollout:
-                return
+            if state.global_step % updates_per_rollout or (state.max_steps and state.global_step >= state.max_steps):
+                return  # mid-rollout, or after the last rollout (no training left to use the targets)
             rollout = state.global_step // updates_per_rollout
             if monitor.due(rollout):
                 targets = monitor.measure(model, rollout)
