@@ -12,10 +12,11 @@ def test_informative_groups_and_choice():
     assert D.informative_groups([0.0] * 4, 2) == []
     with pytest.raises(ValueError):
         D.informative_groups([1, 0, 1], 2)
-    # round 0 has group 1 informative, round 1 groups 0 and 2: the rollout takes them in generation order
-    assert D.choose_groups([[1], [0, 2]], 2, 3) == [(0, 1), (1, 0)]
+    # round 0 has group 1 informative, round 1 groups 0 and 2: the rollout takes them in generation order, up to 2
+    assert D.choose_groups([[1], [0, 2], [1]], 2) == [(0, 1), (1, 0)]
     # not enough informative groups after the last round: round 0's others fill in, in order
-    assert D.choose_groups([[2], [1]], 4, 3) == [(0, 2), (1, 1), (0, 0), (0, 1)]
+    assert D.choose_groups([[2, 3], [1]], 4) == [(0, 2), (0, 3), (1, 1), (0, 0)]
+    assert D.choose_groups([[]], 2) == [(0, 0), (0, 1)]
 
 
 def test_merge_pads_prompts_left_and_completions_right():

@@ -182,6 +182,11 @@ def test_dler_limit_defaults_to_the_generation_cap(tmp_path):
 
     assert RLRecipe(model="m", reward="dler", max_completion_length=96).resolved_reward_options() == {"limit": 96}
     assert RLRecipe(model="m", reward="dler", reward_options={"limit": 40}).resolved_reward_options() == {"limit": 40}
+    # the other cap-relative defaults: Laser's target a quarter of the cap, cosine's and DAPO's L_max the cap
+    assert RLRecipe(model="m", reward="laser", max_completion_length=256).resolved_reward_options()["target"] == 64
+    assert RLRecipe(model="m", reward="cosine", max_completion_length=96).resolved_reward_options()["max_len"] == 96
+    assert RLRecipe(model="m", reward="dapo", max_completion_length=100).resolved_reward_options() == {
+        "max_len": 100, "cache": 20}
     with pytest.raises(ValueError):
         truncation_rewards([True], [3], limit=0)
 

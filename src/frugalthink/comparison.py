@@ -35,9 +35,9 @@ def matched_point(points: list[dict], base_accuracy: float, ratio: float = MATCH
 
 def comparison_table(comp: dict, ratio: float = MATCHED) -> str:
     """Markdown: one row per method -- its cheapest point at matched accuracy, else its most accurate point."""
-    base = comp["base"]
     from frugalthink.stats import aes, format_aes
 
+    base = comp["base"]
     head = (f"| method | kind | points | matched (>= {100 * ratio:.0f}% of base acc.) | accuracy [95% CI] | "
             "mean tokens | tokens vs base | AES | latency ms / request | latency vs base |")
     lines = [head, "|" + "---|" * 10]

@@ -29,19 +29,20 @@ def informative_groups(rewards: Sequence[float], k: int, tol: float = 1e-9) -> l
     return out
 
 
-def choose_groups(rounds: Sequence[Sequence[int]], n_groups: int, first_round_size: int) -> list[tuple[int, int]]:
-    """(round, group) pairs of the rollout: informative groups in the order they were generated, up to
-    ``n_groups``; if there are fewer, the first round's uninformative groups fill the rest, in order.
+def choose_groups(rounds: Sequence[Sequence[int]], n_groups: int) -> list[tuple[int, int]]:
+    """(round, group) pairs of a rollout of ``n_groups`` groups (every round generates that many): informative
+    groups in the order they were generated; if there are fewer, the first round's uninformative groups fill the
+    rest, in order.
 
-    >>> choose_groups([[1], [0, 2]], 3, 3)
+    >>> choose_groups([[1], [0, 2]], 3)
     [(0, 1), (1, 0), (1, 2)]
-    >>> choose_groups([[1], []], 3, 3)
+    >>> choose_groups([[1], []], 3)
     [(0, 1), (0, 0), (0, 2)]
     """
     picked = [(r, g) for r, groups in enumerate(rounds) for g in groups][:n_groups]
     if len(picked) < n_groups:
         first = set(rounds[0])
-        picked += [(0, g) for g in range(first_round_size) if g not in first][: n_groups - len(picked)]
+        picked += [(0, g) for g in range(n_groups) if g not in first][: n_groups - len(picked)]
     return picked
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 EPS = 1e-7
 
@@ -345,10 +345,12 @@ def laser_d_rewards(correct: Sequence[bool], lengths: Sequence[int], groups: Seq
 @dataclass(frozen=True)
 class RewardSpec:
     """``compute(correct, lengths, groups, targets, formed, alpha, options) -> rewards`` (``formed``: the sample
-    ended with a parsable final answer, right or wrong); ``defaults``: the paper's options."""
+    ended with a parsable final answer, right or wrong); ``defaults``: the paper's options; ``from_cap``: options
+    whose default (None) is that fraction of the run's generation cap, as the paper sets it against its own cap."""
 
     compute: Callable[..., list[float]]
     defaults: dict
+    from_cap: dict = field(default_factory=dict)
 
 
 REWARDS: dict[str, RewardSpec] = {
@@ -361,13 +363,14 @@ REWARDS: dict[str, RewardSpec] = {
     "grpo_lead": RewardSpec(lambda c, n, g, t, f, alpha, o: grpo_lead_rewards(c, n, g, o["alpha"]), {"alpha": 0.1}),
     "cosine": RewardSpec(lambda c, n, g, t, f, alpha, o: cosine_rewards(c, n, **o),
                          {"max_len": None, "min_value_wrong": -1.0, "max_value_wrong": -0.5,
-                          "min_value_correct": 0.5, "max_value_correct": 1.0}),
+                          "min_value_correct": 0.5, "max_value_correct": 1.0}, {"max_len": 1.0}),
     "dapo": RewardSpec(lambda c, n, g, t, f, alpha, o: dapo_rewards(c, n, o["max_len"], o["cache"]),
-                       {"max_len": None, "cache": None}),
+                       {"max_len": None, "cache": None}, {"max_len": 1.0}),
     "correctness": RewardSpec(lambda c, n, g, t, f, alpha, o: [1.0 if ok else 0.0 for ok in c], {}),  # DRPO's
-    "dler": RewardSpec(lambda c, n, g, t, f, alpha, o: truncation_rewards(c, n, o["limit"]), {"limit": None}),
+    "dler": RewardSpec(lambda c, n, g, t, f, alpha, o: truncation_rewards(c, n, o["limit"]), {"limit": None},
+                       {"limit": 1.0}),
     "laser": RewardSpec(lambda c, n, g, t, f, alpha, o: laser_rewards(c, n, f, [o["target"]] * len(c), o["bonus"]),
-                        {"target": None, "bonus": 0.5}),
+                        {"target": None, "bonus": 0.5}, {"target": 0.25}),  # Laser: 4,096 of a 16k cap
     # bucket_targets: filled in during training by the monitor (frugalthink.laser); its options set the monitor
     "laser_d": RewardSpec(lambda c, n, g, t, f, alpha, o: laser_d_rewards(c, n, g, f, o["bucket_targets"], o["bonus"]),
                           {"bonus": 0.5, "monitor_prompts": 500, "monitor_every": 20, "monitor_samples": 8,

@@ -181,16 +181,13 @@ class RLRecipe:
             raise UserError("update_rule drpo: dynamic_sampling must be off (DRPO drops one-sided groups itself)")
 
     def resolved_reward_options(self) -> dict:
-        """The reward's options with defaults filled in (length caps default to ``max_completion_length``)."""
+        """The reward's options with defaults filled in (cap-relative ones from ``max_completion_length``)."""
         opts = {**REWARD_OPTIONS[self.reward], **self.reward_options}
-        if self.reward in ("cosine", "dapo") and opts.get("max_len") is None:
-            opts["max_len"] = self.max_completion_length
+        for name, share in R.REWARDS[self.reward].from_cap.items():
+            if opts.get(name) is None:
+                opts[name] = max(1, int(self.max_completion_length * share))
         if self.reward == "dapo" and opts.get("cache") is None:
             opts["cache"] = max(1, opts["max_len"] // 5)  # DAPO: a 4096-token cache of 20480
-        if self.reward == "dler" and opts.get("limit") is None:
-            opts["limit"] = self.max_completion_length
-        if self.reward == "laser" and opts.get("target") is None:
-            opts["target"] = self.max_completion_length // 4  # Laser's 4096 of a 16k cap
         return opts
 
     @property

@@ -222,7 +222,7 @@ class FrugalRLOOTrainer(RLOOTrainer):
             if sum(map(len, informative)) >= n_groups or len(batches) >= self.max_sampling_rounds:
                 break
             inputs_round = self._refill_inputs(n_groups)
-        picked = D.choose_groups(informative, n_groups, n_groups)
+        picked = D.choose_groups(informative, n_groups)
         parts = [D.take_rows(batches[r], torch.arange(g * k, (g + 1) * k, device=batches[r]["completion_ids"].device))
                  for r, g in picked]
         metrics = self._metrics["train"]

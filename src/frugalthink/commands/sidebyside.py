@@ -219,23 +219,24 @@ def _extra_seed_methods(settings, out: Path, seeds, alphas) -> list[dict]:
     for seed in (s for s in seeds if s):
         for title, kind, chosen in (("ours (alpha sweep)", "ours", [a for a in alphas if a > 0]),
                                     ("RL correctness only (alpha=0)", "RL baseline", [a for a in alphas if a == 0])):
-            pts = []
-            for a in chosen:
-                run_dir = member_dir(out / "ours", a, seed)
-                d = run_dir / "eval"
-                pts.append(point_of(f"alpha={a:g}", evaluate(replace(settings, model=str(run_dir)), d, quiet=True), d))
             methods.append({"method": _titled(title, seed), "family": title, "seed": seed, "kind": kind,
-                            "points": pts})
+                            "points": _member_points(settings, out / "ours", chosen, seed)})
     return methods
 
 
-def _ours_dler_method(settings, out: Path, alphas) -> dict:
+def _member_points(settings, root: Path, alphas, seed: int) -> list[dict]:
+    """One evaluated point per alpha member trained under ``root`` (`family.member_dir`)."""
     pts = []
-    for a in (a for a in alphas if a > 0):
-        run_dir = member_dir(out / "ours-dler", a, 0)
+    for a in alphas:
+        run_dir = member_dir(root, a, seed)
         d = run_dir / "eval"
         pts.append(point_of(f"alpha={a:g}", evaluate(replace(settings, model=str(run_dir)), d, quiet=True), d))
-    return {"method": OURS_DLER, "kind": "ours", "points": pts}
+    return pts
+
+
+def _ours_dler_method(settings, out: Path, alphas) -> dict:
+    return {"method": OURS_DLER, "kind": "ours",
+            "points": _member_points(settings, out / "ours-dler", [a for a in alphas if a > 0], 0)}
 
 
 def _peer_methods(settings, out: Path, peers, seeds, variants, quick: bool) -> list[dict]:
