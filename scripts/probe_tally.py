@@ -25,7 +25,7 @@ STEP = re.compile(r"\+(\d+)=(\d+)")
 
 
 def probe(model, tokenizer, problems, fold: int, temperature: float, seed: int, batch_size: int = 64,
-          modulus: int = 0) -> list[dict]:
+          modulus: int = 0, answer_mod: int = 0) -> list[dict]:
     """One record per problem: the forced-fold completion, its answer, and per-step copy/arithmetic results."""
     import torch
 
@@ -71,7 +71,7 @@ def probe(model, tokenizer, problems, fold: int, temperature: float, seed: int, 
                 want = (copied + ops) % modulus if modulus and m else (copied + ops if m else None)
                 rows.append({"fold": f, "copy": copied == total, "arith": m is not None and result == want})
                 total, first = (result if result is not None else -1), first + f
-            grade = grade_many([text], [str(answer_of(d, modulus))], kind="exact")[0]
+            grade = grade_many([text], [str(answer_of(d, modulus, answer_mod))], kind="exact")[0]
             out.append({"id": p.id, "level": p.level, "fold": fold, "completion": text, "steps": rows,
                         "correct": grade.correct, "tokens": count_tokens(tokenizer, text),
                         "clean_tokens": count_tokens(tokenizer, write_trace(d, plan, modulus=modulus))})
@@ -117,6 +117,29 @@ def summarize(records: list[dict]) -> list[dict]:
     return rows
 
 
+def _base_tally_config(model_dir: str) -> dict:
+    """The tally config a base was built with (its ``frugalthink_base.json``), or {} for other models."""
+    from pathlib import Path
+
+    path = Path(model_dir) / "frugalthink_base.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text()).get("config", {}).get("tally", {})
+
+
+def task_settings(model_dir: str, modulus: int | None, answer_mod: int | None) -> tuple[int, int]:
+    """(modulus, answer_mod) to probe with: given values, else the base's, else TallyConfig's defaults; a base built
+    before ``answer_mod`` existed answered the plain total."""
+    from frugalthink.tasks.tally import TallyConfig
+
+    built = _base_tally_config(model_dir)
+    if modulus is None:
+        modulus = built.get("modulus", TallyConfig.modulus)
+    if answer_mod is None:
+        answer_mod = built.get("answer_mod", 0 if built else TallyConfig.answer_mod)
+    return modulus, answer_mod
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -127,7 +150,9 @@ def main(argv=None) -> int:
     ap.add_argument("--temperature", type=float, default=0.6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--modulus", type=int, default=0, help="the base's tally.modulus (0: plain sum)")
+    ap.add_argument("--modulus", type=int, help="tally.modulus (default: the base's, from its frugalthink_base.json; "
+                                                "else TallyConfig's)")
+    ap.add_argument("--answer-mod", type=int, help="tally.answer_mod (default: the base's, else TallyConfig's)")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
     import torch
@@ -139,14 +164,17 @@ def main(argv=None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model).eval()
     levels = [int(x) for x in args.levels.split(",")]
-    task = get_task("tally", config={"min_level": min(levels), "max_level": max(levels), "modulus": args.modulus})
+    modulus, answer_mod = task_settings(args.model, args.modulus, args.answer_mod)
+    task = get_task("tally", config={"min_level": min(levels), "max_level": max(levels), "modulus": modulus,
+                                     "answer_mod": answer_mod})
     problems = task.load(args.split)
     records = []
     for level in levels:
         ps = [p for p in problems if p.level == level][: args.limit]
         for fold in (int(x) for x in args.folds.split(",")):
             if fold <= level:
-                records += probe(model, tokenizer, ps, fold, args.temperature, args.seed, modulus=args.modulus)
+                records += probe(model, tokenizer, ps, fold, args.temperature, args.seed, modulus=modulus,
+                                 answer_mod=answer_mod)
     rows = summarize(records)
     print("level fold    n  accuracy [95% CI]      copy/step  arith/step  tokens  clean trace")
     for r in rows:

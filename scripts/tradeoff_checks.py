@@ -8,7 +8,9 @@ prints, for seed-0 members:
 2. neighbouring alphas > 0: mean tokens differ, paired bootstrap p < 0.01;
 3. accuracy at the easiest and hardest level per member (Wilson 95% intervals; McNemar vs base at the hardest);
 4. adaptivity: per level, tokens(alpha) / tokens(base) for every alpha, and whether it rises with the level.
-Each line says PASS or FAIL; the numbers are printed with it, so a FAIL is read, not hidden.
+Each line says PASS or FAIL; the numbers are printed with it, so a FAIL is read, not hidden. Printed beside them, not
+judged: tokens / the fine trace per level (records' ``oracle_tokens``), which separates what a member cuts below the
+fine trace (folded steps) from the base's own verbosity profile.
 """
 
 from __future__ import annotations
@@ -97,6 +99,10 @@ def checks(fam_dir: Path) -> dict:
             pairs = paired_records(base_lv[hard], lv[hard])
             row["mcnemar_hard_vs_base"] = mcnemar_exact([x["correct"] for x, _ in pairs], [y["correct"] for _, y in pairs])
         row["tokens_ratio_by_level"] = {level: mean_tokens(lv[level]) / mean_tokens(base_lv[level]) for level in levels}
+        if all(r.get("oracle_tokens") for r in rs):
+            row["tokens_over_fine_by_level"] = {
+                level: mean_tokens(lv[level]) / (sum(r["oracle_tokens"] for r in lv[level]) / len(lv[level]))
+                for level in levels}
         table.append(row)
     out["table"] = table
     falls = [r for r in table[1:] if float(r["model"].split("=")[1]) > 0
@@ -130,6 +136,11 @@ def main(argv=None) -> int:
         accs = "  ".join(f"{row[f'acc_L{k}'][0]:7.3f}" for k in (levels[0], levels[-1]))
         ratios = " ".join(f"{r:.2f}" for r in row["tokens_ratio_by_level"].values())
         print(f"{row['model']:<12} {accs}   {ratios}")
+    if all("tokens_over_fine_by_level" in row for row in res["table"]):
+        print("\nmodel        tokens / fine trace by level " + " ".join(f"L{lv}" for lv in levels) + "   Spearman")
+        for row in res["table"]:
+            ratios = list(row["tokens_over_fine_by_level"].values())
+            print(f"{row['model']:<12} {' '.join(f'{r:.2f}' for r in ratios)}   {spearman(ratios):+.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0 if all(c["pass"] for c in res["checks"]) else 1

@@ -50,12 +50,65 @@ def test_hand_written_traces():
 def test_modulus_reduces_every_written_result():
     assert write_trace("35814", [1, 1, 1, 1], modulus=10) == "<think>B5+3=8C8+8=6D1+6=7E4+7=1</think>\\boxed{1}"
     assert write_trace("35814", [2, 2], modulus=10) == "<think>B5C8+3=6D1E4+6=1</think>\\boxed{1}"
-    assert answer_of("35814", 10) == 1 and answer_of("35814") == 21
+    assert answer_of("35814", 10) == 1 and answer_of("35814") == 21 and answer_of("35814", 7, 10) == 0
     task = get_task("tally", config={"modulus": 10, "min_level": 12, "max_level": 14})
     task.cfg.validate()  # long levels are allowed with a modulus
     p = task.load("validation")[-1]
     assert p.level == 14 and p.answer == str(sum(map(int, p.id)) % 10)
     assert p.meta["oracle_completion"] == write_trace(p.id, [1] * 14, modulus=10)
+
+
+def test_answer_mod_boxes_the_last_digit_of_a_plain_trace():
+    assert (write_trace("35814", [1, 1, 1, 1], answer_mod=10)
+            == "<think>B5+3=8C8+8=16D1+16=17E4+17=21</think>\\boxed{1}")
+    assert answer_of("35814", answer_mod=10) == 1 and answer_of("9999", answer_mod=7) == 36 % 7
+    task = get_task("tally", config={"answer_mod": 10})
+    p = task.load("test")[-1]
+    assert p.answer == str(sum(map(int, p.id)) % 10)
+    assert p.meta["oracle_completion"] == write_trace(p.id, [1] * p.level, answer_mod=10)
+    from frugalthink.tasks.tally import answer_only_completion
+
+    assert answer_only_completion("35814", answer_mod=10) == "<think></think>\\boxed{1}"
+    rng = random.Random(3)
+    cfg = TallyConfig(answer_mod=10, coarse_share=0.5)
+    for _ in range(50):
+        digits = "".join(str(rng.randrange(10)) for _ in range(9))
+        completion = verbose_completion(digits, rng, cfg)
+        assert replay(digits, completion) == sum(map(int, digits))  # the written totals stay plain
+        assert grade_many([completion], [str(answer_of(digits, answer_mod=10))], kind="exact")[0].correct
+
+
+def test_mixed_prob_folds_pairs_in_ordinary_traces():
+    rng = random.Random(4)
+    digits = "3581492761"
+    plain = TallyConfig(coarse_share=0.0, mixed_prob=(0.0, 0.0))
+    assert all(trace_folds(verbose_completion(digits, rng, plain)) == [1] * 9 for _ in range(50))
+    mixed = TallyConfig(coarse_share=0.0, mixed_prob=(0.3, 0.3), mixed_until=0)
+    folds = [f for _ in range(300) for f in trace_folds(verbose_completion(digits, rng, mixed))]
+    assert set(folds) == {1, 2}  # ordinary traces fold pairs only, whatever max_fold is
+    share = folds.count(2) / len(folds)  # a step folds with p = 0.3; 2-folds among written steps ~ 0.3 / 1.0
+    assert 0.2 < share < 0.4
+
+
+def test_mixed_until_folds_only_while_the_total_is_small():
+    from frugalthink.tasks.tally import plan_mixed
+
+    rng = random.Random(5)
+    # totals before each step: 9, 18, 27, 36, ... -> fold odds 0.7, 0.4, 0.1, then none (rate 1, until 30)
+    counts = [0, 0, 0, 0]
+    for _ in range(400):
+        plan = plan_mixed("9" * 9, rng, 1.0, 30)
+        assert sum(plan) == 8 and set(plan) <= {1, 2}
+        total = 9
+        for f in plan:
+            band = min(total // 9 - 1, 3)
+            counts[band] += f == 2
+            total += 9 * f
+    assert counts[3] == 0 and counts[0] > counts[1] > counts[2] > 0
+    assert plan_mixed("12345", random.Random(0), 0.0, 30) == [1, 1, 1, 1]
+    assert plan_mixed("00000", random.Random(0), 1.0, 0) == [2, 2]  # until 0: the rate throughout
+    cfg = TallyConfig(coarse_share=0.0, mixed_prob=(1.0, 1.0), mixed_until=30)
+    assert trace_folds(verbose_completion("999999999", random.Random(1), cfg))[-1] == 1
 
 
 @pytest.mark.parametrize("level", [1, 2, 5, 8, 10])
@@ -71,12 +124,13 @@ def test_verbose_traces_are_right_and_folds_parse_back(level):
         rng.uniform(*cfg.coarse_prob)
         plan = plan_folds(level, random.Random(0), 0.0, 4)
         assert plan == [1] * level
-        assert replay(digits, completion) == answer_of(digits)
-        assert completion.endswith(f"\\boxed{{{answer_of(digits)}}}")
+        assert replay(digits, completion) == sum(map(int, digits))  # plain totals written
+        answer = answer_of(digits, answer_mod=cfg.answer_mod)  # the default answer: the total's last digit
+        assert cfg.answer_mod == 10 and completion.endswith(f"\\boxed{{{answer}}}")
         folds = trace_folds(completion)
         assert sum(folds) == level and max(folds) <= cfg.max_fold
         seen_folds |= set(folds)
-        assert grade_many([completion], [str(answer_of(digits))], kind="exact")[0].correct
+        assert grade_many([completion], [str(answer)], kind="exact")[0].correct
     if level >= 4:
         assert seen_folds == {1, 2, 3, 4}
 
@@ -105,7 +159,7 @@ def test_splits_are_disjoint_and_seeded():
     assert len(test) == len(val) == 50 + 70 * 6  # level 2 has 100 test strings; half of them at most
     assert [p.id for p in TallyTask().load("test")] == [p.id for p in test]
     for p in test:
-        assert p.answer == str(answer_of(p.id)) and len(p.id) == p.level + 1
+        assert p.answer == str(answer_of(p.id, answer_mod=10)) and len(p.id) == p.level + 1
     with pytest.raises(UserError, match="unknown split"):
         task.load("dev")
 
@@ -115,7 +169,7 @@ def test_oracle_tokens_are_the_fine_trace():
     task = get_task("tally", config={"min_level": 2, "max_level": 3}).with_token_counter(
         lambda text: len(tok(text, add_special_tokens=False)["input_ids"]) + 1)
     p = task.load("test")[0]
-    assert p.meta["oracle_completion"] == write_trace(p.id, [1] * p.level)
+    assert p.meta["oracle_completion"] == write_trace(p.id, [1] * p.level, answer_mod=10)
     assert p.oracle_tokens == len(tok(p.meta["oracle_completion"], add_special_tokens=False)["input_ids"]) + 1
     assert "<unk>" not in tok.decode(tok(p.meta["oracle_completion"])["input_ids"])
 
@@ -127,6 +181,9 @@ def test_oracle_tokens_are_the_fine_trace():
     ({"levels": 3}, "levels"),
     ({"modulus": 1}, "modulus must be 0"),
     ({"modulus": 10, "max_level": 26}, "one label per digit"),
+    ({"answer_mod": 1}, "answer_mod must be 0"),
+    ({"mixed_prob": [0.3, 0.1]}, "mixed_prob"),
+    ({"mixed_until": -1}, "mixed_until"),
 ])
 def test_bad_settings_name_the_field(config, message):
     with pytest.raises(UserError, match=message):

@@ -53,3 +53,15 @@ def test_runs_on_a_real_tiny_model():
     problems = [p for p in get_task("tally").load("validation") if p.level == 3][:3]
     recs = probe_tally.probe(model, tok, problems, fold=3, temperature=1.0, seed=0)
     assert len(recs) == 3 and all(len(r["steps"]) == 1 and r["completion"].startswith("<think>B") for r in recs)
+
+
+def test_task_settings_follow_the_base(tmp_path):
+    import json
+
+    assert probe_tally.task_settings(str(tmp_path), None, None) == (0, 10)  # no base file: TallyConfig's defaults
+    (tmp_path / "frugalthink_base.json").write_text(json.dumps({"config": {"tally": {"modulus": 0}}}))
+    assert probe_tally.task_settings(str(tmp_path), None, None) == (0, 0)  # built before answer_mod: plain totals
+    (tmp_path / "frugalthink_base.json").write_text(json.dumps({"config": {"tally": {"modulus": 10,
+                                                                                     "answer_mod": 7}}}))
+    assert probe_tally.task_settings(str(tmp_path), None, None) == (10, 7)
+    assert probe_tally.task_settings(str(tmp_path), 0, 10) == (0, 10)  # given values win

@@ -20,16 +20,19 @@ checks_mod = _script("tradeoff_checks")
 anatomy_mod = _script("trace_anatomy")
 
 
-def _eval(path: Path, tokens_by_level: dict, wrong_at: dict | None = None) -> str:
+def _eval(path: Path, tokens_by_level: dict, wrong_at: dict | None = None, fine: dict | None = None) -> str:
     path.mkdir(parents=True)
     rows = []
     for level, tokens in tokens_by_level.items():
         for i in range(40):
             wrong = i < (wrong_at or {}).get(level, 0)
             rows.append({"problem_id": f"{level}-{i}", "sample": 0, "level": level, "tokens": tokens + i % 3,
-                         "correct": not wrong, "completion": ""})
+                         "correct": not wrong, "completion": "", "oracle_tokens": (fine or FINE)[level]})
     (path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
+
+
+FINE = {2: 20, 5: 50, 8: 80}
 
 
 def _family(tmp_path, members: dict) -> Path:
@@ -62,6 +65,14 @@ def test_a_staircase_to_a_floor_fails(tmp_path):
     assert verdict["alpha 0.2 vs 0.4"] is False
     assert not any(v for k, v in verdict.items() if k.startswith("from some alpha"))
     assert not any(v for k, v in verdict.items() if k.startswith("alpha = 0.2 is adaptive"))
+
+
+def test_tokens_over_the_fine_trace_are_reported(tmp_path, capsys):
+    fam = _family(tmp_path, {0.2: ({2: 15, 5: 48, 8: 80},)})
+    row = checks_mod.checks(fam)["table"][1]
+    assert row["tokens_over_fine_by_level"] == pytest.approx({2: 15.975 / 20, 5: 48.975 / 50, 8: 80.975 / 80})  # tokens + i % 3
+    checks_mod.main([str(fam)])
+    assert "tokens / fine trace by level" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("values, rho", [([1, 2, 3, 4], 1.0), ([4, 3, 2, 1], -1.0), ([1, 1, 2, 2], 0.894)])

@@ -73,7 +73,7 @@ def sample_trace(recipe: BaseRecipe, rng: random.Random, level: int, verbosity: 
     if recipe.task == "tally":
         digits = tally.sample_digits(rng, level, "train", cfg.bucket)
         if recipe.answer_only:
-            return prompt_of(digits), tally.answer_only_completion(digits, cfg.modulus)
+            return prompt_of(digits), tally.answer_only_completion(digits, cfg.modulus, cfg.answer_mod)
         if rng.random() < cfg.practice_share:
             return tally.practice_prompt(digits), tally.verbose_completion(digits, rng, cfg, verbosity, terse=True)
         return prompt_of(digits), tally.verbose_completion(digits, rng, cfg, verbosity)

@@ -1,29 +1,31 @@
-"""`tally`: the second embedded task -- a plain running total of labelled digits, where coarse steps cost accuracy.
+"""`tally`: the second embedded task -- a running total of labelled digits, where coarse steps cost accuracy.
 
-A problem is a string of digits ``d0 d1 ... dn``, labelled in the prompt as in `chain`; the answer is the plain sum
-``d0 + ... + dn`` (not reduced mod 10, so the running total grows to two digits). The level is ``n``. A trace adds
-the digits step by step; a step may *fold* several digits, naming each by its label, then adding their sum to the
-running total in one written result::
+A problem is a string of digits ``d0 d1 ... dn``, labelled in the prompt as in `chain`; the level is ``n``. A trace
+writes the plain running total (two digits once it passes 9) step by step; a step may *fold* several digits, naming
+each by its label, then adding their sum to the running total in one written result. The answer is the last digit
+of the total (``answer_mod`` 10; 0 asks for the whole total)::
 
-    A3B5C8D1E4:  ->  fine    <think>B5+3=8C8+8=16D1+16=17E4+17=21</think>\\boxed{21}
-                     fold 2  <think>B5C8+3=16D1E4+16=21</think>\\boxed{21}
-                     fold 4  <think>B5C8D1E4+3=21</think>\\boxed{21}
+    A3B5C8D1E4:  ->  fine    <think>B5+3=8C8+8=16D1+16=17E4+17=21</think>\\boxed{1}
+                     fold 2  <think>B5C8+3=16D1E4+16=21</think>\\boxed{1}
+                     fold 4  <think>B5C8D1E4+3=21</think>\\boxed{1}
 
 Every trace the base is trained on is correct. What a folded step costs is the model's: one written result must
 carry the sum of ``f + 1`` operands, and the tiny model computes that less reliably as ``f`` and the running total
 grow (measured, not assumed: ``scripts/probe_tally.py`` and docs/benchmark.md). So coarse traces are short and
-risky, fine traces long and safe, and the risk compounds over the steps of a harder problem.
+risky, fine traces long and safe, and the risk compounds over the steps of a harder problem. The answer's last digit
+keeps the trace necessary: from the trace it is a copy, but a one-shot answer is a sum mod 10, which the tiny model
+does not learn (the answer-only control scores chance), while a plain total is one attention average away.
 
-The base's traces are varied the way R1's are: most are written step by step and a share ``coarse_share`` tersely,
-with a rate ``c ~ U(coarse_prob)`` of coarse steps (fold ``2..max_fold``, uniform); a terse style is a choice the
-model makes at the first step and keeps. All traces carry redundant **checks** ``(16+1+8=25)`` (the step
-recomputed with its operands in reverse order) with rate ``q ~ U(check_prob)`` and **hesitation** from `chain`'s
-fillers with rate ``f ~ U(filler_prob)``.
+The base's traces are varied the way R1's are. Ordinary traces are written step by step and fold a pair now and then
+while the total is small (probability ``c * max(0, 1 - total / mixed_until)`` before each step, ``c ~
+U(mixed_prob)`` per trace), the way a writer skips steps on easy arithmetic; a share ``coarse_share`` is written
+tersely, with a rate ``c ~ U(coarse_prob)`` of coarse steps (fold ``2..max_fold``, uniform, at any total). All
+traces carry redundant **checks** ``(16+1+8=25)`` (the step recomputed with its operands in reverse order) with rate
+``q ~ U(check_prob)`` and **hesitation** from `chain`'s fillers with rate ``f ~ U(filler_prob)``.
 
 Where the folded sums are learned: a share ``practice_share`` of the SFT problems is posed with ``;`` in place of
 ``:`` and always answered tersely (a model's other training data, where terse arithmetic is common, not its
-reasoning style). Evaluation and RL use only ``:`` prompts, to which the base answers tersely in about
-``coarse_share`` of its traces, sharpened by the sampling temperature.
+reasoning style). Evaluation and RL use only ``:`` prompts.
 
 Splits are disjoint by construction: a digit string is a test problem iff a stable hash of it falls in bucket 0,
 a validation problem iff it falls in bucket 1, and a training problem otherwise.
@@ -57,6 +59,15 @@ class TallyConfig:
     # 0: the plain sum (two-digit totals, levels up to 10); m >= 2: the running total reduced mod m at every step (one
     # digit for m = 10), so a folded step adds and reduces in one written result, and levels up to 25 are allowed
     modulus: int = 0
+    # 0: the answer is the final written total; m >= 2: its residue mod m (the last digit for m = 10), boxed after a
+    # trace of plain totals. The trace is unchanged (copying the last digit is free), but a one-shot
+    # answer must compute a modular sum, which a tiny model does not learn (the answer-only control)
+    answer_mod: int = 10
+    # rate of fold-2 steps in the ordinary (not terse) traces, drawn per trace: (0, 0) keeps them all fine
+    mixed_prob: tuple[float, float] = (0.05, 0.3)
+    # > 0: an ordinary trace folds a pair only while the running total is small: with probability
+    # c * max(0, 1 - total / mixed_until) before each step, the way a writer skips steps on easy arithmetic
+    mixed_until: int = 45
     test_size: int = 70  # per level and split (test, validation), capped by how many strings exist
     bucket: int = 10  # 1 in bucket digit strings is a test problem, 1 in bucket a validation problem
     seed: int = 0
@@ -66,6 +77,8 @@ class TallyConfig:
 
         if self.modulus == 1 or self.modulus < 0:
             raise UserError(f"tally.modulus must be 0 (plain sum) or >= 2, got {self.modulus}")
+        if self.answer_mod == 1 or self.answer_mod < 0:
+            raise UserError(f"tally.answer_mod must be 0 (the total) or >= 2, got {self.answer_mod}")
         top = len(LABELS) - 1 if self.modulus else 10
         if not 1 <= self.min_level <= self.max_level <= top:
             raise UserError(f"tally: need 1 <= min_level <= max_level <= {top} "
@@ -76,10 +89,12 @@ class TallyConfig:
         for name in ("coarse_share", "practice_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise UserError(f"tally.{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("coarse_prob", "check_prob", "filler_prob"):
+        for name in ("coarse_prob", "mixed_prob", "check_prob", "filler_prob"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi <= 1:
                 raise UserError(f"tally.{name}: need 0 <= low <= high <= 1, got {(lo, hi)}")
+        if self.mixed_until < 0:
+            raise UserError(f"tally.mixed_until must be >= 0, got {self.mixed_until}")
         if self.bucket < 3:
             raise UserError(f"tally.bucket must be >= 3 (test, validation and train buckets), got {self.bucket}")
 
@@ -89,9 +104,11 @@ def split_of(digits: str, bucket: int = 10) -> str:
     return "test" if h == 0 else "validation" if h == 1 else "train"
 
 
-def answer_of(digits: str, modulus: int = 0) -> int:
+def answer_of(digits: str, modulus: int = 0, answer_mod: int = 0) -> int:
+    """The boxed answer: the final written total (reduced mod ``modulus`` when set), mod ``answer_mod`` when set."""
     total = sum(int(c) for c in digits)
-    return total % modulus if modulus else total
+    total = total % modulus if modulus else total
+    return total % answer_mod if answer_mod else total
 
 
 def plan_folds(level: int, rng: random.Random, coarse_rate: float, max_fold: int) -> list[int]:
@@ -106,15 +123,29 @@ def plan_folds(level: int, rng: random.Random, coarse_rate: float, max_fold: int
     return folds
 
 
+def plan_mixed(digits: str, rng: random.Random, rate: float, until: int) -> list[int]:
+    """Fold sizes of an ordinary trace: a step folds a pair with probability ``rate * max(0, 1 - total / until)``,
+    ``total`` being the running total before it (``until`` 0: ``rate`` throughout)."""
+    folds, i, total = [], 1, int(digits[0])
+    while i < len(digits):
+        p = rate * max(0.0, 1 - total / until) if until else rate
+        f = 2 if len(digits) - i >= 2 and rng.random() < p else 1
+        folds.append(f)
+        total += sum(int(c) for c in digits[i : i + f])
+        i += f
+    return folds
+
+
 def even_folds(level: int, fold: int) -> list[int]:
     """Every step folds ``fold`` digits; the last one what is left."""
     return [min(fold, level - i) for i in range(0, level, fold)]
 
 
 def write_trace(digits: str, folds: list[int], rng: random.Random | None = None, check_rate: float = 0.0,
-                filler_rate: float = 0.0, modulus: int = 0) -> str:
+                filler_rate: float = 0.0, modulus: int = 0, answer_mod: int = 0) -> str:
     """The completion that adds ``digits`` with the given fold sizes (each result reduced mod ``modulus`` when it
-    is not 0); checks and filler drawn from ``rng``."""
+    is not 0; the boxed answer is the final total mod ``answer_mod`` when that is not 0); checks and filler drawn
+    from ``rng``."""
     if sum(folds) != len(digits) - 1:
         raise ValueError(f"folds {folds} do not add up to level {len(digits) - 1}")
     total, i = int(digits[0]), 1
@@ -129,7 +160,7 @@ def write_trace(digits: str, folds: list[int], rng: random.Random | None = None,
         if rng is not None and rng.random() < filler_rate:
             parts.append(rng.choice(FILLERS))
         total, i = new, i + f
-    parts += [THINK_CLOSE, BOX_OPEN, str(total), "}"]
+    parts += [THINK_CLOSE, BOX_OPEN, str(total % answer_mod if answer_mod else total), "}"]
     return "".join(parts)
 
 
@@ -151,10 +182,15 @@ def verbose_completion(digits: str, rng: random.Random, cfg: TallyConfig, verbos
     """A correct completion of the varied kind the base is trained on (see the module docstring); ``terse`` forces
     the style (None: terse with probability ``coarse_share``)."""
     terse = rng.random() < cfg.coarse_share if terse is None else terse
-    c = rng.uniform(*cfg.coarse_prob) if terse else 0.0
+    rate = cfg.coarse_prob if terse else cfg.mixed_prob
+    c = rng.uniform(*rate) if any(rate) else 0.0  # no draw for all-fine traces: earlier bases' streams stay as built
     q = verbosity * rng.uniform(*cfg.check_prob)
     f = verbosity * rng.uniform(*cfg.filler_prob)
-    return write_trace(digits, plan_folds(len(digits) - 1, rng, c, cfg.max_fold), rng, q, f, cfg.modulus)
+    if terse or not cfg.mixed_until:
+        plan = plan_folds(len(digits) - 1, rng, c, cfg.max_fold if terse else min(2, cfg.max_fold))
+    else:
+        plan = plan_mixed(digits, rng, c, cfg.mixed_until)
+    return write_trace(digits, plan, rng, q, f, cfg.modulus, cfg.answer_mod)
 
 
 PRACTICE_MARK = ";"
@@ -165,8 +201,8 @@ def practice_prompt(digits: str) -> str:
     return prompt_of(digits)[:-1] + PRACTICE_MARK
 
 
-def answer_only_completion(digits: str, modulus: int = 0) -> str:
-    return chain.answer_only_completion(digits, lambda d: answer_of(d, modulus))
+def answer_only_completion(digits: str, modulus: int = 0, answer_mod: int = 0) -> str:
+    return chain.answer_only_completion(digits, lambda d: answer_of(d, modulus, answer_mod))
 
 
 def sample_digits(rng: random.Random, level: int, split: str, bucket: int) -> str:
@@ -199,8 +235,9 @@ class TallyTask(ChainTask):
             self.levels(), self.cfg.test_size, bucket, lambda level: sample_digits(rng, level, split, bucket))]
 
     def _problem(self, digits: str) -> Problem:
-        fine = write_trace(digits, [1] * (len(digits) - 1), modulus=self.cfg.modulus)
+        cfg = self.cfg
+        fine = write_trace(digits, [1] * (len(digits) - 1), modulus=cfg.modulus, answer_mod=cfg.answer_mod)
         tokens = self._oracle_len(fine) if self._oracle_len else None
-        return Problem(id=digits, question=prompt_of(digits), answer=str(answer_of(digits, self.cfg.modulus)),
+        return Problem(id=digits, question=prompt_of(digits), answer=str(answer_of(digits, cfg.modulus, cfg.answer_mod)),
                        level=len(digits) - 1,
                        oracle_tokens=tokens, meta={"oracle_completion": fine})
