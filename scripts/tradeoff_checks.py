@@ -1,9 +1,9 @@
 """Does a family show an accuracy-length trade-off? The criteria of docs/benchmark.md, from the per-sample records.
 
-    python scripts/tradeoff_checks.py runs/demo-tally [--json OUT]
+    python scripts/tradeoff_checks.py runs/demo-tally [--seed N] [--json OUT]
 
 Reads DIR/family.json (a demo or a sweep) and each member's records.jsonl, all evaluated on the same problems, and
-prints, for seed-0 members:
+prints, for the members of one training seed (``--seed``, default 0):
 1. the correctness-only control: tokens of alpha = 0 vs base (paired bootstrap), target: cuts at most 15%;
 2. neighbouring alphas > 0: mean tokens differ, paired bootstrap p < 0.01;
 3. accuracy at the easiest and hardest level per member (Wilson 95% intervals; McNemar vs base at the hardest);
@@ -53,13 +53,17 @@ def spearman(values: list[float]) -> float:
     return cov / var if var else 0.0
 
 
-def checks(fam_dir: Path) -> dict:
+def checks(fam_dir: Path, seed: int = 0) -> dict:
     from frugalthink.family import load_family
     from frugalthink.stats import mcnemar_exact, paired_bootstrap, paired_records, wilson_interval
 
     fam = load_family(fam_dir)
     base = records(fam["base"]["eval_dir"])
-    members = sorted((m for m in fam["members"] if not m.get("seed")), key=lambda m: m["alpha"])
+    members = sorted((m for m in fam["members"] if m.get("seed", 0) == seed), key=lambda m: m["alpha"])
+    if not members:
+        from frugalthink.errors import UserError
+
+        raise UserError(f"{fam_dir}/family.json: no member trained with seed {seed}")
     recs = {m["alpha"]: records(m["eval_dir"]) for m in members}
     out: dict = {"members": [m["alpha"] for m in members], "checks": []}
 
@@ -124,9 +128,10 @@ def checks(fam_dir: Path) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("family_dir")
+    ap.add_argument("--seed", type=int, default=0, help="the members' training seed (default 0)")
     ap.add_argument("--json", help="write the checks and the table here")
     args = ap.parse_args(argv)
-    res = checks(Path(args.family_dir))
+    res = checks(Path(args.family_dir), args.seed)
     for c in res["checks"]:
         print(f"{'PASS' if c['pass'] else 'FAIL'}  {c['check']}: {c['detail']}")
     levels = list(res["table"][0]["tokens_ratio_by_level"])

@@ -75,6 +75,19 @@ def test_tokens_over_the_fine_trace_are_reported(tmp_path, capsys):
     assert "tokens / fine trace by level" in capsys.readouterr().out
 
 
+def test_members_of_one_seed(tmp_path):
+    fam = _family(tmp_path, {0.2: ({2: 15, 5: 48, 8: 80},)})
+    data = json.loads((fam / "family.json").read_text())
+    data["members"].append({**data["members"][0], "alpha": 0.4, "seed": 1})
+    (fam / "family.json").write_text(json.dumps(data))
+    assert checks_mod.checks(fam)["members"] == [0.2]
+    assert checks_mod.checks(fam, seed=1)["members"] == [0.4]
+    from frugalthink.errors import UserError
+
+    with pytest.raises(UserError, match="no member trained with seed 2"):
+        checks_mod.checks(fam, seed=2)
+
+
 @pytest.mark.parametrize("values, rho", [([1, 2, 3, 4], 1.0), ([4, 3, 2, 1], -1.0), ([1, 1, 2, 2], 0.894)])
 def test_spearman_by_hand(values, rho):
     assert checks_mod.spearman(values) == pytest.approx(rho, abs=1e-3)
