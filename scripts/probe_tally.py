@@ -31,7 +31,7 @@ def probe(model, tokenizer, problems, fold: int, temperature: float, seed: int, 
 
     from frugalthink.grading import grade_many
     from frugalthink.tasks.chain import BOX_OPEN, LABELS, THINK_CLOSE, THINK_OPEN
-    from frugalthink.tasks.tally import answer_of, even_folds, write_trace
+    from frugalthink.tasks.tally import answer_of, even_folds, residue, write_trace
     from frugalthink.tiny import count_tokens
 
     stop = sorted({tokenizer.convert_tokens_to_ids(c) for c in LABELS} |
@@ -68,7 +68,7 @@ def probe(model, tokenizer, problems, fold: int, temperature: float, seed: int, 
                 copied = int(m.group(1)) if m else None
                 result = int(m.group(2)) if m else None
                 ops = sum(int(c) for c in d[first : first + f])
-                want = (copied + ops) % modulus if modulus and m else (copied + ops if m else None)
+                want = residue(copied + ops, modulus) if m else None
                 rows.append({"fold": f, "copy": copied == total, "arith": m is not None and result == want})
                 total, first = (result if result is not None else -1), first + f
             grade = grade_many([text], [str(answer_of(d, modulus, answer_mod))], kind="exact")[0]

@@ -62,6 +62,9 @@ def test_answer_mod_boxes_the_last_digit_of_a_plain_trace():
     assert (write_trace("35814", [1, 1, 1, 1], answer_mod=10)
             == "<think>B5+3=8C8+8=16D1+16=17E4+17=21</think>\\boxed{1}")
     assert answer_of("35814", answer_mod=10) == 1 and answer_of("9999", answer_mod=7) == 36 % 7
+    from frugalthink.tasks.tally import residue
+
+    assert residue(21, 10) == 1 and residue(21, 0) == 21
     task = get_task("tally", config={"answer_mod": 10})
     p = task.load("test")[-1]
     assert p.answer == str(sum(map(int, p.id)) % 10)
@@ -88,6 +91,8 @@ def test_mixed_prob_folds_pairs_in_ordinary_traces():
     assert set(folds) == {1, 2}  # ordinary traces fold pairs only, whatever max_fold is
     share = folds.count(2) / len(folds)  # a step folds with p = 0.3; 2-folds among written steps ~ 0.3 / 1.0
     assert 0.2 < share < 0.4
+    unfolded = TallyConfig(coarse_share=0.0, mixed_prob=(1.0, 1.0), mixed_until=0, max_fold=1)
+    assert all(trace_folds(verbose_completion(digits, rng, unfolded)) == [1] * 9 for _ in range(20))
 
 
 def test_mixed_until_folds_only_while_the_total_is_small():

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from frugalthink.tasks import get_task
+from frugalthink.tasks.tally import residue
 from frugalthink.tiny import build_model, build_tokenizer
 
 spec = importlib.util.spec_from_file_location("probe_tally", Path(__file__).parents[1] / "scripts" / "probe_tally.py")
@@ -14,31 +15,35 @@ probe_tally = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(probe_tally)
 
 
-def scripted(error: int):
-    """A stand-in for the model: after a forced head it writes the copied total and the sum (plus ``error``)."""
+def scripted(error: int, modulus: int = 0, answer_mod: int = 0):
+    """A stand-in for the model: after a forced head it writes the copied total and the sum (plus ``error``), reduced
+    mod ``modulus``; it boxes the last total mod ``answer_mod``."""
     def cont(model, tokenizer, prompts, prefixes, stop, temperature, max_new):
         out = []
         for q, prefix in zip(prompts, prefixes, strict=True):
             digits = "".join(q[1:-1:2])
             if prefix.endswith("\\boxed{"):
                 total = re.findall(r"=(\d+)", prefix)
-                out.append(f"{total[-1]}}}")
+                out.append(f"{residue(int(total[-1]), answer_mod)}}}")
                 continue
             done = re.findall(r"=(\d+)", prefix)
             total = int(done[-1]) if done else int(digits[0])
             head = prefix.rsplit("+", 1)[0].split(">")[-1]
             last_step = re.findall(r"[A-Z]\d", head.split("=")[-1] if "=" in head else head)
-            new = total + sum(int(x[1]) for x in last_step) + error
+            new = residue(total + sum(int(x[1]) for x in last_step) + error, modulus)
             out.append(f"{total}={new} hmm,")
         return out
     return cont
 
 
+@pytest.mark.parametrize("modulus, answer_mod", [(0, 0), (10, 0), (0, 10)])
 @pytest.mark.parametrize("error, accuracy", [(0, 1.0), (1, 0.0)])
-def test_scores_copies_sums_and_answers(monkeypatch, error, accuracy):
-    monkeypatch.setattr(probe_tally, "_continue", scripted(error))
-    problems = [p for p in get_task("tally").load("validation") if p.level == 5][:4]
-    recs = probe_tally.probe(None, build_tokenizer(), problems, fold=2, temperature=0.6, seed=0)
+def test_scores_copies_sums_and_answers(monkeypatch, error, accuracy, modulus, answer_mod):
+    monkeypatch.setattr(probe_tally, "_continue", scripted(error, modulus, answer_mod))
+    task = get_task("tally", config={"modulus": modulus, "answer_mod": answer_mod})
+    problems = [p for p in task.load("validation") if p.level == 5][:4]
+    recs = probe_tally.probe(None, build_tokenizer(), problems, fold=2, temperature=0.6, seed=0, modulus=modulus,
+                             answer_mod=answer_mod)
     assert [len(r["steps"]) for r in recs] == [3] * 4 and [s["fold"] for s in recs[0]["steps"]] == [2, 2, 1]
     rows = probe_tally.summarize(recs)
     assert rows[0]["accuracy"] == accuracy and rows[0]["arith_per_step"] == 1.0 - error

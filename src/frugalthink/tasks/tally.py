@@ -104,11 +104,14 @@ def split_of(digits: str, bucket: int = 10) -> str:
     return "test" if h == 0 else "validation" if h == 1 else "train"
 
 
+def residue(x: int, m: int) -> int:
+    """``x mod m``; ``x`` itself when ``m`` is 0 (the plain total)."""
+    return x % m if m else x
+
+
 def answer_of(digits: str, modulus: int = 0, answer_mod: int = 0) -> int:
     """The boxed answer: the final written total (reduced mod ``modulus`` when set), mod ``answer_mod`` when set."""
-    total = sum(int(c) for c in digits)
-    total = total % modulus if modulus else total
-    return total % answer_mod if answer_mod else total
+    return residue(residue(sum(int(c) for c in digits), modulus), answer_mod)
 
 
 def plan_folds(level: int, rng: random.Random, coarse_rate: float, max_fold: int) -> list[int]:
@@ -152,15 +155,14 @@ def write_trace(digits: str, folds: list[int], rng: random.Random | None = None,
     parts = [THINK_OPEN]
     for f in folds:
         ops = digits[i : i + f]
-        new = total + sum(int(c) for c in ops)
-        new = new % modulus if modulus else new
+        new = residue(total + sum(int(c) for c in ops), modulus)
         parts.append("".join(f"{LABELS[i + j]}{c}" for j, c in enumerate(ops)) + f"+{total}={new}")
         if rng is not None and rng.random() < check_rate:
             parts.append("(" + "+".join([str(total)] + list(reversed(ops))) + f"={new})")
         if rng is not None and rng.random() < filler_rate:
             parts.append(rng.choice(FILLERS))
         total, i = new, i + f
-    parts += [THINK_CLOSE, BOX_OPEN, str(total % answer_mod if answer_mod else total), "}"]
+    parts += [THINK_CLOSE, BOX_OPEN, str(residue(total, answer_mod)), "}"]
     return "".join(parts)
 
 
@@ -182,14 +184,13 @@ def verbose_completion(digits: str, rng: random.Random, cfg: TallyConfig, verbos
     """A correct completion of the varied kind the base is trained on (see the module docstring); ``terse`` forces
     the style (None: terse with probability ``coarse_share``)."""
     terse = rng.random() < cfg.coarse_share if terse is None else terse
-    rate = cfg.coarse_prob if terse else cfg.mixed_prob
-    c = rng.uniform(*rate) if any(rate) else 0.0  # no draw for all-fine traces: earlier bases' streams stay as built
+    c = rng.uniform(*(cfg.coarse_prob if terse else cfg.mixed_prob))
     q = verbosity * rng.uniform(*cfg.check_prob)
     f = verbosity * rng.uniform(*cfg.filler_prob)
-    if terse or not cfg.mixed_until:
-        plan = plan_folds(len(digits) - 1, rng, c, cfg.max_fold if terse else min(2, cfg.max_fold))
-    else:
-        plan = plan_mixed(digits, rng, c, cfg.mixed_until)
+    if terse:
+        plan = plan_folds(len(digits) - 1, rng, c, cfg.max_fold)
+    else:  # ordinary traces fold pairs only, and none when max_fold is 1
+        plan = plan_mixed(digits, rng, c if cfg.max_fold >= 2 else 0.0, cfg.mixed_until)
     return write_trace(digits, plan, rng, q, f, cfg.modulus, cfg.answer_mod)
 
 
