@@ -100,8 +100,11 @@ def checks(fam_dir: Path, seed: int = 0) -> dict:
             n_ok, n = sum(r["correct"] for r in lv[level]), len(lv[level])
             row[f"acc_L{level}"] = [n_ok / n, *wilson_interval(n_ok, n)]
         if name != "base":
-            pairs = paired_records(base_lv[hard], lv[hard])
-            row["mcnemar_hard_vs_base"] = mcnemar_exact([x["correct"] for x, _ in pairs], [y["correct"] for _, y in pairs])
+            for key, ref in (("base", base_lv), ("alpha0", by_level(recs[0.0]) if 0.0 in recs else None)):
+                if ref is not None:
+                    pairs = paired_records(ref[hard], lv[hard])
+                    row[f"mcnemar_hard_vs_{key}"] = mcnemar_exact([x["correct"] for x, _ in pairs],
+                                                                  [y["correct"] for _, y in pairs])
         row["tokens_ratio_by_level"] = {level: mean_tokens(lv[level]) / mean_tokens(base_lv[level]) for level in levels}
         if all(r.get("oracle_tokens") for r in rs):
             row["tokens_over_fine_by_level"] = {
@@ -135,12 +138,15 @@ def main(argv=None) -> int:
     for c in res["checks"]:
         print(f"{'PASS' if c['pass'] else 'FAIL'}  {c['check']}: {c['detail']}")
     levels = list(res["table"][0]["tokens_ratio_by_level"])
-    print("\nmodel        " + "  ".join(f"acc L{k}".rjust(7) for k in (levels[0], levels[-1]))
-          + "   tokens / base by level " + " ".join(f"L{lv}" for lv in levels))
+    hard = levels[-1]
+    print("\nmodel        " + "  ".join(f"acc L{k}".rjust(7) for k in (levels[0], hard))
+          + f"   L{hard} McNemar p vs base, vs alpha=0   tokens / base by level " + " ".join(f"L{lv}" for lv in levels))
     for row in res["table"]:
-        accs = "  ".join(f"{row[f'acc_L{k}'][0]:7.3f}" for k in (levels[0], levels[-1]))
+        accs = "  ".join(f"{row[f'acc_L{k}'][0]:7.3f}" for k in (levels[0], hard))
+        tests = "  ".join(f"{row[key]['p']:8.3g}" if key in row else " " * 8
+                          for key in ("mcnemar_hard_vs_base", "mcnemar_hard_vs_alpha0"))
         ratios = " ".join(f"{r:.2f}" for r in row["tokens_ratio_by_level"].values())
-        print(f"{row['model']:<12} {accs}   {ratios}")
+        print(f"{row['model']:<12} {accs}   {tests}" + " " * 16 + ratios)
     if all("tokens_over_fine_by_level" in row for row in res["table"]):
         print("\nmodel        tokens / fine trace by level " + " ".join(f"L{lv}" for lv in levels) + "   Spearman")
         for row in res["table"]:

@@ -142,3 +142,13 @@ def test_sweep_with_an_r1_recipe_evaluates_on_the_papers_sets():
     tiny = load_recipe(str(root / "recipes/tiny/rl.yaml"))
     s = sweep_eval_settings(tiny, args)
     assert (s.task, s.temperature, s.task_options) == ("chain", 0.6, tiny.task_options or None)
+    # an embedded recipe's members are evaluated with the cap they were trained with (tally's is not chain's)
+    tally = load_recipe(str(root / "recipes/tiny/tally/rl.yaml"))
+    assert tally.max_completion_length != tiny.max_completion_length
+    for recipe in (tiny, tally):
+        assert sweep_eval_settings(recipe, args).max_new_tokens == recipe.max_completion_length
+    assert sweep_eval_settings(tally, Namespace(**{**vars(args), "max_new_tokens": 99})).max_new_tokens == 99
+    # and `frugalthink eval` of an embedded task defaults to the cap its RL recipe trains with
+    from frugalthink.tasks import DEFAULT_MAX_NEW_TOKENS
+
+    assert {r.task: r.max_completion_length for r in (tiny, tally)} == DEFAULT_MAX_NEW_TOKENS

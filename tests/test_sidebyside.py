@@ -156,6 +156,7 @@ def test_peer_recipes_extend_the_demo_recipe_and_change_only_the_reward():
     from frugalthink.commands.sidebyside import (
         DLER_SETUP,
         PEER_NAMES,
+        length_scale,
         peer_options,
         peer_recipe,
         peer_reward,
@@ -174,6 +175,13 @@ def test_peer_recipes_extend_the_demo_recipe_and_change_only_the_reward():
         built = asdict(peer_recipe(load_recipe("tiny/rl"), reward))  # what the side-by-side trains
         assert {k: built[k] for k in rec} == rec
     assert peer_setup("dler") == DLER_SETUP and peer_setup("kimi") == {}
+    # on tally (a 384-token cap, chain's is 256) the peers' token lengths keep their share of the cap
+    tally = load_recipe("tiny/tally/rl")
+    assert length_scale(tally.max_completion_length) == 1.5
+    for reward, name, value in (("dler", "limit", 96), ("laser", "target", 96), ("l1_max", "targets", [24, 240])):
+        assert peer_recipe(tally, reward).reward_options[name] == value
+        assert peer_recipe(load_recipe("tiny/rl"), reward).reward_options[name] == peer_options(reward)[name]
+    assert peer_recipe(tally, "kimi").reward_options == peer_options("kimi")  # no token lengths among its options
     assert peer_setup("drpo") == {"update_rule": "drpo", "updates_per_rollout": 1, "beta": 0.0}
 
 

@@ -116,6 +116,29 @@ def test_mixed_until_folds_only_while_the_total_is_small():
     assert trace_folds(verbose_completion("999999999", random.Random(1), cfg))[-1] == 1
 
 
+def test_opening_hesitation_does_not_grow_with_the_level():
+    from frugalthink.tasks.chain import FILLERS
+
+    def opening_phrases(completion: str) -> int:
+        head, n = completion[len("<think>"):], 0
+        longest_first = sorted(FILLERS, key=len, reverse=True)  # " wait," is a prefix of " wait, is that right?"
+        while (match := next((f for f in longest_first if head.startswith(f)), None)) is not None:
+            head, n = head[len(match):], n + 1
+        assert head[0] in "BCDEFGHIJ", completion  # then the first step
+        return n
+
+    rng = random.Random(3)
+    cfg = TallyConfig(coarse_share=0.0, opening=(1, 3), check_prob=(0.0, 0.0), filler_prob=(0.0, 0.0))
+    for digits in ("358", "358149276"):
+        counts = [opening_phrases(verbose_completion(digits, rng, cfg)) for _ in range(300)]
+        assert set(counts) == {1, 2, 3} and 1.8 < sum(counts) / len(counts) < 2.2  # the same at every level
+    for completion in (verbose_completion("3581", rng, cfg, terse=True) for _ in range(50)):
+        assert opening_phrases(completion) == 0  # terse traces open with a step
+    assert all(opening_phrases(verbose_completion("3581", rng, cfg, verbosity=0.0)) == 0 for _ in range(20))
+    with pytest.raises(ValueError, match="rng"):
+        write_trace("358", [1, 1], opening=1)
+
+
 @pytest.mark.parametrize("level", [1, 2, 5, 8, 10])
 def test_verbose_traces_are_right_and_folds_parse_back(level):
     rng = random.Random(level)
@@ -161,7 +184,7 @@ def test_splits_are_disjoint_and_seeded():
     shares = {s: draws.count(s) / len(draws) for s in ("test", "validation", "train")}
     assert shares == pytest.approx({"test": 0.1, "validation": 0.1, "train": 0.8}, abs=0.015)
     assert sorted({p.level for p in test}) == list(range(2, 9))
-    assert len(test) == len(val) == 50 + 70 * 6  # level 2 has 100 test strings; half of them at most
+    assert len(test) == len(val) == 50 + 250 * 6  # level 2 has 100 test strings; half of them at most
     assert [p.id for p in TallyTask().load("test")] == [p.id for p in test]
     for p in test:
         assert p.answer == str(answer_of(p.id, answer_mod=10)) and len(p.id) == p.level + 1
@@ -189,6 +212,8 @@ def test_oracle_tokens_are_the_fine_trace():
     ({"answer_mod": 1}, "answer_mod must be 0"),
     ({"mixed_prob": [0.3, 0.1]}, "mixed_prob"),
     ({"mixed_until": -1}, "mixed_until"),
+    ({"opening": [2, 1]}, "opening"),
+    ({"opening": [0, 11]}, "opening"),
 ])
 def test_bad_settings_name_the_field(config, message):
     with pytest.raises(UserError, match=message):

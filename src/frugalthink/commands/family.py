@@ -44,8 +44,9 @@ def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
 
 def sweep_eval_settings(recipe, args) -> EvalSettings:
     """How a sweep evaluates: the recipe's ``eval`` section when it has one (the R1 recipes: the paper's evaluation
-    sets, samples per problem and message), else the recipe's own task on its test split. ``--task`` and the other
-    flags override; a task other than the training task does not inherit the training task's options."""
+    sets, samples per problem and message), else the recipe's own task on its test split, with the training cap.
+    ``--task`` and the other flags override; a task other than the training task does not inherit the training
+    task's options."""
     ev = recipe.eval or {}
     tasks = ev.get("tasks", {})
     task = args.task or (next(iter(tasks)) if tasks else recipe.task)
@@ -61,7 +62,9 @@ def sweep_eval_settings(recipe, args) -> EvalSettings:
     return EvalSettings(model=recipe.model, task=task, split=getattr(args, "split", None) or "test",
                         samples=args.samples or tasks.get(task),
                         temperature=args.temperature if args.temperature is not None else ev.get("temperature", 0.6),
-                        max_new_tokens=args.max_new_tokens or ev.get("max_new_tokens"), limit=args.limit, seed=0,
+                        max_new_tokens=(args.max_new_tokens or ev.get("max_new_tokens")
+                                        or (recipe.max_completion_length if task == recipe.task else None)),
+                        limit=args.limit, seed=0,
                         latency_requests=args.latency_requests, task_options=options)
 
 

@@ -37,9 +37,31 @@ PEER_SETUP = ("batch_normalize", "epsilon_high", "dynamic_sampling", "update_rul
 DLER_SETUP = {"batch_normalize": True, "epsilon_high": 0.28, "dynamic_sampling": True}
 
 
-def peer_options(reward: str) -> dict:
-    """The rescaled options of a peer reward, from its shipped recipe ``tiny/peers/<reward>.yaml``."""
-    return dict(load_yaml(f"tiny/peers/{reward}").get("reward_options") or {})
+# Token lengths among the peers' options: the shipped peer recipes state them against the chain demo's cap
+# (`tiny/rl`'s max_completion_length); on a task with another cap they scale with it (`length_scale`).
+LENGTH_OPTIONS = {"dler": ("limit",), "laser": ("target",), "l1_max": ("targets",)}
+
+
+def length_scale(cap: int) -> float:
+    """How a token length written for the chain demo maps to a task whose generation cap is ``cap`` (tally: 384 /
+    256 = 1.5): the peers' limits and targets, the cutoff budgets and the L1 evaluation targets keep their share of
+    the cap, as each paper sets them against its own."""
+    return cap / load_yaml("tiny/rl")["max_completion_length"]
+
+
+def scaled(lengths, scale: float) -> tuple[int, ...]:
+    return tuple(max(1, round(n * scale)) for n in lengths)
+
+
+def peer_options(reward: str, scale: float = 1.0) -> dict:
+    """The rescaled options of a peer reward, from its shipped recipe ``tiny/peers/<reward>.yaml``; its token
+    lengths times ``scale`` (`length_scale`)."""
+    options = dict(load_yaml(f"tiny/peers/{reward}").get("reward_options") or {})
+    for name in LENGTH_OPTIONS.get(reward, ()):
+        if name in options:
+            value = options[name]
+            options[name] = list(scaled(value, scale)) if isinstance(value, list) else scaled([value], scale)[0]
+    return options
 
 
 def peer_setup(peer: str) -> dict:
@@ -64,6 +86,7 @@ PEER_TITLES = {"kimi": "Kimi k1.5 length reward", "l1_max": "L1-Max", "shorter_b
                "dler": "DLER truncation (DLER's setup)", "laser": "Laser", "laser_d": "Laser-D",
                "drpo": "DRPO (its loss, 0/1 reward)"}
 OURS_DLER = "ours, DLER's setup (alpha sweep)"
+# for the chain demo's cap; `scaled` by `length_scale` on a task with another cap
 CUTOFF_BUDGETS = (24, 32, 40, 48, 64, 96, 128, 160, 192)
 L1_EVAL_TARGETS = (32, 64, 128)
 SHORTEST = {"num_prompts": 960, "samples": 8, "epochs": 2, "batch_size": 16, "beta": 0.1}
@@ -75,7 +98,8 @@ QUICK = {"budgets": (12, 24), "l1_targets": (16, 32), "shortest": {"num_prompts"
 
 
 def peer_recipe(rl_recipe, peer: str, seed: int = 0, variant: dict | None = None):
-    return replace(rl_recipe, reward=peer_reward(peer), reward_options={**peer_options(peer), **(variant or {})},
+    options = peer_options(peer, length_scale(rl_recipe.max_completion_length))
+    return replace(rl_recipe, reward=peer_reward(peer), reward_options={**options, **(variant or {})},
                    alpha=0.0, seed=seed, **peer_setup(peer))
 
 
@@ -124,7 +148,8 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
     interleaved_latency([base_point] + [p for m in methods for p in m["points"]],
                         requests=settings.latency_requests, out=out / "latency_interleaved.jsonl")
     comp = {"base": base_point, "oracle_mean_tokens": fam["base"].get("oracle_mean_tokens"), "methods": methods,
-            "demo_dir": str(demo_dir), "peer_options": {r: peer_options(r) for r in peers}, "seeds": seeds,
+            "demo_dir": str(demo_dir), "seeds": seeds,
+            "peer_options": {r: peer_options(r, length_scale(rl_recipe.max_completion_length)) for r in peers},
             "quick": quick, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     wall = _write_comparison(comp, out, t0)
     md, png = write_comparison_report(out)
@@ -163,7 +188,7 @@ def _family_methods(fam: dict) -> list[dict]:
 
 def _cutoff_method(settings, out: Path, quick: bool) -> dict:
     cut = []
-    for b in QUICK["budgets"] if quick else CUTOFF_BUDGETS:
+    for b in QUICK["budgets"] if quick else scaled(CUTOFF_BUDGETS, length_scale(settings.max_new_tokens)):
         d = out / f"cutoff-{b}"
         cut.append(point_of(f"B={b}", evaluate(replace(settings, budget=b), d, quiet=True), d))
         print(f"   cutoff B={b}: accuracy {cut[-1]['accuracy']:.3f}, mean tokens {cut[-1]['mean_tokens']:.1f}",
@@ -246,7 +271,8 @@ def _peer_methods(settings, out: Path, peers, seeds, variants, quick: bool) -> l
             run_dir = out / _seeded(reward, seed)
             if reward == "l1_max":  # one point per budget written into the prompt
                 pts = []
-                for t in QUICK["l1_targets"] if quick else L1_EVAL_TARGETS:
+                targets = scaled(L1_EVAL_TARGETS, length_scale(settings.max_new_tokens))
+                for t in QUICK["l1_targets"] if quick else targets:
                     d = run_dir / f"eval-target-{t}"
                     pts.append(point_of(f"target={t}", evaluate(
                         replace(settings, model=str(run_dir), length_target=t), d, quiet=True), d))

@@ -9,7 +9,7 @@ from frugalthink.tasks.base import PAPER_INSTRUCTION, Problem, Task
 BENCHMARKS = ("math500", "gsm8k", "aime24", "amc23")
 # Paper protocol (temperature 0.6): samples per problem and generation budget, per task.
 DEFAULT_SAMPLES = {"aime24": 10, "amc23": 10, "math500": 3, "gsm8k": 1, "chain": 1, "tally": 1}
-DEFAULT_MAX_NEW_TOKENS = {"chain": 256, "tally": 256}
+DEFAULT_MAX_NEW_TOKENS = {"chain": 256, "tally": 384}
 EMBEDDED = ("chain", "tally")
 MATH_MAX_NEW_TOKENS = 32768
 

@@ -21,7 +21,9 @@ while the total is small (probability ``c * max(0, 1 - total / mixed_until)`` be
 U(mixed_prob)`` per trace), the way a writer skips steps on easy arithmetic; a share ``coarse_share`` is written
 tersely, with a rate ``c ~ U(coarse_prob)`` of coarse steps (fold ``2..max_fold``, uniform, at any total). All
 traces carry redundant **checks** ``(16+1+8=25)`` (the step recomputed with its operands in reverse order) with rate
-``q ~ U(check_prob)`` and **hesitation** from `chain`'s fillers with rate ``f ~ U(filler_prob)``.
+``q ~ U(check_prob)`` and **hesitation** from `chain`'s fillers with rate ``f ~ U(filler_prob)``; ordinary traces
+may open with a few hesitation phrases (``opening``), an overhead that does not grow with the level, so that the base
+overthinks easy problems the most, relative to what they need.
 
 Where the folded sums are learned: a share ``practice_share`` of the SFT problems is posed with ``;`` in place of
 ``:`` and always answered tersely (a model's other training data, where terse arithmetic is common, not its
@@ -64,11 +66,14 @@ class TallyConfig:
     # answer must compute a modular sum, which a tiny model does not learn (the answer-only control)
     answer_mod: int = 10
     # rate of fold-2 steps in the ordinary (not terse) traces, drawn per trace: (0, 0) keeps them all fine
-    mixed_prob: tuple[float, float] = (0.05, 0.3)
+    mixed_prob: tuple[float, float] = (0.2, 0.6)
     # > 0: an ordinary trace folds a pair only while the running total is small: with probability
     # c * max(0, 1 - total / mixed_until) before each step, the way a writer skips steps on easy arithmetic
     mixed_until: int = 45
-    test_size: int = 70  # per level and split (test, validation), capped by how many strings exist
+    # hesitation phrases an ordinary trace opens with, a count drawn uniformly from this range: overhead that does not
+    # grow with the level, so the base overthinks easy problems most (as R1 does on GSM8K); (0, 0) keeps none
+    opening: tuple[int, int] = (0, 3)
+    test_size: int = 250  # per level and split (test, validation), capped by how many strings exist
     bucket: int = 10  # 1 in bucket digit strings is a test problem, 1 in bucket a validation problem
     seed: int = 0
 
@@ -93,6 +98,9 @@ class TallyConfig:
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi <= 1:
                 raise UserError(f"tally.{name}: need 0 <= low <= high <= 1, got {(lo, hi)}")
+        lo, hi = self.opening
+        if not 0 <= lo <= hi <= 10:
+            raise UserError(f"tally.opening: need 0 <= low <= high <= 10 phrases, got {(lo, hi)}")
         if self.mixed_until < 0:
             raise UserError(f"tally.mixed_until must be >= 0, got {self.mixed_until}")
         if self.bucket < 3:
@@ -145,14 +153,16 @@ def even_folds(level: int, fold: int) -> list[int]:
 
 
 def write_trace(digits: str, folds: list[int], rng: random.Random | None = None, check_rate: float = 0.0,
-                filler_rate: float = 0.0, modulus: int = 0, answer_mod: int = 0) -> str:
+                filler_rate: float = 0.0, modulus: int = 0, answer_mod: int = 0, opening: int = 0) -> str:
     """The completion that adds ``digits`` with the given fold sizes (each result reduced mod ``modulus`` when it
-    is not 0; the boxed answer is the final total mod ``answer_mod`` when that is not 0); checks and filler drawn
-    from ``rng``."""
+    is not 0; the boxed answer is the final total mod ``answer_mod`` when that is not 0); ``opening`` hesitation
+    phrases before the first step, checks and filler drawn from ``rng``."""
     if sum(folds) != len(digits) - 1:
         raise ValueError(f"folds {folds} do not add up to level {len(digits) - 1}")
+    if opening and rng is None:
+        raise ValueError("an opening needs an rng to draw its phrases from")
     total, i = int(digits[0]), 1
-    parts = [THINK_OPEN]
+    parts = [THINK_OPEN] + [rng.choice(FILLERS) for _ in range(opening)]
     for f in folds:
         ops = digits[i : i + f]
         new = residue(total + sum(int(c) for c in ops), modulus)
@@ -191,7 +201,9 @@ def verbose_completion(digits: str, rng: random.Random, cfg: TallyConfig, verbos
         plan = plan_folds(len(digits) - 1, rng, c, cfg.max_fold)
     else:  # ordinary traces fold pairs only, and none when max_fold is 1
         plan = plan_mixed(digits, rng, c if cfg.max_fold >= 2 else 0.0, cfg.mixed_until)
-    return write_trace(digits, plan, rng, q, f, cfg.modulus, cfg.answer_mod)
+    # drawn only when asked for, so that settings without an opening keep their random streams
+    opening = round(verbosity * rng.randint(*cfg.opening)) if cfg.opening[1] and not terse else 0
+    return write_trace(digits, plan, rng, q, f, cfg.modulus, cfg.answer_mod, opening)
 
 
 PRACTICE_MARK = ";"
