@@ -108,7 +108,8 @@ def plot_comparison(comp: dict, path: Path, ratio: float = MATCHED) -> None:
             xs, ys = [p["mean_tokens"] for p in pts], [p["accuracy"] for p in pts]
             ours, other_seed = m["kind"] == "ours", bool(m.get("seed"))
             color = _COLORS[k % len(_COLORS)]
-            ax.plot(xs, ys, marker=markers[k % len(markers)], color=color,
+            # past the palette the marker shifts, so that no two methods share both colour and marker
+            ax.plot(xs, ys, marker=markers[(k + k // len(_COLORS)) % len(markers)], color=color,
                     ls=(":" if other_seed else "-") if len(pts) > 1 else "none",
                     markerfacecolor="none" if other_seed else color, lw=2.2 if ours else 1.0,
                     ms=8 if ours else 6, label=m["method"], zorder=3 if ours else 2)
@@ -116,7 +117,8 @@ def plot_comparison(comp: dict, path: Path, ratio: float = MATCHED) -> None:
                 label="base", zorder=4)
         ax.axhline(ratio * base["accuracy"], ls=":", color="grey", lw=1, label=f"{100 * ratio:.0f}% of base accuracy")
         if comp.get("oracle_mean_tokens"):
-            ax.axvline(comp["oracle_mean_tokens"], ls="--", color="grey", lw=1, label="oracle minimum tokens")
+            ax.axvline(comp["oracle_mean_tokens"], ls="--", color="grey", lw=1,
+                       label="oracle trace tokens (chain: the minimum; tally: the fine trace)")
         ax.set_xlabel("mean completion tokens (test set)")
         ax.set_ylabel("accuracy")
         ax.grid(alpha=0.3)
