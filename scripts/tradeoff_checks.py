@@ -92,6 +92,7 @@ def checks(fam_dir: Path, seed: int = 0) -> dict:
     def mean_tokens(rs: list[dict]) -> float:
         return sum(r["tokens"] for r in rs) / len(rs)
 
+    refs = {"base": base_lv, **({"alpha0": by_level(recs[0.0])} if 0.0 in recs else {})}
     table = []
     for name, rs in [("base", base)] + [(f"alpha={a:g}", recs[a]) for a in recs]:
         lv = by_level(rs)
@@ -100,11 +101,10 @@ def checks(fam_dir: Path, seed: int = 0) -> dict:
             n_ok, n = sum(r["correct"] for r in lv[level]), len(lv[level])
             row[f"acc_L{level}"] = [n_ok / n, *wilson_interval(n_ok, n)]
         if name != "base":
-            for key, ref in (("base", base_lv), ("alpha0", by_level(recs[0.0]) if 0.0 in recs else None)):
-                if ref is not None:
-                    pairs = paired_records(ref[hard], lv[hard])
-                    row[f"mcnemar_hard_vs_{key}"] = mcnemar_exact([x["correct"] for x, _ in pairs],
-                                                                  [y["correct"] for _, y in pairs])
+            for key, ref in refs.items():  # the base, and the alpha = 0 control when the family has one
+                pairs = paired_records(ref[hard], lv[hard])
+                row[f"mcnemar_hard_vs_{key}"] = mcnemar_exact([x["correct"] for x, _ in pairs],
+                                                              [y["correct"] for _, y in pairs])
         row["tokens_ratio_by_level"] = {level: mean_tokens(lv[level]) / mean_tokens(base_lv[level]) for level in levels}
         if all(r.get("oracle_tokens") for r in rs):
             row["tokens_over_fine_by_level"] = {

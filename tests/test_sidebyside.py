@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from frugalthink import rewards as R
 from frugalthink.commands.train import load_recipe
-from frugalthink.comparison import comparison_table, matched_point
+from frugalthink.comparison import comparison_table, matched_point, method_style
 from frugalthink.errors import UserError
 from frugalthink.generation import BudgetForcedGenerator, Generation
 from frugalthink.rl import REWARD_OPTIONS, LengthReward, l1_targets
@@ -219,6 +219,12 @@ def test_shortest_correct_and_pairs():
 
 
 # ---- comparison table -----------------------------------------------------------------------------------------
+
+def test_no_two_methods_share_colour_and_marker():
+    styles = [method_style(k) for k in range(40)]  # the tally side-by-side plots 16 methods, chain's up to 20
+    assert len(set(styles)) == len(styles)
+    assert method_style(12)[0] == method_style(0)[0]  # the palette wraps; the marker tells them apart
+
 
 def _pt(label, acc, tokens):
     return {"label": label, "accuracy": acc, "accuracy_ci95": [acc - 0.01, acc + 0.01], "mean_tokens": tokens,

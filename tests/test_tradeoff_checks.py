@@ -54,6 +54,21 @@ def test_a_real_trade_off_passes(tmp_path):
     assert all(c["pass"] for c in res["checks"]), res["checks"]
 
 
+def test_hardest_level_against_the_control_beside_the_base(tmp_path):
+    fam = _family(tmp_path, {
+        0.0: ({2: 50, 5: 98, 8: 205}, {8: 10}),   # the control itself wrong on problems 0-9 at level 8
+        0.4: ({2: 12, 5: 40, 8: 120}, {8: 25}),   # wrong on 0-24
+    })
+    rows = {r["model"]: r for r in checks_mod.checks(fam)["table"]}
+    vs_base, vs_control = (rows["alpha=0.4"][f"mcnemar_hard_vs_{k}"] for k in ("base", "alpha0"))
+    assert (vs_base["a_only"], vs_base["b_only"]) == (25, 0)        # the base is right on all 40
+    assert (vs_control["a_only"], vs_control["b_only"]) == (15, 0)  # only 10-24 separate it from the control
+    assert vs_control["p"] == pytest.approx(2 * 0.5 ** 15)
+    assert "mcnemar_hard_vs_alpha0" not in rows["base"]
+    alone = _family(tmp_path / "no-control", {0.4: ({2: 12, 5: 40, 8: 120}, {8: 25})})
+    assert "mcnemar_hard_vs_alpha0" not in checks_mod.checks(alone)["table"][1]
+
+
 def test_a_staircase_to_a_floor_fails(tmp_path):
     fam = _family(tmp_path, {
         0.0: ({2: 30, 5: 60, 8: 120},),           # the control cuts 40%

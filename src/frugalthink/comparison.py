@@ -82,6 +82,13 @@ def points_table(comp: dict) -> str:
 
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf", "#393b79", "#637939")
+_MARKERS = "osD^v<>pPX*h"
+
+
+def method_style(k: int) -> tuple[str, str]:
+    """(colour, marker) of the ``k``-th method on the plot; past the palette the marker shifts, so that no two of the
+    first 144 methods share both."""
+    return _COLORS[k % len(_COLORS)], _MARKERS[(k + k // len(_COLORS)) % len(_MARKERS)]
 
 
 def plot_comparison(comp: dict, path: Path, ratio: float = MATCHED) -> None:
@@ -94,7 +101,6 @@ def plot_comparison(comp: dict, path: Path, ratio: float = MATCHED) -> None:
 
     base = comp["base"]
     fig, axes = plt.subplots(1, 2, figsize=(13.0, 5.2), gridspec_kw={"width_ratios": [1, 1]})
-    markers = "osD^v<>pPX*h"
     families: dict[str, int] = {}
     for m in comp["methods"]:
         families.setdefault(m.get("family", m["method"]), len(families))
@@ -107,9 +113,8 @@ def plot_comparison(comp: dict, path: Path, ratio: float = MATCHED) -> None:
             pts = sorted(m["points"], key=lambda p: p["mean_tokens"])
             xs, ys = [p["mean_tokens"] for p in pts], [p["accuracy"] for p in pts]
             ours, other_seed = m["kind"] == "ours", bool(m.get("seed"))
-            color = _COLORS[k % len(_COLORS)]
-            # past the palette the marker shifts, so that no two methods share both colour and marker
-            ax.plot(xs, ys, marker=markers[(k + k // len(_COLORS)) % len(markers)], color=color,
+            color, marker = method_style(k)
+            ax.plot(xs, ys, marker=marker, color=color,
                     ls=(":" if other_seed else "-") if len(pts) > 1 else "none",
                     markerfacecolor="none" if other_seed else color, lw=2.2 if ours else 1.0,
                     ms=8 if ours else 6, label=m["method"], zorder=3 if ours else 2)
