@@ -15,12 +15,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/frugalthink demo --out runs/demo
+# The embedded organism: tally (its family is a trade-off curve); `make demo TASK=chain` runs the first one.
+TASK ?= tally
 
-# Every method side by side on the embedded default (runs the demo first if runs/demo is missing).
+demo: $(STAMP)
+	$(BIN)/frugalthink demo --task $(TASK) --out runs/demo-$(TASK)
+
+# Every method side by side on the embedded default (runs the demo first if runs/demo-$(TASK) is missing).
 compare: $(STAMP)
-	$(BIN)/frugalthink sidebyside --demo runs/demo --out runs/compare
+	$(BIN)/frugalthink sidebyside --task $(TASK) --demo runs/demo-$(TASK) --out runs/compare-$(TASK)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts

@@ -8,7 +8,7 @@ Same samples: greedy decoding of every test problem by both engines, compared to
 (T = 0.6, the evaluation setting) of every test problem by both engines, graded by the task's grader: accuracy with
 McNemar's exact test, mean tokens with a paired bootstrap.
 
-Usage: python scripts/bench_generation.py --model runs/demo/base [--batch-sizes 1,16,64,128,256] [--repeats 3]
+Usage: python scripts/bench_generation.py --model runs/demo-chain/base [--batch-sizes 1,16,64,128,256] [--repeats 3]
        [--device cuda --dtype bf16] [--json bench.json]
        python scripts/bench_generation.py --random-qwen2 DIR ...   # builds a random Qwen2 with Qwen2.5-0.5B's body
                                                                    # (24 x 896, GQA 14/2) into DIR and uses it

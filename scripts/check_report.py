@@ -4,7 +4,7 @@ The report carries a tiny inline script that, on load, writes ``data-figures="LO
 counts as loaded when the browser decoded it: ``complete && naturalWidth > 0``). This script opens the page in
 headless Chromium, dumps the DOM after load and reads that attribute; it also saves a screenshot beside the report.
 
-Usage: python scripts/check_report.py runs/demo/report.html      (needs Debian's `chromium`: apt-get install chromium)
+Usage: python scripts/check_report.py runs/demo-tally/report.html      (needs Debian's `chromium`: apt-get install chromium)
 Exit code 0 when every figure loaded.
 """
 

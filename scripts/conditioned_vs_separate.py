@@ -1,6 +1,6 @@
 """One conditioned model against the separately trained family, alpha by alpha, on the same problems.
 
-    python scripts/conditioned_vs_separate.py runs/cond-chain runs/demo [--json OUT]
+    python scripts/conditioned_vs_separate.py runs/cond-chain runs/demo-chain [--json OUT]
 
 COND is a `frugalthink sweep --conditioned` folder, SEPARATE a family folder (a demo or a sweep); both family.json.
 For each alpha the conditioned model was evaluated at: its accuracy and mean tokens; where the family has a member

@@ -9,7 +9,7 @@ total plus the step's digits). The heads are forced, so look-ups of the digits a
 free-running samples of `frugalthink eval` measure them. ``clean trace`` is the token count of the forced granularity with no checks or
 hesitation: the shortest trace of that granularity.
 
-    python scripts/probe_tally.py --model runs/demo/base --levels 2,5,8 --folds 1,2,3,4 --split validation
+    python scripts/probe_tally.py --model runs/demo-tally/base --levels 2,5,8 --folds 1,2,3,4 --split validation
 
 Prints one row per (level, fold) and writes them to --out as JSON lines when given.
 """

@@ -43,7 +43,7 @@ CASES = {
                           "--out", "{t}/r"], "--alpha: reward 'kimi' has no alpha"),
     "demo_alpha_range": (["demo", "--alphas", "1.5", "--out", "{t}/d"], "[0, 1)"),
     "set_into_scalar": (["train", "--recipe", TINY_RL, "--set", "model.x=1", "--out", "{t}/r"],
-                        "model is 'runs/demo/base', not a section"),
+                        "model is 'runs/demo-chain/base', not a section"),
     "recipe_negative_temperature": (["train", "--recipe", TINY_RL, "--set", "temperature=-1", "--out", "{t}/r"],
                                     "temperature must be positive"),
     "recipe_text_for_number": (["train", "--recipe", TINY_RL, "--set", "rollouts=many", "--out", "{t}/r"],

@@ -170,18 +170,21 @@ def _pick_args(p: argparse.ArgumentParser) -> None:
 
 @command("demo", "the whole story on the embedded default: base, family, report", "frugalthink.commands.demo:run")
 def _demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/demo", help="demo directory (default runs/demo)")
+    p.add_argument("--out", default=None, help="demo directory (default runs/demo-TASK)")
     p.add_argument("--quick", action="store_true", help="small sizes (a few minutes), same code path")
     p.add_argument("--alphas", default=None, help="override the demo's alphas")
     p.add_argument("--task", default=None, choices=("chain", "tally"),
-                   help="embedded task (default: the demo's, see docs/benchmark.md)")
+                   help="embedded task (default tally; chain is the first organism, see docs/benchmark.md)")
+    p.add_argument("--train-base", action="store_true",
+                   help="build the base from its recipe even where the package ships it (tally: 4,000 SFT steps)")
 
 
 @command("sidebyside", "every method (ours, baselines, peer rewards) on one Pareto plot, embedded default",
          "frugalthink.commands.sidebyside:run")
 def _sidebyside_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--demo", default="runs/demo", help="demo directory: base + family, run first if missing")
-    p.add_argument("--out", default="runs/compare", help="comparison directory (default runs/compare)")
+    p.add_argument("--demo", default=None,
+                   help="demo directory: base + family, run first if missing (default runs/demo-TASK)")
+    p.add_argument("--out", default=None, help="comparison directory (default runs/compare-TASK)")
     p.add_argument("--quick", action="store_true", help="small sizes, same code path (tests)")
     p.add_argument("--parallel", type=count(1), default=2, help="RL runs at once, one thread each (default 2)")
     p.add_argument("--peers", default=None, help="comma-separated subset of the peer rewards")

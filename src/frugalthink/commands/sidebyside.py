@@ -375,6 +375,9 @@ def run(args) -> int:
     from frugalthink.commands.family import parse_seeds
 
     seeds = parse_seeds(args.seeds)
-    run_sidebyside(Path(args.demo), Path(args.out), quick=args.quick, parallel=args.parallel, peers=peers,
-                   seeds=seeds, task=args.task)
+    task = args.task or (None if args.demo else demo_cmd.DEMO_TASK)
+    demo = Path(args.demo or demo_cmd.demo_dir(task))
+    task = demo_task(demo, task)
+    run_sidebyside(demo, Path(args.out or f"runs/compare-{task}"), quick=args.quick, parallel=args.parallel,
+                   peers=peers, seeds=seeds, task=task)
     return 0
