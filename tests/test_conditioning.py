@@ -165,3 +165,17 @@ def test_conditioned_recipes_are_not_run_as_one_alpha_and_efforts_are_trained_ti
     assert default_efforts([0.4, 0.05, 0.2, 0.1]) == {"high": 0.05, "medium": 0.1, "low": 0.4}
     res = _cli("sweep", "--recipe", "tiny/conditioned", "--out", str(tmp_path / "s"))
     assert res.returncode == 2 and "add --conditioned" in res.stderr
+
+
+def test_tally_conditioned_recipe_is_the_conditioned_recipe_on_tally():
+    """tiny/tally/conditioned repeats the conditioned fields of tiny/conditioned on tally's RL recipe: they must
+    agree, and everything else must be tally's."""
+    from frugalthink.config import load_yaml
+
+    cond, tally_cond, tally_rl = (load_yaml(n) for n in ("tiny/conditioned", "tiny/tally/conditioned", "tiny/tally/rl"))
+    for key in ("alphas", "efforts", "rollouts"):
+        assert tally_cond[key] == cond[key], key
+    own = ("alphas", "efforts", "rollouts")
+    assert {k: v for k, v in tally_cond.items() if k not in own} == {k: v for k, v in tally_rl.items() if k not in own}
+    # the equal-budget rule: the separate family's rollouts summed over its alphas
+    assert tally_cond["rollouts"] == tally_rl["rollouts"] * len(tally_cond["alphas"])
