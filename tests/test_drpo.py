@@ -114,3 +114,23 @@ def test_drpo_recipe_errors_name_the_field(override, message):
     base = {"model": "m", "update_rule": "drpo", "updates_per_rollout": 1, "beta": 0.0}
     with pytest.raises(UserError, match=message):
         RLRecipe(**{**base, **override}).validate()
+
+
+def test_each_process_takes_its_rows_of_the_gathered_rewards():
+    """Two processes, two rows (one group of k = 2) each: rank 1 reads rewards 2-3, not 0-1. Weights by hand:
+    softmax over the correct ones of (1 - len / 10) / 0.1 = (5, 1) -> (e^4 / (1 + e^4), 1 / (1 + e^4))."""
+    import math
+
+    from frugalthink.drpo import process_inputs
+
+    lengths = torch.tensor([5, 9])
+    correct, groups, weights = process_inputs([0.0, 1.0, 1.0, 1.0], lengths, rank=1, k=2, max_len=10)
+    assert correct.tolist() == [True, True] and groups.tolist() == [0, 0]
+    e4 = math.exp(4)
+    assert torch.allclose(weights, torch.tensor([e4 / (1 + e4), 1 / (1 + e4)]), atol=1e-6)
+    correct, _, weights = process_inputs([0.0, 1.0, 1.0, 1.0], lengths, rank=0, k=2, max_len=10)
+    assert correct.tolist() == [False, True] and weights.tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError, match="whole groups"):
+        process_inputs([1.0] * 6, torch.tensor([1, 2, 3]), rank=0, k=2, max_len=10)
+    with pytest.raises(ValueError, match="no slice"):
+        process_inputs([1.0] * 4, lengths, rank=2, k=2, max_len=10)

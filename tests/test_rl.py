@@ -235,6 +235,34 @@ def test_two_process_training_writes_each_file_once(tmp_path):
     assert (out / "train_summary.json").exists() and (out / "checkpoint-4").exists()
 
 
+@pytest.mark.parametrize("options", [["dynamic_sampling=true", "reward=dler", "max_sampling_rounds=3",
+                                      "update_rule=official"],
+                                     ["update_rule=drpo", "reward=correctness", "updates_per_rollout=1", "beta=0"]])
+def test_two_process_dynamic_sampling_and_drpo(tmp_path, options):
+    """torchrun with 2 CPU processes: dynamic sampling gathers each round's rows from both processes and refills
+    them alike (the random model answers every prompt wrong, so every group is flat and all three rounds run); DRPO
+    takes its rank's rows of the gathered rewards."""
+    import shutil
+
+    _tiny_model(tmp_path / "m")
+    out = tmp_path / "run"
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    sets = [f"model={tmp_path / 'm'}", "rollouts=2", "prompts_per_rollout=4", "max_completion_length=12",
+            "threads=1", "save_every=1", *options]
+    with socket_port() as port:
+        res = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", str(port), "-m", "frugalthink.cli",
+                              "train", "--recipe", "tiny/rl", *[a for x in sets for a in ("--set", x)], "--out",
+                              str(out)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = _log(out)
+    if "dynamic_sampling=true" in options:
+        rolls = [r for r in log if "sampling_rounds" in r]
+        assert [r["sampling_rounds"] for r in rolls] == [3.0, 3.0] and all(r["informative_final"] == 0 for r in rolls)
+        assert [r["step"] for r in log] == [1, 2, 3, 4]
+    else:
+        assert [r["step"] for r in log] == [1, 2]  # one optimizer step per rollout
+
+
 class socket_port:
     def __enter__(self):
         import socket
@@ -355,6 +383,8 @@ def test_r1_peer_recipes_carry_the_papers_settings(size, peer, tmp_path):
     opts = rec.resolved_reward_options()
     if peer == "dler":
         assert opts == {"limit": 4000} and rec.max_completion_length == 4000 and rec.num_generations == 16
+        # DLER's dynamic sampling, with whole groups on each of the 8 processes
+        assert rec.dynamic_sampling and rec.prompts_per_rollout % rec.num_processes == 0
     if peer == "laser":
         assert opts == {"target": 4096, "bonus": 0.5} and rec.max_completion_length == 16384
     if peer == "laser_d":

@@ -34,6 +34,27 @@ def positive_weights(correct: torch.Tensor, lengths: torch.Tensor, groups: torch
     return weights
 
 
+def process_inputs(rewards: list[float], lengths: torch.Tensor, rank: int, k: int, max_len: int,
+                   lam: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(correct, group, weight) of the rows one process holds: its slice of the rollout's ``rewards`` (gathered in
+    rank order; ``len(lengths)`` rows per process, whole groups of ``k``), correct = reward > 0.5 (DRPO's rewards
+    are 0/1), and `positive_weights` within each of its groups.
+
+    >>> process_inputs([0, 1, 1, 1], torch.tensor([5, 9]), rank=1, k=2, max_len=10)[2]
+    tensor([0.9820, 0.0180])
+    """
+    n = len(lengths)
+    if n % k:
+        raise ValueError(f"{n} rows per process do not form whole groups of {k}")
+    mine = rewards[rank * n : (rank + 1) * n]
+    if len(mine) != n:
+        raise ValueError(f"rank {rank}: {len(rewards)} gathered rewards hold no slice of {n} rows")
+    device = lengths.device
+    correct = torch.tensor([r > 0.5 for r in mine], device=device)
+    groups = torch.arange(n, device=device) // k
+    return correct, groups, positive_weights(correct, lengths, groups, max_len, lam)
+
+
 def drpo_objective(seq_logp: torch.Tensor, correct: torch.Tensor, weights: torch.Tensor, groups: torch.Tensor,
                    tau: float = 10.0) -> torch.Tensor:
     """``-(1/Q) sum_q J_q`` over the groups present (``Q`` counts every group, mixed or not)."""

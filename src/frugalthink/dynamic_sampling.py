@@ -16,7 +16,7 @@ import torch
 def informative_groups(rewards: Sequence[float], k: int, tol: float = 1e-9) -> list[int]:
     """Indices of the groups (consecutive runs of ``k`` rewards) whose rewards are not all equal.
 
-    >>> informative_groups([1, 1, 0, 0, 1, 1], 2)
+    >>> informative_groups([1, 1, 0, 1, 1, 1], 2)
     [1]
     """
     if len(rewards) % k:
@@ -44,6 +44,19 @@ def choose_groups(rounds: Sequence[Sequence[int]], n_groups: int) -> list[tuple[
         first = set(rounds[0])
         picked += [(0, g) for g in range(n_groups) if g not in first][: n_groups - len(picked)]
     return picked
+
+
+def process_share(picked: Sequence[tuple[int, int]], rank: int, world: int) -> list[tuple[int, int]]:
+    """The groups of the rollout that process ``rank`` of ``world`` trains on: its contiguous share, as TRL gives
+    each process its slice of a rollout (so that every process gets as many groups).
+
+    >>> process_share([(0, 1), (1, 0), (1, 2), (0, 3)], 1, 2)
+    [(1, 2), (0, 3)]
+    """
+    if len(picked) % world:
+        raise ValueError(f"{len(picked)} groups do not split over {world} processes")
+    n = len(picked) // world
+    return list(picked[rank * n : (rank + 1) * n])
 
 
 LEFT_PADDED = ("prompt_ids", "prompt_mask")

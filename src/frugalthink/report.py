@@ -56,7 +56,7 @@ def plot_pareto(fam: dict, path: Path) -> None:
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
     if base.get("oracle_mean_tokens"):
         ax.axvline(base["oracle_mean_tokens"] / tok0, ls="--", color="grey", lw=1,
-                   label="oracle minimum")
+                   label="shortest trace writing every step")
     ax.set_xlabel("mean completion tokens / base")
     ax.set_ylabel("accuracy / base (95% CI)")
     ax.set_title("Efficiency family: accuracy vs tokens")

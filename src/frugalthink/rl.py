@@ -111,9 +111,10 @@ class RLRecipe:
         require_positive(self, ("rollouts", "prompts_per_rollout", "updates_per_rollout", "save_every",
                                 "max_completion_length", "learning_rate", "temperature", "gradient_accumulation_steps",
                                 "num_processes", "max_sampling_rounds"))
-        if self.dynamic_sampling and self.num_processes > 1:
-            raise UserError("dynamic_sampling runs on one process only for now; set num_processes: 1 or "
-                            "dynamic_sampling: false")
+        if (self.dynamic_sampling or self.update_rule == "drpo") and self.prompts_per_rollout % self.num_processes:
+            what = "dynamic_sampling" if self.dynamic_sampling else "update_rule drpo"
+            raise UserError(f"{what}: each process must hold whole prompt groups: prompts_per_rollout "
+                            f"({self.prompts_per_rollout}) must be a multiple of num_processes ({self.num_processes})")
         self._validate_drpo()
         samples = self.prompts_per_rollout * self.num_generations
         per_update = self.updates_per_rollout * self.gradient_accumulation_steps * self.num_processes
@@ -169,11 +170,11 @@ class RLRecipe:
             raise UserError(f"drpo_options: {', '.join(sorted(unknown))} unknown (options: {', '.join(DEFAULTS)})")
         if self.update_rule != "drpo":
             return
-        need = {"updates_per_rollout": 1, "gradient_accumulation_steps": 1, "num_processes": 1}
+        need = {"updates_per_rollout": 1, "gradient_accumulation_steps": 1}
         for name, value in need.items():
             if getattr(self, name) != value:
                 raise UserError(f"update_rule drpo: {name} must be {value} (a question's samples share one loss "
-                                f"term, so a rollout is one optimizer step on one process), got {getattr(self, name)}")
+                                f"term, so a rollout is one optimizer step), got {getattr(self, name)}")
         if self.beta:
             raise UserError(f"update_rule drpo: beta must be 0 (DRPO has no reference model; its KL hinge is "
                             f"against the sampling policy), got {self.beta}")

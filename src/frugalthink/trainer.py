@@ -37,12 +37,16 @@ class FrugalRLOOTrainer(RLOOTrainer):
         self._refill_epoch = 0
         self._capture: dict | None = None
         super().__init__(*args, **kwargs)
-        if update_rule == "drpo" and (self.accelerator.num_processes > 1 or self.args.steps_per_generation > 1):
+        # Each process holds whole groups of k (TRL lays a rollout out group by group, in rank order), so DRPO's
+        # per-question terms and dynamic sampling's group choices need a per-process rollout of whole groups.
+        local_rows = self.args.per_device_train_batch_size * self.args.steps_per_generation
+        if update_rule == "drpo" and (self.args.steps_per_generation > 1 or local_rows % self.num_generations):
             raise ValueError("update_rule 'drpo' needs each question's samples in one optimizer step on one process: "
-                             "updates_per_rollout 1, gradient_accumulation_steps 1, one process")
-        if dynamic_sampling and self.accelerator.num_processes > 1:
-            raise ValueError("dynamic_sampling runs on one process only for now (the refilled rollout is assembled "
-                             "on one rank); launch with one process or set dynamic_sampling: false")
+                             "updates_per_rollout 1, gradient_accumulation_steps 1, and whole groups per process "
+                             f"({local_rows} rows per process, groups of {self.num_generations})")
+        if dynamic_sampling and local_rows % self.num_generations:
+            raise ValueError(f"dynamic_sampling needs whole groups on each process: {local_rows} rollout rows per "
+                             f"process do not split into groups of {self.num_generations}")
         if self.generation_engine == "fast" and not self.use_vllm:
             from frugalthink.decoding import check_supported
 
@@ -177,17 +181,16 @@ class FrugalRLOOTrainer(RLOOTrainer):
     # ------------------------------------------------------------------------------------------ DRPO
     def _drpo_batch(self, batch: dict, rewards: list[float]) -> dict:
         """DRPO's per-sample inputs (`frugalthink.drpo`): correct = reward > 0.5 (DRPO's rewards are 0/1), the
-        group of each sample, and the length weights of the correct ones. One process: the rows are the rollout."""
-        from frugalthink.drpo import DEFAULTS, positive_weights
+        group of each sample, and the length weights of the correct ones. Each process holds whole groups, and its
+        loss is the mean over its questions; with equal question counts per process, data parallelism's gradient
+        average is the mean over the rollout's questions, as on one process."""
+        from frugalthink.drpo import DEFAULTS, process_inputs
 
-        mask = batch["completion_mask"]
-        device = mask.device
-        correct = torch.tensor([r > 0.5 for r in rewards], device=device)
-        groups = torch.arange(len(rewards), device=device) // self.num_generations
         lam = {**DEFAULTS, **self.drpo_options}["lambda"]
-        batch["drpo_correct"] = correct
-        batch["drpo_group"] = groups
-        batch["drpo_weight"] = positive_weights(correct, mask.sum(dim=1), groups, self.max_completion_length, lam)
+        correct, groups, weights = process_inputs(rewards, batch["completion_mask"].sum(dim=1),
+                                                  self.accelerator.process_index, self.num_generations,
+                                                  self.max_completion_length, lam)
+        batch.update(drpo_correct=correct, drpo_group=groups, drpo_weight=weights)
         return batch
 
     def _drpo_loss(self, model, inputs):
@@ -213,24 +216,41 @@ class FrugalRLOOTrainer(RLOOTrainer):
         from frugalthink import dynamic_sampling as D
 
         k = self.num_generations
-        n_groups = len(inputs) // k
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        n_local = len(inputs)
+        n_groups = n_local * world // k  # of the whole rollout; every process decides alike on the gathered rewards
         batches, informative, inputs_round = [], [], inputs
         while True:
             batch, rewards = self._score_round(inputs_round)
-            batches.append(batch)
+            batches.append(self._gather_rows(batch) if world > 1 else batch)
             informative.append(D.informative_groups(rewards, k))
             if sum(map(len, informative)) >= n_groups or len(batches) >= self.max_sampling_rounds:
                 break
-            inputs_round = self._refill_inputs(n_groups)
+            inputs_round = self._refill_inputs(n_groups)[rank * n_local : (rank + 1) * n_local]
         picked = D.choose_groups(informative, n_groups)
+        mine = D.process_share(picked, rank, world)
         parts = [D.take_rows(batches[r], torch.arange(g * k, (g + 1) * k, device=batches[r]["completion_ids"].device))
-                 for r, g in picked]
+                 for r, g in mine]
         metrics = self._metrics["train"]
         metrics["dynamic_sampling/rounds"].append(float(len(batches)))
         metrics["dynamic_sampling/informative_first_round"].append(len(informative[0]) / n_groups)
         metrics["dynamic_sampling/informative_final"].append(
             sum(1 for r, g in picked if g in informative[r]) / n_groups)
         return D.merge_rows(parts, self._tokenizer.pad_token_id)
+
+    def _gather_rows(self, batch: dict) -> dict:
+        """Every process's rows of ``batch``, in rank order (the rollout's global layout): 2D tensors padded to the
+        widest process first, prompts on the left, completions on the right, as `dynamic_sampling.merge_rows`."""
+        from frugalthink.dynamic_sampling import LEFT_PADDED
+
+        out = {}
+        for key, value in batch.items():
+            if value.dim() > 1:
+                fill = self._tokenizer.pad_token_id if key.endswith("_ids") else 0
+                value = self.accelerator.pad_across_processes(value, dim=1, pad_index=fill,
+                                                              pad_first=key in LEFT_PADDED)
+            out[key] = self.accelerator.gather(value)
+        return out
 
     def _refill_inputs(self, n_groups: int) -> list[dict]:
         """The next ``n_groups`` training prompts of a seeded walk over the dataset (a new order each pass), each
