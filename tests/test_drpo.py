@@ -102,10 +102,13 @@ def test_trainer_drpo_step(tmp_path):
 
 
 @pytest.mark.parametrize("override,message", [
-    ({"updates_per_rollout": 2}, "updates_per_rollout must be 1"),
+    ({"updates_per_rollout": 64}, "micro-batch must hold whole groups"),
     ({"beta": 0.001}, "beta must be 0"),
     ({"dynamic_sampling": True}, "dynamic_sampling must be off"),
     ({"drpo_options": {"lamda": 0.1}}, "drpo_options: lamda unknown"),
+    ({"num_processes": 3, "prompts_per_rollout": 16}, r"update_rule drpo: .*prompts_per_rollout \(16\) must be a multiple"),
+    ({"update_rule": "trl", "dynamic_sampling": True, "num_processes": 3, "prompts_per_rollout": 16},
+     r"dynamic_sampling: each process must hold whole prompt groups"),
 ])
 def test_drpo_recipe_errors_name_the_field(override, message):
     from frugalthink.errors import UserError
@@ -134,3 +137,40 @@ def test_each_process_takes_its_rows_of_the_gathered_rewards():
         process_inputs([1.0] * 6, torch.tensor([1, 2, 3]), rank=0, k=2, max_len=10)
     with pytest.raises(ValueError, match="no slice"):
         process_inputs([1.0] * 4, lengths, rank=2, k=2, max_len=10)
+
+
+def test_drpo_splits_a_rollout_into_micro_batches_of_whole_groups(tmp_path):
+    """Two updates per rollout: TRL shuffles a rollout's rows before splitting it; DRPO splits in order, so each
+    micro-batch holds whole groups (its loss terms are per question)."""
+    from datasets import Dataset
+    from tiny_runs import save_tiny_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from frugalthink.prompts import build_prompt
+    from frugalthink.rl import RLRecipe, build_rloo_config
+    from frugalthink.tasks import get_task
+    from frugalthink.trainer import FrugalRLOOTrainer
+
+    save_tiny_model(tmp_path / "m")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "m")
+    task = get_task("chain")
+    data = Dataset.from_list([{"prompt": build_prompt(tok, task, p), "answer": p.answer, "problem_id": p.id}
+                              for p in task.load("train")[:8]])
+    recipe = RLRecipe(model=str(tmp_path / "m"), prompts_per_rollout=4, rollouts=1, max_completion_length=8,
+                      threads=1, update_rule="drpo", updates_per_rollout=2, beta=0.0)
+    recipe.validate()
+    trainer = FrugalRLOOTrainer(model=AutoModelForCausalLM.from_pretrained(tmp_path / "m"),
+                                reward_funcs=[lambda completion_ids, **kw: [float(sum(c) % 2) for c in completion_ids]],
+                                args=build_rloo_config(recipe, tmp_path / "run"), train_dataset=data,
+                                processing_class=tok, update_rule="drpo")
+    trainer.model.train()
+    k = trainer.num_generations
+    rollout = [dict(data[i]) for i in range(4) for _ in range(k)]
+    torch.manual_seed(0)
+    chunks = []
+    for step in range(2):
+        trainer._step = step
+        chunks.append(trainer._prepare_inputs(rollout))
+    for i, chunk in enumerate(chunks):
+        assert chunk["drpo_group"].tolist() == [2 * i] * k + [2 * i + 1] * k
+        assert chunk["completion_ids"].size(0) == 2 * k

@@ -1,13 +1,15 @@
-"""Laser and Laser-D: the rewards on hand-made groups, the monitor's target rule, and its state across a resume."""
+"""Laser, Laser-D and Laser-DE: the rewards on hand-made groups, Laser-DE's repetition check, the monitor's target
+rule, and its state across a resume."""
 
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from tiny_runs import run_train, save_tiny_model
 
 from frugalthink import laser
-from frugalthink.rewards import laser_bucket, laser_d_rewards, laser_rewards
+from frugalthink.rewards import laser_bucket, laser_d_rewards, laser_de_rewards, laser_rewards, repeats_itself
 
 
 def test_laser_pinned_and_ordered():
@@ -37,6 +39,44 @@ def test_laser_d_buckets_by_the_groups_own_accuracy():
     assert got == [1.0, 1.5, 1.0, 1.5, -0.5, -0.5, -0.5, -1.0]
 
 
+def test_laser_de_gives_long_wrong_answers_that_do_not_loop_the_bonus():
+    targets = {"low": 100, "medium": 50, "high": 20}
+    correct = [True] * 3 + [True, False, False] + [False] * 4
+    lengths = [30, 15, 60, 40, 9, 70, 9, 300, 120, 120]
+    formed = [True] * 7 + [False, True, True]
+    repeated = [False] * 9 + [True]
+    groups = list("aaabbbcccc")
+    got = laser_de_rewards(correct, lengths, groups, formed, targets, repeated)
+    # a (high, 20): as Laser-D. b (medium, 50): the wrong 70-token answer gets the bonus (-0.5 + 0.5), the wrong
+    # 9-token one not. c (low, 100): 9 tokens: short; 300 unformed: -1 always; 120 formed: bonus; 120 looping: none
+    assert got == [1.0, 1.5, 1.0, 1.5, -0.5, 0.0, -0.5, -1.0, 0.0, -0.5]
+    # everything else is Laser-D's
+    d = laser_d_rewards(correct, lengths, groups, formed, targets)
+    assert [x - y for x, y in zip(got, d, strict=True)] == [0, 0, 0, 0, 0, 0.5, 0, 0, 0.5, 0]
+    assert laser_de_rewards([False], [20], ["g"], [True], {"low": 20}, [False]) == [-0.5]  # at the target: no bonus
+
+
+def test_repetition_check_by_its_rules():
+    distinct = list(range(1, 60))
+    assert not repeats_itself(distinct) and not repeats_itself([7] * 8)  # <= 8 tokens never loops
+    assert not repeats_itself([5, 5, 5, 1, 2, 3, 4, 6, 7, 8, 9, 10])  # the n-gram (5, 5), one token repeated, is skipped
+    assert repeats_itself([5] * 20)  # ... but a run of one token repeats its 4-token spans
+    # 12 tokens: bigrams, threshold 2, window 12 // 3 = 4 -> (1, 2) again 2 tokens later is a loop, 8 later is not
+    assert repeats_itself([1, 2, 1, 2, 5, 6, 7, 8, 9, 10, 11, 12])
+    assert not repeats_itself([1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 9, 10])
+    # 50 tokens: trigrams; the 6-token span (1..6) twice, 30 apart (beyond the window of 16), is a loop by the span rule
+    span = [1, 2, 3, 4, 5, 6]
+    filler = list(range(100, 124))
+    assert repeats_itself(span + filler + span + list(range(200, 214)))
+    assert not repeats_itself([1, 2, 3] + filler + [1, 2, 3] + list(range(300, 320)))  # a trigram twice, far apart
+    # 210 tokens: 4-grams and a threshold of 3: two close occurrences are not yet a loop, three are
+    long = list(range(1000, 1210))
+    twice = long[:50] + [1, 2, 3, 4, 9, 1, 2, 3, 4] + long[59:]
+    assert len(twice) == 210 and not repeats_itself(twice)
+    thrice = long[:50] + [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4] + long[62:]
+    assert len(thrice) == 210 and repeats_itself(thrice)
+
+
 def test_target_rule_by_band():
     lens = [10, 20, 30, 40, 50]
     assert laser.choose_target(lens, [16, 32, 48, 64], laser.band_size("high", 8)) == 16  # coverage 0.2 suffices
@@ -64,12 +104,13 @@ def test_monitor_state_round_trip(tmp_path):
     assert not other.load(tmp_path / "missing")
 
 
-def test_laser_d_trains_measures_on_schedule_and_resumes_with_its_targets(tmp_path):
+@pytest.mark.parametrize("reward", ["laser_d", "laser_de"])
+def test_laser_d_trains_measures_on_schedule_and_resumes_with_its_targets(tmp_path, reward):
     save_tiny_model(tmp_path / "m")
     out = tmp_path / "run"
     common = ["--set", f"model={tmp_path / 'm'}", "--set", "rollouts=3", "--set", "prompts_per_rollout=4",
               "--set", "max_completion_length=16", "--set", "save_every=1", "--set", "threads=1",
-              "--set", "reward=laser_d", "--set", "alpha=0", "--set", "reward_options.monitor_prompts=3",
+              "--set", f"reward={reward}", "--set", "alpha=0", "--set", "reward_options.monitor_prompts=3",
               "--set", "reward_options.monitor_every=1", "--set", "reward_options.monitor_samples=3",
               "--out", str(out)]
     crashed = run_train(common, env={"FRUGALTHINK_KILL_AT_STEP": "4"})  # killed after rollout 2's checkpoint

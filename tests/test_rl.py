@@ -369,7 +369,7 @@ def test_rollouts_of_the_fast_engine_equal_trls_generate(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("size", ["1.5b", "7b"])
-@pytest.mark.parametrize("peer", ["dler", "laser", "laser_d"])
+@pytest.mark.parametrize("peer", ["dler", "laser", "laser_d", "laser_de"])
 def test_r1_peer_recipes_carry_the_papers_settings(size, peer, tmp_path):
     """The peers' R1-Distill recipes: the paper's data, trainer and evaluation (rl.yaml) with each peer's own reward
     and settings, and a trainer config that builds on CPU."""
@@ -387,6 +387,6 @@ def test_r1_peer_recipes_carry_the_papers_settings(size, peer, tmp_path):
         assert rec.dynamic_sampling and rec.prompts_per_rollout % rec.num_processes == 0
     if peer == "laser":
         assert opts == {"target": 4096, "bonus": 0.5} and rec.max_completion_length == 16384
-    if peer == "laser_d":
+    if peer in ("laser_d", "laser_de"):  # Laser-DE: Laser-D's settings, its own reward
         assert opts["monitor_prompts"] == 500 and opts["monitor_every"] == 20 and opts["monitor_samples"] == 8
         assert opts["grid"] == list(range(1024, 16385, 1024)) and opts["monitor_temperature"] == 0.6

@@ -126,7 +126,7 @@ def test_length_reward_dispatch_equals_the_pure_function(kind):
     if kind == "laser":
         opts["target"] = 15
     monitor = None
-    if kind == "laser_d":  # group 0 (3 of 4 right) is "high" -> 12 tokens; group 1 (2 of 4) "medium" -> 25
+    if kind in ("laser_d", "laser_de"):  # group 0 (3 of 4 right) is "high" -> 12 tokens; group 1 (2 of 4) "medium" -> 25
         monitor = type("M", (), {"bucket_targets": lambda self, fallback: {"low": fallback, "medium": 25, "high": 12}})()
     targets = [15, 25] * 4
     got = LengthReward(task, 0.3, {1}, reward=kind, options=opts, num_generations=4, monitor=monitor)(
@@ -144,9 +144,30 @@ def test_length_reward_dispatch_equals_the_pure_function(kind):
         "dler": lambda: R.truncation_rewards(correct, lengths, 20),
         "laser": lambda: R.laser_rewards(correct, lengths, formed, [15] * 8),
         "laser_d": lambda: R.laser_rewards(correct, lengths, formed, [12] * 4 + [25] * 4),
+        # Laser-DE's loop check read from each completion's own token ids
+        "laser_de": lambda: R.laser_de_rewards(correct, lengths, [0] * 4 + [1] * 4, formed,
+                                               {"low": max(lengths), "medium": 25, "high": 12},
+                                               [R.repeats_itself(x) for x in ids]),
     }[kind]()
     assert got == pytest.approx(expected)
     assert len(set(got)) > (1 if kind in ("dler", "correctness") else 2)
+
+
+def test_laser_de_reads_the_loop_check_from_the_token_ids():
+    """The two wrong answers with a final answer (samples 2 and 5) run past a 5-token target; written as distinct
+    tokens they get the exploration bonus, written as one token repeated (the batch's ids) they do not."""
+    task, pids, answers, texts, ids, correct, lengths = _batch()
+    monitor = type("M", (), {"bucket_targets": lambda self, fallback: {"low": 5, "medium": 5, "high": 5}})()
+    distinct = [list(range(10, 10 + len(x) - 1)) + [1] if i in (2, 5) else x for i, x in enumerate(ids)]
+
+    def rewards(completion_ids):
+        return LengthReward(task, 0.0, {1}, reward="laser_de", options=dict(REWARD_OPTIONS["laser_de"]),
+                            num_generations=4, monitor=monitor)(
+            prompts=[""] * 8, completions=texts, completion_ids=completion_ids, answer=answers, problem_id=pids)
+
+    looping, fresh = rewards(ids), rewards(distinct)
+    assert [looping[i] for i in (2, 5)] == [-0.5, -0.5] and [fresh[i] for i in (2, 5)] == [0.0, 0.0]
+    assert [x for i, x in enumerate(looping) if i not in (2, 5)] == [x for i, x in enumerate(fresh) if i not in (2, 5)]
 
 
 def test_peer_recipes_extend_the_demo_recipe_and_change_only_the_reward():
@@ -257,7 +278,7 @@ def test_quick_sidebyside_end_to_end(tmp_path):
     for name in ("ours (alpha sweep)", "generation cutoff", "SFT on shortest correct", "DPO short vs long",
                  "Kimi k1.5 length reward", "L1-Max", "ShorterBetter", "GRPO-LEAD reward", "cosine reward (TRL)",
                  "DAPO overlong (TRL)", "DLER truncation (DLER's setup)", "ours, DLER's setup (alpha sweep)", "Laser",
-                 "Laser-D", "DRPO (its loss, 0/1 reward)"):
+                 "Laser-D", "Laser-DE", "DRPO (its loss, 0/1 reward)"):
         assert name in names
     points = [comp["base"]] + [p for m in comp["methods"] for p in m["points"]]
     assert all(p["latency_mean_ms"] > 0 and p["latency_ms_per_token"] > 0 for p in points)  # the interleaved pass
@@ -266,7 +287,7 @@ def test_quick_sidebyside_end_to_end(tmp_path):
         budget = int(p["label"].split("=")[1])
         recs = [json.loads(x) for x in Path(p["eval_dir"], "records.jsonl").read_text().splitlines()]
         assert max(r["tokens"] for r in recs) <= budget
-    for reward in ("kimi", "l1_max", "dapo", "dler", "laser", "laser_d"):
+    for reward in ("kimi", "l1_max", "dapo", "dler", "laser", "laser_d", "laser_de"):
         summary = json.loads((tmp_path / "cmp" / reward / "train_summary.json").read_text())
         assert summary["reward"] == reward
     drpo = json.loads((tmp_path / "cmp" / "drpo" / "frugalthink_run.json").read_text())["config"]

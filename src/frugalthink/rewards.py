@@ -337,42 +337,118 @@ def laser_d_rewards(correct: Sequence[bool], lengths: Sequence[int], groups: Seq
     return laser_rewards(correct, lengths, formed, targets, bonus)
 
 
+def repeats_itself(ids: Sequence[int]) -> bool:
+    """Laser-DE's repetition check on a completion's token ids (hkust-nlp/Laser, ``compute_unique_tokens.py``, its
+    defaults), written here from its rules: a completion of at most 8 tokens never repeats itself; otherwise an
+    n-gram (n = 2 below 30 tokens, 3 below 100, else 4) that is not one token repeated, seen ``threshold`` times (2
+    below 200 tokens, else 3) with two successive occurrences less than a third of the length apart, is a loop; so
+    is any span of 2n tokens that occurs twice (checked from 4n tokens on).
+
+    >>> repeats_itself([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])     # all distinct
+    False
+    >>> repeats_itself([1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 9, 10])       # (1, 2) twice, 8 apart: not within 12 // 3
+    False
+    >>> repeats_itself([1, 2, 1, 2, 5, 6, 7, 8, 9, 10, 11, 12])     # (1, 2) twice, 2 apart
+    True
+    """
+    n_tokens = len(ids)
+    if n_tokens <= 8:
+        return False
+    n = 2 if n_tokens < 30 else (3 if n_tokens < 100 else 4)
+    threshold = 2 if n_tokens < 200 else 3
+    window = n_tokens // 3
+    seen: dict[tuple, list[int]] = {}
+    for start in range(n_tokens - n, -1, -1):  # from the end backwards, where a loop that ran to the cap sits
+        gram = tuple(ids[start : start + n])
+        if len(set(gram)) == 1:
+            continue
+        where = seen.setdefault(gram, [])
+        if where and where[-1] - start < window and len(where) + 1 >= threshold:
+            return True
+        where.append(start)
+    if n_tokens >= 4 * n:
+        spans: set[tuple] = set()
+        for start in range(n_tokens - 2 * n + 1):
+            span = tuple(ids[start : start + 2 * n])
+            if span in spans:
+                return True
+            spans.add(span)
+    return False
+
+
+def laser_de_rewards(correct: Sequence[bool], lengths: Sequence[int], groups: Sequence[Hashable],
+                     formed: Sequence[bool], bucket_targets: dict[str, int], repeated: Sequence[bool],
+                     bonus: float = 0.5) -> list[float]:
+    """LASER-DE: `laser_d_rewards` plus exploration (hkust-nlp/Laser ``compute_length_reward_larse_de``): a wrong
+    answer that has a final answer, runs past its bucket's target and does not repeat itself (`repeats_itself`)
+    gets the bonus too (-0.5 + 0.5 = 0): a long attempt that failed is not pushed down like a short wrong guess.
+
+    >>> laser_de_rewards([True, True, True, False, False, False], [10, 30, 30, 50, 50, 5], ["a"] * 3 + ["b"] * 3,
+    ...                  [True] * 6, {"low": 20, "medium": 20, "high": 20}, [False, False, False, False, True, False])
+    [1.5, 1.0, 1.0, 0.0, -0.5, -0.5]
+    """
+    _check_lengths(correct, lengths, groups)
+    _check_lengths(correct, lengths, repeated)
+    base = laser_d_rewards(correct, lengths, groups, formed, bucket_targets, bonus)
+    targets = [0] * len(correct)
+    for members in _group_indices(groups).values():
+        t = bucket_targets[laser_bucket(sum(correct[i] for i in members) / len(members))]
+        for i in members:
+            targets[i] = t
+    return [r + (bonus if not ok and f and n > t and not rep else 0.0)
+            for r, ok, f, n, t, rep in zip(base, correct, formed, lengths, targets, repeated, strict=True)]
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The registry: every reward a recipe can name, with the papers' default options. A reward is called with the
 # gathered batch -- correct, lengths, groups (positions // k), per-sample L1 targets -- plus ``alpha`` (ours) and
 # its options; `frugalthink.rl.LengthReward` is the only caller during training.
 # --------------------------------------------------------------------------------------------------------------
+# Laser-D's options (and Laser-DE's): the bonus and the monitor's settings, the paper's values; the grid defaults to
+# 16 steps up to the run's cap (frugalthink.laser.default_grid)
+LASER_D_DEFAULTS = {"bonus": 0.5, "monitor_prompts": 500, "monitor_every": 20, "monitor_samples": 8,
+                    "monitor_temperature": 0.6, "grid": None, "expected_correct": 1}
+
+
 @dataclass(frozen=True)
 class RewardSpec:
-    """``compute(correct, lengths, groups, targets, formed, alpha, options) -> rewards`` (``formed``: the sample
-    ended with a parsable final answer, right or wrong); ``defaults``: the paper's options; ``from_cap``: options
+    """``compute(correct, lengths, groups, targets, formed, alpha, options, repeated) -> rewards`` (``formed``: the
+    sample ended with a parsable final answer, right or wrong; ``repeated``: `repeats_itself`, computed only for
+    rewards with ``needs_repetition``); ``defaults``: the paper's options; ``from_cap``: options
     whose default (None) is that fraction of the run's generation cap, as the paper sets it against its own cap."""
 
     compute: Callable[..., list[float]]
     defaults: dict
     from_cap: dict = field(default_factory=dict)
+    needs_repetition: bool = False
 
 
 REWARDS: dict[str, RewardSpec] = {
-    "efficiency": RewardSpec(lambda c, n, g, t, f, alpha, o: efficiency_rewards(c, n, g, alpha), {}),
-    "kimi": RewardSpec(lambda c, n, g, t, f, alpha, o: kimi_length_rewards(c, n, g, o["weight"]), {"weight": 1.0}),
-    "l1_max": RewardSpec(lambda c, n, g, t, f, alpha, o: l1_max_rewards(c, n, t, o["alpha"], o["delta"]),
+    "efficiency": RewardSpec(lambda c, n, g, t, f, alpha, o, rep: efficiency_rewards(c, n, g, alpha), {}),
+    "kimi": RewardSpec(lambda c, n, g, t, f, alpha, o, rep: kimi_length_rewards(c, n, g, o["weight"]), {"weight": 1.0}),
+    "l1_max": RewardSpec(lambda c, n, g, t, f, alpha, o, rep: l1_max_rewards(c, n, t, o["alpha"], o["delta"]),
                          {"alpha": 0.0003, "delta": 0.5, "targets": [100, 4000]}),
-    "shorter_better": RewardSpec(lambda c, n, g, t, f, alpha, o: shorter_better_rewards(c, n, g, o["alpha"], o["beta"]),
+    "shorter_better": RewardSpec(lambda c, n, g, t, f, alpha, o, rep: shorter_better_rewards(c, n, g, o["alpha"], o["beta"]),
                                  {"alpha": 2.0, "beta": 0.001}),
-    "grpo_lead": RewardSpec(lambda c, n, g, t, f, alpha, o: grpo_lead_rewards(c, n, g, o["alpha"]), {"alpha": 0.1}),
-    "cosine": RewardSpec(lambda c, n, g, t, f, alpha, o: cosine_rewards(c, n, **o),
+    "grpo_lead": RewardSpec(lambda c, n, g, t, f, alpha, o, rep: grpo_lead_rewards(c, n, g, o["alpha"]), {"alpha": 0.1}),
+    "cosine": RewardSpec(lambda c, n, g, t, f, alpha, o, rep: cosine_rewards(c, n, **o),
                          {"max_len": None, "min_value_wrong": -1.0, "max_value_wrong": -0.5,
                           "min_value_correct": 0.5, "max_value_correct": 1.0}, {"max_len": 1.0}),
-    "dapo": RewardSpec(lambda c, n, g, t, f, alpha, o: dapo_rewards(c, n, o["max_len"], o["cache"]),
+    "dapo": RewardSpec(lambda c, n, g, t, f, alpha, o, rep: dapo_rewards(c, n, o["max_len"], o["cache"]),
                        {"max_len": None, "cache": None}, {"max_len": 1.0}),
-    "correctness": RewardSpec(lambda c, n, g, t, f, alpha, o: [1.0 if ok else 0.0 for ok in c], {}),  # DRPO's
-    "dler": RewardSpec(lambda c, n, g, t, f, alpha, o: truncation_rewards(c, n, o["limit"]), {"limit": None},
+    "correctness": RewardSpec(lambda c, n, g, t, f, alpha, o, rep: [1.0 if ok else 0.0 for ok in c], {}),  # DRPO's
+    "dler": RewardSpec(lambda c, n, g, t, f, alpha, o, rep: truncation_rewards(c, n, o["limit"]), {"limit": None},
                        {"limit": 1.0}),
-    "laser": RewardSpec(lambda c, n, g, t, f, alpha, o: laser_rewards(c, n, f, [o["target"]] * len(c), o["bonus"]),
+    "laser": RewardSpec(lambda c, n, g, t, f, alpha, o, rep: laser_rewards(c, n, f, [o["target"]] * len(c), o["bonus"]),
                         {"target": None, "bonus": 0.5}, {"target": 0.25}),  # Laser: 4,096 of a 16k cap
     # bucket_targets: filled in during training by the monitor (frugalthink.laser); its options set the monitor
-    "laser_d": RewardSpec(lambda c, n, g, t, f, alpha, o: laser_d_rewards(c, n, g, f, o["bucket_targets"], o["bonus"]),
-                          {"bonus": 0.5, "monitor_prompts": 500, "monitor_every": 20, "monitor_samples": 8,
-                           "monitor_temperature": 0.6, "grid": None, "expected_correct": 1}),
+    "laser_d": RewardSpec(lambda c, n, g, t, f, alpha, o, rep: laser_d_rewards(c, n, g, f, o["bucket_targets"],
+                                                                               o["bonus"]),
+                          LASER_D_DEFAULTS),
+    # Laser-DE: Laser-D's monitor and options, plus the exploration bonus for long wrong answers that do not loop
+    "laser_de": RewardSpec(lambda c, n, g, t, f, alpha, o, rep: laser_de_rewards(c, n, g, f, o["bucket_targets"], rep,
+                                                                                 o["bonus"]),
+                           LASER_D_DEFAULTS, needs_repetition=True),
 }
+# the rewards whose targets Laser-D's monitor sets during training (frugalthink.laser)
+MONITORED = ("laser_d", "laser_de")

@@ -170,11 +170,11 @@ class RLRecipe:
             raise UserError(f"drpo_options: {', '.join(sorted(unknown))} unknown (options: {', '.join(DEFAULTS)})")
         if self.update_rule != "drpo":
             return
-        need = {"updates_per_rollout": 1, "gradient_accumulation_steps": 1}
-        for name, value in need.items():
-            if getattr(self, name) != value:
-                raise UserError(f"update_rule drpo: {name} must be {value} (a question's samples share one loss "
-                                f"term, so a rollout is one optimizer step), got {getattr(self, name)}")
+        if self.per_device_batch_size % self.num_generations:
+            raise UserError(f"update_rule drpo: a question's samples share one loss term, so each micro-batch must "
+                            f"hold whole groups: prompts_per_rollout * num_generations / (updates_per_rollout * "
+                            f"gradient_accumulation_steps * num_processes) = {self.per_device_batch_size} is not a "
+                            f"multiple of num_generations ({self.num_generations})")
         if self.beta:
             raise UserError(f"update_rule drpo: beta must be 0 (DRPO has no reference model; its KL hinge is "
                             f"against the sampling policy), got {self.beta}")
@@ -311,12 +311,14 @@ class LengthReward:
         lengths = [len(ids) for ids in completion_ids]
         targets = list(kwargs.get("target") or [0] * len(lengths))
         alphas = list(kwargs.get("alpha") or [self.alpha] * len(lengths))
-        all_correct, all_lengths, all_trunc, all_targets, all_alphas, all_formed, offset = _gather_lists(
-            correct, lengths, truncated, targets, alphas, formed)
+        repeated = ([R.repeats_itself(list(ids)) for ids in completion_ids] if self.spec.needs_repetition
+                    else [False] * len(lengths))
+        all_correct, all_lengths, all_trunc, all_targets, all_alphas, all_formed, all_rep, offset = _gather_lists(
+            correct, lengths, truncated, targets, alphas, formed, repeated)
         if len(all_correct) % self.k:
             raise ValueError(f"{len(all_correct)} completions do not form groups of num_generations={self.k}")
         all_groups = [i // self.k for i in range(len(all_correct))]
-        rewards = self.rewards(all_correct, all_lengths, all_groups, all_targets, all_alphas, all_formed)
+        rewards = self.rewards(all_correct, all_lengths, all_groups, all_targets, all_alphas, all_formed, all_rep)
         if self.group_std:
             rewards = R.group_std_normalize(rewards, all_groups)
         log_metric = kwargs.get("log_metric")
@@ -325,19 +327,22 @@ class LengthReward:
                 log_metric(name, value)
         return rewards[offset : offset + len(completions)]
 
-    def rewards(self, correct, lengths, groups, targets, alphas=None, formed=None) -> list[float]:
+    def rewards(self, correct, lengths, groups, targets, alphas=None, formed=None, repeated=None) -> list[float]:
         """The reward of every sample; with per-sample ``alphas`` (a conditioned run, constant within a group) each
-        alpha's groups are scored with that alpha. ``formed``: the sample has a final answer (default: correct)."""
+        alpha's groups are scored with that alpha. ``formed``: the sample has a final answer (default: correct);
+        ``repeated``: it loops (`rewards.repeats_itself`; default: none does)."""
         alphas = alphas or [self.alpha] * len(correct)
         formed = formed if formed is not None else list(correct)
+        repeated = repeated if repeated is not None else [False] * len(correct)
         options = self.options
-        if self.monitor is not None:  # Laser-D: this moment's targets; a band without one: the longest response
+        if self.monitor is not None:  # Laser-D/DE: this moment's targets; a band without one: the longest response
             options = {**options, "bucket_targets": self.monitor.bucket_targets(fallback=max(lengths))}
         out = [0.0] * len(correct)
         for a in sorted(set(alphas)):
             idx = [i for i, x in enumerate(alphas) if x == a]
             part = self.spec.compute([correct[i] for i in idx], [lengths[i] for i in idx], [groups[i] for i in idx],
-                                     [targets[i] for i in idx], [formed[i] for i in idx], a, options)
+                                     [targets[i] for i in idx], [formed[i] for i in idx], a, options,
+                                     [repeated[i] for i in idx])
             for i, r in zip(idx, part, strict=True):
                 out[i] = r
         return out

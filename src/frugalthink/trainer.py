@@ -40,10 +40,10 @@ class FrugalRLOOTrainer(RLOOTrainer):
         # Each process holds whole groups of k (TRL lays a rollout out group by group, in rank order), so DRPO's
         # per-question terms and dynamic sampling's group choices need a per-process rollout of whole groups.
         local_rows = self.args.per_device_train_batch_size * self.args.steps_per_generation
-        if update_rule == "drpo" and (self.args.steps_per_generation > 1 or local_rows % self.num_generations):
-            raise ValueError("update_rule 'drpo' needs each question's samples in one optimizer step on one process: "
-                             "updates_per_rollout 1, gradient_accumulation_steps 1, and whole groups per process "
-                             f"({local_rows} rows per process, groups of {self.num_generations})")
+        if update_rule == "drpo" and self.args.per_device_train_batch_size % self.num_generations:
+            raise ValueError("update_rule 'drpo' needs each question's samples in one micro-batch on one process: "
+                             f"{self.args.per_device_train_batch_size} rows per micro-batch do not hold whole groups "
+                             f"of {self.num_generations}")
         if dynamic_sampling and local_rows % self.num_generations:
             raise ValueError(f"dynamic_sampling needs whole groups on each process: {local_rows} rollout rows per "
                              f"process do not split into groups of {self.num_generations}")
@@ -179,11 +179,23 @@ class FrugalRLOOTrainer(RLOOTrainer):
         return batch
 
     # ------------------------------------------------------------------------------------------ DRPO
+    def _prepare_inputs(self, generation_batch):
+        """DRPO: TRL's buffering of a rollout over its micro-batches, split in order instead of after a row shuffle
+        (as DRPO's published code splits its mini-batches), so that each micro-batch holds whole groups."""
+        if self.update_rule != "drpo" or not self.model.training:
+            return super()._prepare_inputs(generation_batch)
+        from trl.trainer.utils import split_tensor_dict
+
+        steps = self.args.steps_per_generation
+        if self._step % (steps * self.num_iterations) == 0 or self._buffered_inputs is None:
+            self._buffered_inputs = split_tensor_dict(self._generate_and_score_completions(generation_batch), steps)
+        return self._buffered_inputs[self._step % steps]
+
     def _drpo_batch(self, batch: dict, rewards: list[float]) -> dict:
         """DRPO's per-sample inputs (`frugalthink.drpo`): correct = reward > 0.5 (DRPO's rewards are 0/1), the
-        group of each sample, and the length weights of the correct ones. Each process holds whole groups, and its
-        loss is the mean over its questions; with equal question counts per process, data parallelism's gradient
-        average is the mean over the rollout's questions, as on one process."""
+        group of each sample, and the length weights of the correct ones. Each micro-batch of each process holds
+        whole groups, and its loss is the mean over its questions; with equal question counts everywhere, the
+        average over micro-batches and processes is the mean over the step's questions, as on one process."""
         from frugalthink.drpo import DEFAULTS, process_inputs
 
         lam = {**DEFAULTS, **self.drpo_options}["lambda"]

@@ -30,7 +30,8 @@ from frugalthink.family import load_family, member_dir, train_runs
 # Peer rewards for the embedded default; their rescaled options live in recipes/tiny/peers/<name>.yaml (per-token
 # weights are the papers' times 30: their traces run to thousands of tokens, the tiny model's to ~50-170; caps and
 # caches are fractions of our 256-token cap). See docs/comparison.md.
-PEER_NAMES = ("kimi", "l1_max", "shorter_better", "grpo_lead", "cosine", "dapo", "dler", "laser", "laser_d", "drpo")
+PEER_NAMES = ("kimi", "l1_max", "shorter_better", "grpo_lead", "cosine", "dapo", "dler", "laser", "laser_d", "laser_de",
+              "drpo")
 # The optimisation options a peer's recipe may set besides its reward (DLER's setup, DRPO's loss).
 PEER_SETUP = ("batch_normalize", "epsilon_high", "dynamic_sampling", "update_rule", "updates_per_rollout", "beta",
               "drpo_options")
@@ -83,7 +84,7 @@ PEER_VARIANTS: dict[str, tuple[dict, ...]] = {
 }
 PEER_TITLES = {"kimi": "Kimi k1.5 length reward", "l1_max": "L1-Max", "shorter_better": "ShorterBetter",
                "grpo_lead": "GRPO-LEAD reward", "cosine": "cosine reward (TRL)", "dapo": "DAPO overlong (TRL)",
-               "dler": "DLER truncation (DLER's setup)", "laser": "Laser", "laser_d": "Laser-D",
+               "dler": "DLER truncation (DLER's setup)", "laser": "Laser", "laser_d": "Laser-D", "laser_de": "Laser-DE",
                "drpo": "DRPO (its loss, 0/1 reward)"}
 OURS_DLER = "ours, DLER's setup (alpha sweep)"
 # for the chain demo's cap; `scaled` by `length_scale` on a task with another cap

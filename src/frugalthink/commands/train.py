@@ -17,6 +17,7 @@ from pathlib import Path
 from frugalthink.config import apply_overrides, from_dict, load_yaml, write_run_metadata
 from frugalthink.errors import UserError
 from frugalthink.outdir import claim
+from frugalthink.rewards import MONITORED
 from frugalthink.rl import RLRecipe
 
 FINISHED = "train_summary.json"
@@ -118,7 +119,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     eos = model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
     monitor = None
-    if recipe.reward == "laser_d":  # Laser-D's target lengths, measured on the first training prompts
+    if recipe.reward in MONITORED:  # Laser-D's target lengths, measured on the first training prompts
         from frugalthink.laser import LaserMonitor
 
         chosen = problems[: int(options["monitor_prompts"])]
