@@ -263,6 +263,24 @@ def test_two_process_dynamic_sampling_and_drpo(tmp_path, options):
         assert [r["step"] for r in log] == [1, 2]  # one optimizer step per rollout
 
 
+@pytest.mark.parametrize("size,lr", [("1.5b", 2e-6), ("7b", 1e-6)])
+def test_r1_drpo_recipe_carries_drpos_settings(size, lr, tmp_path):
+    """DRPO's R1-Distill recipe: the paper's data and evaluation (rl.yaml), DRPO's loss and its published settings,
+    whole groups in every micro-batch, and a trainer config that builds on CPU."""
+    from frugalthink.drpo import DEFAULTS
+
+    base = load_recipe(f"r1-distill-qwen-{size}/rl")
+    rec = load_recipe(f"r1-distill-qwen-{size}/drpo")
+    cfg = build_rloo_config(rec, tmp_path)
+    assert rec.update_rule == "drpo" and rec.reward == "correctness" and rec.beta == 0.0
+    assert rec.model == base.model and rec.task == base.task and rec.eval == base.eval
+    assert {**DEFAULTS, **rec.drpo_options} == {"lambda": 0.1, "tau": 10.0, "kl_delta": 1e-4, "kl_beta": 1e3}
+    assert rec.learning_rate == lr and rec.warmup_steps == 0 and rec.max_completion_length == 8192
+    assert cfg.temperature == 0.6 and cfg.steps_per_generation == 4 and cfg.bf16 and cfg.use_vllm
+    assert rec.prompts_per_rollout * rec.num_generations == 256 and rec.rollouts == base.rollouts  # same budget
+    assert cfg.per_device_train_batch_size % rec.num_generations == 0  # whole groups per micro-batch
+
+
 class socket_port:
     def __enter__(self):
         import socket
