@@ -63,7 +63,8 @@ def test_loss_uses_token_means_and_adds_the_hinge():
     assert loss.item() == pytest.approx(-2.0) and info["kl"].item() == 0.0
 
 
-def test_trainer_drpo_step(tmp_path):
+def _drpo_trainer(tmp_path, updates_per_rollout: int):
+    """A DRPO trainer on the random tiny model, 4 prompts per rollout, and the 8 training prompts it draws from."""
     from datasets import Dataset
     from tiny_runs import save_tiny_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -79,13 +80,18 @@ def test_trainer_drpo_step(tmp_path):
     data = Dataset.from_list([{"prompt": build_prompt(tok, task, p), "answer": p.answer, "problem_id": p.id}
                               for p in task.load("train")[:8]])
     recipe = RLRecipe(model=str(tmp_path / "m"), prompts_per_rollout=4, rollouts=1, max_completion_length=8,
-                      threads=1, update_rule="drpo", updates_per_rollout=1, beta=0.0)
+                      threads=1, update_rule="drpo", updates_per_rollout=updates_per_rollout, beta=0.0)
     recipe.validate()
     trainer = FrugalRLOOTrainer(model=AutoModelForCausalLM.from_pretrained(tmp_path / "m"),
                                 reward_funcs=[lambda completion_ids, **kw: [float(sum(c) % 2) for c in completion_ids]],
                                 args=build_rloo_config(recipe, tmp_path / "run"), train_dataset=data,
                                 processing_class=tok, update_rule="drpo")
     trainer.model.train()
+    return trainer, data
+
+
+def test_trainer_drpo_step(tmp_path):
+    trainer, data = _drpo_trainer(tmp_path, updates_per_rollout=1)
     k = trainer.num_generations
     torch.manual_seed(0)
     batch = trainer._generate_and_score_completions([dict(data[i]) for i in range(4) for _ in range(k)])
@@ -142,28 +148,7 @@ def test_each_process_takes_its_rows_of_the_gathered_rewards():
 def test_drpo_splits_a_rollout_into_micro_batches_of_whole_groups(tmp_path):
     """Two updates per rollout: TRL shuffles a rollout's rows before splitting it; DRPO splits in order, so each
     micro-batch holds whole groups (its loss terms are per question)."""
-    from datasets import Dataset
-    from tiny_runs import save_tiny_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from frugalthink.prompts import build_prompt
-    from frugalthink.rl import RLRecipe, build_rloo_config
-    from frugalthink.tasks import get_task
-    from frugalthink.trainer import FrugalRLOOTrainer
-
-    save_tiny_model(tmp_path / "m")
-    tok = AutoTokenizer.from_pretrained(tmp_path / "m")
-    task = get_task("chain")
-    data = Dataset.from_list([{"prompt": build_prompt(tok, task, p), "answer": p.answer, "problem_id": p.id}
-                              for p in task.load("train")[:8]])
-    recipe = RLRecipe(model=str(tmp_path / "m"), prompts_per_rollout=4, rollouts=1, max_completion_length=8,
-                      threads=1, update_rule="drpo", updates_per_rollout=2, beta=0.0)
-    recipe.validate()
-    trainer = FrugalRLOOTrainer(model=AutoModelForCausalLM.from_pretrained(tmp_path / "m"),
-                                reward_funcs=[lambda completion_ids, **kw: [float(sum(c) % 2) for c in completion_ids]],
-                                args=build_rloo_config(recipe, tmp_path / "run"), train_dataset=data,
-                                processing_class=tok, update_rule="drpo")
-    trainer.model.train()
+    trainer, data = _drpo_trainer(tmp_path, updates_per_rollout=2)
     k = trainer.num_generations
     rollout = [dict(data[i]) for i in range(4) for _ in range(k)]
     torch.manual_seed(0)
