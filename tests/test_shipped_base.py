@@ -44,6 +44,12 @@ def test_the_demo_copies_the_shipped_base_and_reuses_it(tmp_path, capsys):
     assert not (out / "README.md").exists() and (out / "base_summary.json").exists()
     demo.prepare_base(out, recipe, SHIPPED)  # finished: kept, nothing trained
     assert "SFT base" not in capsys.readouterr().err
+    # a copy interrupted after its first file is resumed, not refused
+    half = tmp_path / "half"
+    half.mkdir()
+    shutil.copy2(SHIPPED / "frugalthink_base.json", half / "frugalthink_base.json")
+    demo.prepare_base(half, recipe, SHIPPED)
+    assert (half / "model.safetensors").read_bytes() == (SHIPPED / "model.safetensors").read_bytes()
     # a folder that is not ours is refused before a byte is written
     foreign = tmp_path / "mine"
     foreign.mkdir()

@@ -111,11 +111,12 @@ def prepare_base(out: Path, recipe: BaseRecipe, shipped: Path | None) -> None:
     check_shipped_base(shipped, recipe)
     print(f"== 1/3 base reasoner: the shipped {shipped.name} ({shipped / 'README.md'}) -> {out}", flush=True)
     claim(out, METADATA)
-    for f in sorted(shipped.iterdir()):
-        if f.name not in ("README.md", "base_summary.json"):
-            shutil.copy2(f, out / f.name)
-    # copied last, the marker that `build_base` reads as "finished"; it also checks the copy's task and model
-    shutil.copy2(shipped / "base_summary.json", out / "base_summary.json")
+    # the recorded recipe first (it marks the folder as ours, so an interrupted copy is resumed, not refused), the
+    # summary last (`build_base` reads it as "finished", then checks the copy's task and model)
+    first, last = METADATA, "base_summary.json"
+    rest = sorted(f.name for f in shipped.iterdir() if f.name not in (first, last, "README.md"))
+    for name in (first, *rest, last):
+        shutil.copy2(shipped / name, out / name)
     build_base(out, recipe)
 
 
