@@ -74,9 +74,10 @@ def test_the_demo_trains_with_the_shipped_recipe_and_recipes_resolve_by_name(tmp
 
     from frugalthink.commands.demo import demo_recipes
 
-    _, rl = demo_recipes(tmp_path, quick=False)
+    for task, name in (("chain", "tiny/rl"), ("tally", "tiny/tally/rl")):  # the demo's recipe is the shipped one
+        _, rl = demo_recipes(tmp_path, quick=False, task=task)
+        assert {k for k, v in asdict(rl).items() if asdict(load_recipe(name))[k] != v} == {"model"}
     shipped = load_recipe("tiny/rl")
-    assert {k for k, v in asdict(rl).items() if asdict(shipped)[k] != v} == {"model"}
     assert load_recipe(str(ROOT / "recipes" / "tiny" / "rl.yaml")) == shipped  # the checkout's link, same file
     child = tmp_path / "child.yaml"
     child.write_text(f"extends: {ROOT / 'recipes' / 'tiny' / 'rl.yaml'}\nrollouts: 3\n")

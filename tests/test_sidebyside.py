@@ -325,7 +325,8 @@ def test_the_demo_folder_decides_the_task(tmp_path):
     from frugalthink.commands.sidebyside import demo_task
     from frugalthink.errors import UserError
 
-    assert demo_task(tmp_path / "none", None) == "chain" and demo_task(tmp_path / "none", "tally") == "tally"
+    # no demo yet: the default organism (tally), or the one asked for
+    assert demo_task(tmp_path / "none", None) == "tally" and demo_task(tmp_path / "none", "chain") == "chain"
     (tmp_path / "summary.json").write_text(json.dumps({"task": "tally"}))
     assert demo_task(tmp_path, None) == "tally" == demo_task(tmp_path, "tally")
     with pytest.raises(UserError, match="holds a demo of task 'tally', not 'chain'"):
