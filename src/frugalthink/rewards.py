@@ -329,12 +329,17 @@ def laser_d_rewards(correct: Sequence[bool], lengths: Sequence[int], groups: Seq
     [1.0, 1.0, 1.0, -0.5]
     """
     _check_lengths(correct, lengths, groups)
+    return laser_rewards(correct, lengths, formed, _bucket_targets(correct, groups, bucket_targets), bonus)
+
+
+def _bucket_targets(correct: Sequence[bool], groups: Sequence[Hashable], bucket_targets: dict[str, int]) -> list[int]:
+    """Each sample's target length: that of its group's difficulty bucket (`laser_bucket` of the group's accuracy)."""
     targets = [0] * len(correct)
     for members in _group_indices(groups).values():
         t = bucket_targets[laser_bucket(sum(correct[i] for i in members) / len(members))]
         for i in members:
             targets[i] = t
-    return laser_rewards(correct, lengths, formed, targets, bonus)
+    return targets
 
 
 def repeats_itself(ids: Sequence[int]) -> bool:
@@ -389,12 +394,8 @@ def laser_de_rewards(correct: Sequence[bool], lengths: Sequence[int], groups: Se
     """
     _check_lengths(correct, lengths, groups)
     _check_lengths(correct, lengths, repeated)
-    base = laser_d_rewards(correct, lengths, groups, formed, bucket_targets, bonus)
-    targets = [0] * len(correct)
-    for members in _group_indices(groups).values():
-        t = bucket_targets[laser_bucket(sum(correct[i] for i in members) / len(members))]
-        for i in members:
-            targets[i] = t
+    targets = _bucket_targets(correct, groups, bucket_targets)
+    base = laser_rewards(correct, lengths, formed, targets, bonus)  # Laser-D's reward
     return [r + (bonus if not ok and f and n > t and not rep else 0.0)
             for r, ok, f, n, t, rep in zip(base, correct, formed, lengths, targets, repeated, strict=True)]
 

@@ -134,7 +134,8 @@ def run_demo(out: Path, quick: bool, alphas: list[float] | None = None, task: st
     from frugalthink.report import write_report
 
     report = write_report(out)
-    summary = {"task": task, "shipped_base": shipped.name if shipped else None, **demo_summary(fam, wall_s=time.perf_counter() - t0, quick=quick)}
+    summary = {"task": task, "shipped_base": shipped.name if shipped else None,
+               **demo_summary(fam, wall_s=time.perf_counter() - t0, quick=quick)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(family_table(fam))
     print(f"report: {report}")
