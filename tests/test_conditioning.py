@@ -31,8 +31,11 @@ def test_control_line_is_in_the_user_turn_with_or_without_a_chat_template(tmp_pa
     chain = get_task("chain")
     p = chain.load("test")[0]
     tiny = build_prompt(None, chain, p, alpha=0.2)
-    assert tiny == p.question[:-1] + " 0.2:" and control_text(0.05) == "alpha=0.05\n"  # where budgets go
-    assert build_prompt(None, get_task("tally"), p, alpha=0) == p.question[:-1] + " 0:"
+    assert tiny == p.question[:-1] + "!!!!:" and control_text(0.05) == "alpha=0.05\n"  # where budgets go
+    assert build_prompt(None, get_task("tally"), p, alpha=0) == p.question  # alpha 0: the bare prompt
+    assert build_prompt(None, get_task("tally"), p, alpha=0.3) == p.question[:-1] + "!!!!!!:"
+    with pytest.raises(UserError, match="alpha 0.13: the embedded tasks write alpha as marks of 0.05"):
+        build_prompt(None, chain, p, alpha=0.13)
     assert build_prompt(None, chain, p) == p.question
     with pytest.raises(ValueError, match="not both"):
         build_prompt(None, chain, p, alpha=0.2, length_target=40)
@@ -68,6 +71,17 @@ def test_recipe_checks(tmp_path):
         load_recipe("tiny/rl", None, ["alphas=[0.1]", "reward=kimi"])
     with pytest.raises(UserError, match="efforts: named efforts need"):
         load_recipe("tiny/rl", None, ["efforts={low: 0.4}"])
+    with pytest.raises(UserError, match="tier_beta: a KL coefficient per tier needs"):
+        load_recipe("tiny/rl", None, ["tier_beta={0.0: 0.05}"])
+    with pytest.raises(UserError, match=r"tier_beta: 0.3 not among the trained alphas"):
+        load_recipe("tiny/rl", None, ["alphas=[0.0, 0.4]", "tier_beta={0.3: 0.05}"])
+    with pytest.raises(UserError, match="tier_beta: needs beta > 0"):
+        load_recipe("tiny/rl", None, ["alphas=[0.0, 0.4]", "tier_beta={0.0: 0.05}", "beta=0"])
+    with pytest.raises(UserError, match="tier_beta: every beta must be >= 0"):
+        load_recipe("tiny/rl", None, ["alphas=[0.0, 0.4]", "tier_beta={0.0: -1}"])
+    # as saved in a run's JSON config the keys are strings; they read back as alphas
+    rec = load_recipe("tiny/rl", None, ["alphas=[0.0, 0.4]", "tier_beta={'0.0': 0.05}"])
+    assert rec.tier_beta == {0.0: 0.05}
 
 
 def _cli(*args, timeout=600):
@@ -85,7 +99,7 @@ def test_conditioned_sweep_trains_once_and_evaluates_per_alpha(tmp_path):
     out = tmp_path / "fam"
     small = ["--set", f"model={tmp_path / 'm'}", "--set", "rollouts=2", "--set", "prompts_per_rollout=4",
              "--set", "max_completion_length=16", "--set", "threads=1", "--set", "efforts={low: 0.4, high: 0.0}",
-             "--set", "task_options={config: {min_level: 2, max_level: 3, test_size: 4}}"]
+             "--set", "tier_beta={0.0: 0.05}", "--set", "task_options={config: {min_level: 2, max_level: 3, test_size: 4}}"]
     res = _cli("sweep", "--recipe", "tiny/rl", *small, "--conditioned", "--alphas", "0,0.4", "--eval-alphas",
                "0,0.2,0.4", "--latency-requests", "0", "--out", str(out))
     assert res.returncode == 0, res.stderr[-3000:]
@@ -94,7 +108,9 @@ def test_conditioned_sweep_trains_once_and_evaluates_per_alpha(tmp_path):
     assert [m["seen_in_training"] for m in fam["members"]] == [True, False, True]
     assert {m["model"] for m in fam["members"]} == {str(out / "conditioned")}
     run = json.loads((out / "conditioned" / "frugalthink_run.json").read_text())["config"]
-    assert run["alphas"] == [0.0, 0.4]
+    assert run["alphas"] == [0.0, 0.4] and run["tier_beta"] in ({"0.0": 0.05}, {0.0: 0.05})
+    log = [json.loads(line) for line in (out / "conditioned" / "train_log.jsonl").read_text().splitlines()]
+    assert any("tier/0/tokens_mean" in row and "tier/0.4/tokens_mean" in row for row in log)
     for m in fam["members"]:
         cfg = json.loads((Path(m["eval_dir"]) / "eval_config.json").read_text())["config"]
         assert cfg["alpha"] == m["alpha"]
@@ -152,6 +168,13 @@ def test_conditioned_vs_separate_script(tmp_path):
                                       for a in (0.0, 0.1, 0.2)])
     res = cvs.compare(flat, sep)  # every tier the same length: nothing falls, nothing lies between
     assert not res["tokens_fall_with_alpha"] and not res["rows"][1]["between_neighbours"]
+    # verdicts: 3 of 30 wrong is not significant (McNemar p = 0.25), 10 of 30 is; 20 more tokens always are
+    assert rows[0.0]["verdict"] == "as good or better" and rows[0.2]["verdict"] == "as good or better (fewer tokens)"
+    mixed = family(tmp_path / "mixed", [{"alpha": 0.0, **ev("m0", 120)}, {"alpha": 0.2, **ev("m2", 40, wrong=10)}])
+    rows = {r["alpha"]: r["verdict"] for r in cvs.compare(mixed, sep)["rows"]}
+    assert rows == {0.0: "more tokens", 0.2: "less accurate; fewer tokens"}
+    cvs.plot(cvs.compare(mixed, sep), sep, tmp_path / "fig.png")
+    assert (tmp_path / "fig.png").stat().st_size > 1000
 
 
 def test_conditioned_recipes_are_not_run_as_one_alpha_and_efforts_are_trained_tiers(tmp_path):
@@ -173,9 +196,9 @@ def test_tally_conditioned_recipe_is_the_conditioned_recipe_on_tally():
     from frugalthink.config import load_yaml
 
     cond, tally_cond, tally_rl = (load_yaml(n) for n in ("tiny/conditioned", "tiny/tally/conditioned", "tiny/tally/rl"))
-    for key in ("alphas", "efforts", "rollouts"):
+    own = ("alphas", "efforts", "rollouts", "tier_beta")
+    for key in own:
         assert tally_cond[key] == cond[key], key
-    own = ("alphas", "efforts", "rollouts")
     assert {k: v for k, v in tally_cond.items() if k not in own} == {k: v for k, v in tally_rl.items() if k not in own}
     # the equal-budget rule: the separate family's rollouts summed over its alphas
     assert tally_cond["rollouts"] == tally_rl["rollouts"] * len(tally_cond["alphas"])

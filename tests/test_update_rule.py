@@ -99,7 +99,7 @@ def test_clip_is_per_token_and_loss_a_mean_of_sequence_means():
     assert clip["clip_high"].item() == pytest.approx(1 / 3) and clip["clip_low"].item() == pytest.approx(1 / 3)
 
 
-def _tiny_trainer(tmp_path):
+def _tiny_trainer(tmp_path, update_rule="official"):
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
 
@@ -114,7 +114,7 @@ def _tiny_trainer(tmp_path):
     recipe = RLRecipe(model="unused", num_generations=K, prompts_per_rollout=3, updates_per_rollout=1, rollouts=1,
                       max_completion_length=8, learning_rate=1e-3)
     trainer = FrugalRLOOTrainer(
-        update_rule="official", model=model, reward_funcs=[lambda completions, **kw: [0.0] * len(completions)],
+        update_rule=update_rule, model=model, reward_funcs=[lambda completions, **kw: [0.0] * len(completions)],
         args=build_rloo_config(recipe, tmp_path / "run"), processing_class=tok,
         train_dataset=Dataset.from_list([{"prompt": "A1B2:"}] * 3))
     return trainer, tok
@@ -197,3 +197,62 @@ def test_whitening_over_two_processes_equals_whitening_the_whole_batch(tmp_path)
     assert torch.allclose(both, whole, atol=1e-6)
     alone = U.whiten(old[:6], mask[:6])  # without the all-reduce each process would whiten differently
     assert not torch.allclose(alone, whole[:6], atol=1e-3)
+
+
+# ------------------------------------------------------------------ one KL coefficient per row (conditioned tiers)
+ROW_BETAS = [0.05] * K + [0.001] * K + [0.0] * K  # three tiers: a strong anchor, the recipe's beta, none
+
+
+def test_per_row_beta_in_the_official_returns_matches_the_loops():
+    mask, old, ref = _batch()
+    seq = U.rloo_advantages(torch.tensor(REWARDS, dtype=torch.float64), K)
+    got = U.token_returns(seq, old.double(), ref.double(), mask, torch.tensor(ROW_BETAS))
+    for i, n in enumerate(LENGTHS):
+        g = i // K
+        others = [REWARDS[j] for j in range(g * K, g * K + K) if j != i]
+        a = REWARDS[i] - sum(others) / len(others)
+        rho = [-ROW_BETAS[i] * (old[i, t].item() - ref[i, t].item()) + (a if t == n - 1 else 0.0) for t in range(n)]
+        assert got[i, :n].tolist() == pytest.approx([sum(rho[t:]) for t in range(n)], abs=1e-6)
+
+
+def test_trl_advantages_with_a_beta_per_row_match_the_loops(tmp_path):
+    trainer, _ = _tiny_trainer(tmp_path)
+    mask, old, ref = _batch()
+    batch = {"completion_mask": mask}
+    batch = trainer.tiered_trl_advantages(batch, old, ref, torch.tensor(REWARDS), torch.tensor(ROW_BETAS),
+                                          normalize=False)
+    kl = [sum(old[i, t].item() - ref[i, t].item() for t in range(n)) for i, n in enumerate(LENGTHS)]
+    penalised = [r - b * x for r, b, x in zip(REWARDS, ROW_BETAS, kl, strict=True)]
+    for i in range(len(LENGTHS)):
+        g = i // K
+        others = [penalised[j] for j in range(g * K, g * K + K) if j != i]
+        assert batch["advantages"][i].item() == pytest.approx(penalised[i] - sum(others) / len(others), abs=1e-5)
+    assert trainer._metrics["train"]["kl"]  # the KL is still logged with TRL's own KL term off
+
+
+def test_a_trl_rollout_of_a_conditioned_run_takes_each_rows_beta_from_its_alpha(tmp_path, monkeypatch):
+    from trl import RLOOTrainer
+
+    trainer, _ = _tiny_trainer(tmp_path, update_rule="trl")
+    trainer.tier_beta = {0.0: 0.05, 0.1: 0.0}  # the third tier (0.4) uses the recipe's beta
+    mask, old, ref = _batch()
+    inputs = [{"alpha": a} for a in (0.0, 0.4, 0.1) for _ in range(K)]
+
+    def rollout(self, rows):  # TRL's rollout, as the trainer sees it: the batch, and old log-probs and rewards
+        assert self.beta == 0.0  # TRL's own KL-in-reward is off; the trainer adds one per row
+        self._capture["old"], self._capture["rewards"] = old, torch.tensor(REWARDS).unsqueeze(1)
+        return {"completion_mask": mask, "advantages": torch.zeros(len(rows))}
+
+    monkeypatch.setattr(RLOOTrainer, "_generate_and_score_completions", rollout)
+    monkeypatch.setattr(trainer, "_ref_logps", lambda batch: ref)
+    batch, _ = trainer._score_round(inputs)
+    want = U.kl_penalised_rloo(torch.tensor(REWARDS), ((old - ref) * mask).sum(1), torch.tensor(ROW_BETAS), K)
+    assert batch["advantages"].tolist() == pytest.approx(want.tolist(), abs=1e-6)
+    assert trainer.beta == BETA
+
+
+def test_row_betas_come_from_each_rows_alpha(tmp_path):
+    trainer, _ = _tiny_trainer(tmp_path)
+    trainer.tier_beta = {0.0: 0.05, 0.1: 0.0}
+    rows = [{"alpha": 0.0}, {"alpha": 0.4}, {"alpha": 0.1}]
+    assert trainer._row_betas(rows, 0.001).tolist() == pytest.approx([0.05, 0.001, 0.0])

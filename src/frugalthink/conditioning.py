@@ -7,9 +7,12 @@ a control line in front of the user message::
     alpha=0.2
     <the task's message>
 
-The line is part of the user turn, so it works with any chat template. The embedded tasks write ``A3B5C8D1 0.2:``
-instead (their tiny base loses its look-ups behind a prefix). All k samples of a prompt share it, and the reward of
-their group uses that alpha. At inference ``frugalthink eval --alpha A`` writes the same text; ``--effort NAME``
+The line is part of the user turn, so it works with any chat template. The embedded tasks write the alpha as marks
+of 0.05 before the colon instead, ``A3B5C8D1!!!!:`` for 0.2 (their tiny base loses its look-ups behind a prefix, and
+reads a number's digit as one more problem digit; `ChainTask.control_message`). All k samples of a prompt share
+it, and the reward of their group uses that alpha. A recipe's ``tier_beta`` gives each tier its own KL
+coefficient (`row_betas`): the correctness-only alpha = 0 tier has nothing else to hold it near the reference
+while the penalised tiers pull the shared weights shorter (docs/results.md). At inference ``frugalthink eval --alpha A`` writes the same text; ``--effort NAME``
 looks the alpha up in the recipe's ``efforts`` (saved with the model; each must be a trained alpha; without them
 high / medium / low = the smallest / middle / largest trained alpha), the way ``reasoning_effort`` works in hosted
 APIs.
@@ -40,6 +43,15 @@ def control_text(alpha: float) -> str:
 def prompt_alphas(problem_ids: list[str], alphas: list[float], seed: int) -> list[float]:
     """Each training prompt's alpha: uniform over ``alphas``, fixed by the prompt id and seed (resumable)."""
     return [random.Random(f"alpha-{seed}-{pid}").choice(list(alphas)) for pid in problem_ids]
+
+
+def row_betas(alphas: list[float | None], tier_beta: dict[float, float], beta: float) -> list[float]:
+    """The KL coefficient of each training row: its tier's entry in the recipe's ``tier_beta``, else ``beta``.
+
+    >>> row_betas([0.0, 0.0, 0.4, None], {0.0: 0.03}, 0.001)
+    [0.03, 0.03, 0.001, 0.001]
+    """
+    return [float(tier_beta.get(a, beta)) if a is not None else float(beta) for a in alphas]
 
 
 def run_config(model: str | Path) -> dict | None:

@@ -41,6 +41,10 @@ class RLRecipe:
     # empty = one model per alpha (``alpha`` above). ``efforts`` names alphas for `eval --effort`.
     alphas: list[float] = field(default_factory=list)
     efforts: dict[str, float] = field(default_factory=dict)
+    # KL coefficient per trained alpha (alpha -> beta) in a conditioned run; an alpha not named uses ``beta``.
+    # A strong anchor on the low tiers holds them near the reference while the penalty moves the high ones
+    # (`frugalthink.conditioning.row_betas`, docs/results.md).
+    tier_beta: dict[float, float] = field(default_factory=dict)
     num_generations: int = 8
     prompts_per_rollout: int = 32
     updates_per_rollout: int = 2
@@ -145,6 +149,24 @@ class RLRecipe:
         if bad:
             raise UserError(f"efforts: {bad} not among the trained alphas {self.alphas}; a named effort must be a tier "
                             "the model was trained on")
+        if self.tier_beta:
+            try:  # keys come back as strings from the saved JSON config
+                self.tier_beta = {float(k): float(v) for k, v in self.tier_beta.items()}
+            except (TypeError, ValueError):
+                raise UserError(f"tier_beta: expected a mapping alpha -> beta, got {self.tier_beta!r}") from None
+            if not self.alphas:
+                raise UserError("tier_beta: a KL coefficient per tier needs an alpha-conditioned recipe (alphas: [...])")
+            unknown = sorted(a for a in self.tier_beta if a not in self.alphas)
+            if unknown:
+                raise UserError(f"tier_beta: {', '.join(f'{a:g}' for a in unknown)} not among the trained alphas "
+                                f"{self.alphas}")
+            if any(b < 0 for b in self.tier_beta.values()):
+                raise UserError(f"tier_beta: every beta must be >= 0, got {self.tier_beta}")
+            if self.beta <= 0:
+                raise UserError("tier_beta: needs beta > 0 (the reference model is loaded only then); "
+                                "a tier without a KL term can say 0 in tier_beta")
+            if self.update_rule == "drpo":
+                raise UserError("tier_beta: update_rule drpo has a KL term of its own (drpo_options)")
 
     def _validate_eval(self) -> None:
         from frugalthink.tasks import BENCHMARKS, EMBEDDED
@@ -325,6 +347,8 @@ class LengthReward:
         if log_metric:
             for name, value in batch_metrics(all_correct, all_lengths, all_groups, all_trunc).items():
                 log_metric(name, value)
+            for name, value in tier_metrics(all_correct, all_lengths, all_alphas).items():
+                log_metric(name, value)
         return rewards[offset : offset + len(completions)]
 
     def rewards(self, correct, lengths, groups, targets, alphas=None, formed=None, repeated=None) -> list[float]:
@@ -380,6 +404,24 @@ def batch_metrics(correct, lengths, groups, truncated) -> dict[str, float]:
         "truncated_frac": sum(truncated) / len(truncated),
         "generated_tokens": float(sum(lengths)),
     }
+
+
+def tier_metrics(correct, lengths, alphas) -> dict[str, float]:
+    """A conditioned run's accuracy and mean tokens per tier (``tier/<alpha>/accuracy``, ``.../tokens_mean``); empty
+    for a run with one alpha. The first thing to read in such a run: do the tiers' lengths come apart?
+
+    >>> tier_metrics([True, False, True, True], [10, 20, 4, 6], [0.0, 0.0, 0.4, 0.4])
+    {'tier/0/accuracy': 0.5, 'tier/0/tokens_mean': 15.0, 'tier/0.4/accuracy': 1.0, 'tier/0.4/tokens_mean': 5.0}
+    """
+    tiers = sorted(set(alphas))
+    if len(tiers) < 2:
+        return {}
+    out = {}
+    for a in tiers:
+        idx = [i for i, x in enumerate(alphas) if x == a]
+        out[f"tier/{a:g}/accuracy"] = sum(correct[i] for i in idx) / len(idx)
+        out[f"tier/{a:g}/tokens_mean"] = statistics.fmean(lengths[i] for i in idx)
+    return out
 
 
 # Keys copied from TRL's logs into train_log.jsonl under our names.
@@ -463,6 +505,10 @@ def make_log_callback(log_path: Path, console: bool = True, updates_per_rollout:
                     value = logs.get(key)
                     if isinstance(value, int | float) and math.isfinite(value):
                         row[dst] = value
+            for key, value in logs.items():  # a conditioned run's per-tier metrics (`tier_metrics`)
+                name = key.removeprefix("train/")
+                if name.startswith("tier/") and isinstance(value, int | float) and math.isfinite(value):
+                    row[name] = value
             if len(row) == 1:
                 return
             self.generated = row.get("generated_tokens", self.generated)
@@ -477,6 +523,10 @@ def make_log_callback(log_path: Path, console: bool = True, updates_per_rollout:
             if console:
                 parts = [f"step {row['step']:4d}"]
                 parts += [f"{key} " + fmt.format(row[key]) for key, fmt in CONSOLE if key in row]
+                tiers = sorted(((k.split("/")[1], v) for k, v in row.items() if k.startswith("tier/") and
+                                k.endswith("/tokens_mean")), key=lambda t: float(t[0]))
+                if tiers:
+                    parts.append("tokens by alpha " + " ".join(f"{a}:{v:.0f}" for a, v in tiers))
                 print(" | ".join(parts), flush=True)
                 for warning in health_warnings(row, self.history):
                     print(f"warning (step {row['step']}): {warning}", flush=True)

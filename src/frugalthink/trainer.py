@@ -25,7 +25,7 @@ from frugalthink.prompts import encode_prompt
 class FrugalRLOOTrainer(RLOOTrainer):
     def __init__(self, *args, update_rule: str = "official", generation_engine: str = "fast",
                  dynamic_sampling: bool = False, max_sampling_rounds: int = 3, drpo_options: dict | None = None,
-                 **kwargs) -> None:
+                 tier_beta: dict[float, float] | None = None, **kwargs) -> None:
         if update_rule not in U.UPDATE_RULES:
             raise ValueError(f"update_rule must be one of {U.UPDATE_RULES}, got {update_rule!r}")
         if generation_engine not in ("fast", "hf"):
@@ -33,6 +33,9 @@ class FrugalRLOOTrainer(RLOOTrainer):
         self.update_rule, self.generation_engine = update_rule, generation_engine
         self.dynamic_sampling, self.max_sampling_rounds = dynamic_sampling, max_sampling_rounds
         self.drpo_options = dict(drpo_options or {})
+        self.tier_beta = dict(tier_beta or {})  # alpha -> KL coefficient of a conditioned run's tiers
+        if self.tier_beta and update_rule == "drpo":
+            raise ValueError("tier_beta: update_rule 'drpo' has a KL term of its own")
         self._refill_order: list[int] = []
         self._refill_epoch = 0
         self._capture: dict | None = None
@@ -119,8 +122,9 @@ class FrugalRLOOTrainer(RLOOTrainer):
         to the caller too, since a rollout may be assembled from several rounds."""
         beta, norm = self.beta, self.normalize_advantages
         official = self.update_rule == "official"
+        tiered = bool(self.tier_beta) and self.update_rule == "trl"  # TRL's KL-in-reward, one beta per row
         self._capture = {}
-        if official:
+        if official or tiered:
             self.beta = 0.0
         if self.dynamic_sampling:
             self.normalize_advantages = False
@@ -130,12 +134,43 @@ class FrugalRLOOTrainer(RLOOTrainer):
         finally:
             self.beta, self.normalize_advantages, self._capture = beta, norm, None
         rewards = self._combined_rewards(captured["rewards"])
+        row_beta = self._row_betas(inputs, beta) if self.tier_beta else beta
         if official:
             batch = self.official_returns(batch, captured["old"], self._ref_logps(batch) if beta else None,
-                                          rewards, beta)
+                                          rewards, row_beta)
+        elif tiered:
+            batch = self.tiered_trl_advantages(batch, captured["old"], self._ref_logps(batch), rewards, row_beta,
+                                               normalize=norm and not self.dynamic_sampling)
         if self.update_rule == "drpo":
             batch["old_per_token_logps"] = captured["old"]
         return batch, rewards.tolist()
+
+    def _row_betas(self, inputs: list[dict], beta: float) -> torch.Tensor:
+        """This process's rows' KL coefficients: their tier's ``tier_beta`` entry, else the recipe's ``beta``."""
+        from frugalthink.conditioning import row_betas
+
+        return torch.tensor(row_betas([x.get("alpha") for x in inputs], self.tier_beta, beta),
+                            device=self.accelerator.device)
+
+    def tiered_trl_advantages(self, batch: dict, old: torch.Tensor, ref: torch.Tensor, rewards: torch.Tensor,
+                              row_beta: torch.Tensor, normalize: bool) -> dict:
+        """TRL's advantages (`update_rule.kl_penalised_rloo`) with one KL coefficient per row: the summed k1 KL of
+        every sequence and its row's beta are gathered from all processes in rank order, as ``rewards`` are."""
+        mask = batch["completion_mask"]
+        self._log_kl(old, ref, mask)
+        kl = ((old - ref) * mask).sum(dim=1)
+        if self.accelerator.num_processes > 1:
+            kl, row_beta = self.accelerator.gather(kl), self.accelerator.gather(row_beta)
+        adv = U.kl_penalised_rloo(rewards.to(kl.dtype), kl, row_beta.to(kl.dtype), self.num_generations)
+        if normalize:  # TRL's normalize_advantages, over the whole rollout
+            adv = (adv - adv.mean()) / (adv.std() + 1e-4)
+        rank, n = self.accelerator.process_index, mask.size(0)
+        batch["advantages"] = adv[rank * n : (rank + 1) * n]
+        return batch
+
+    def _log_kl(self, old: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> None:
+        kl = ((old - ref) * mask).sum() / mask.sum().clamp(min=1)
+        self._metrics["train"]["kl"].append(self.accelerator.reduce(kl, reduction="mean").item())
 
     def _ref_logps(self, batch: dict) -> torch.Tensor:
         if self.ref_model is None:
@@ -157,14 +192,13 @@ class FrugalRLOOTrainer(RLOOTrainer):
         return rewards
 
     def official_returns(self, batch: dict, old: torch.Tensor, ref: torch.Tensor | None, rewards: torch.Tensor,
-                         beta: float) -> dict:
+                         beta: float | torch.Tensor) -> dict:
         """Put the official per-token returns (RLOO advantage at the last token, k1 KL per token, gamma 1) and the
         sampling policy's per-token log-probs into ``batch``. ``rewards`` (N_all,) are the combined rewards of every
-        process, gathered in rank order."""
+        process, gathered in rank order; ``beta`` one coefficient or one per local row."""
         mask = batch["completion_mask"]
         if ref is not None:
-            kl = ((old - ref) * mask).sum() / mask.sum().clamp(min=1)
-            self._metrics["train"]["kl"].append(self.accelerator.reduce(kl, reduction="mean").item())
+            self._log_kl(old, ref, mask)
         rank, n = self.accelerator.process_index, mask.size(0)
         seq_adv = U.rloo_advantages(rewards, self.num_generations)[rank * n : (rank + 1) * n]
         batch["returns"] = U.token_returns(seq_adv.to(old.dtype), old, ref, mask, beta)

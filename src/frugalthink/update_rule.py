@@ -47,16 +47,29 @@ def last_token_index(mask: torch.Tensor) -> torch.Tensor:
 
 
 def token_returns(advantages: torch.Tensor, old_logps: torch.Tensor, ref_logps: torch.Tensor | None,
-                  mask: torch.Tensor, beta: float) -> torch.Tensor:
+                  mask: torch.Tensor, beta: float | torch.Tensor) -> torch.Tensor:
     """Per-token returns (B, T): the sequence advantage at the last token, minus beta times the k1 KL of every
-    later-or-equal token (steps 2-3 of the module docstring). Zero on padding."""
+    later-or-equal token (steps 2-3 of the module docstring). Zero on padding. ``beta``: one coefficient, or one
+    per row (B,) (an alpha-conditioned run's ``tier_beta``)."""
     mask = mask.to(old_logps.dtype)
     rewards = torch.zeros_like(old_logps)
-    if ref_logps is not None and beta:
+    if isinstance(beta, torch.Tensor):
+        beta = beta.to(old_logps.dtype).view(-1, 1)
+    if ref_logps is not None and (isinstance(beta, torch.Tensor) or beta):
         rewards = -beta * (old_logps - ref_logps) * mask
     rewards = rewards.scatter_add(1, last_token_index(mask).unsqueeze(1), advantages.to(rewards.dtype).unsqueeze(1))
     returns = rewards.flip(1).cumsum(1).flip(1)
     return returns * mask
+
+
+def kl_penalised_rloo(rewards: torch.Tensor, kl: torch.Tensor, beta: float | torch.Tensor, k: int) -> torch.Tensor:
+    """TRL's RLOO with the KL in the reward: leave-one-out advantages of ``r_i - beta_i * KL_i``, KL_i the summed
+    k1 KL of sequence i; ``beta`` one coefficient or one per row (N,).
+
+    >>> kl_penalised_rloo(torch.tensor([1.0, 1.0]), torch.tensor([10.0, 0.0]), torch.tensor([0.1, 0.1]), 2).tolist()
+    [-1.0, 1.0]
+    """
+    return rloo_advantages(rewards - beta * kl, k)
 
 
 def whiten(values: torch.Tensor, mask: torch.Tensor,

@@ -141,6 +141,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
         dynamic_sampling=recipe.dynamic_sampling,
         max_sampling_rounds=recipe.max_sampling_rounds,
         drpo_options=recipe.drpo_options,
+        tier_beta=recipe.tier_beta,
         model=model,
         reward_funcs=[reward],
         args=build_rloo_config(recipe, out),

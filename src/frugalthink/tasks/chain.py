@@ -32,6 +32,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
+from frugalthink.errors import UserError
 from frugalthink.tasks.base import Problem, Task
 
 THINK_OPEN, THINK_CLOSE, BOX_OPEN = "<think>", "</think>", "\\boxed{"
@@ -150,6 +151,22 @@ def held_out(levels: list[int], size: int, bucket: int, draw) -> list[str]:
     return out
 
 
+CONTROL_MARK, MARK_STEP = "!", 0.05  # the embedded tasks' alpha control: one mark per 0.05 (`control_message`)
+
+
+def control_marks(alpha: float) -> int:
+    """How many marks write ``alpha`` in an embedded task's prompt; alphas off the 0.05 grid cannot be written.
+
+    >>> control_marks(0.2), control_marks(0.05), control_marks(0)
+    (4, 1, 0)
+    """
+    n = round(alpha / MARK_STEP)
+    if n < 0 or abs(n * MARK_STEP - alpha) > 1e-9:
+        raise UserError(f"alpha {alpha:g}: the embedded tasks write alpha as marks of {MARK_STEP:g} "
+                        f"(0, 0.05, 0.1, ...); {alpha:g} is not one")
+    return n
+
+
 class ChainTask(Task):
     """The synthetic task. ``load("test")`` is a fixed, seeded test set; ``load("train")`` a seeded train set."""
 
@@ -203,10 +220,13 @@ class ChainTask(Task):
         return problem.question
 
     def control_message(self, problem: Problem, alpha: float) -> str:
-        """``A3B5C8D1 0.2:`` -- the alpha where `budget_message` puts a budget. The tiny base never saw a control
-        text; measured on it (docs/LOG.md): 0.815 accuracy with this placement, 0.637 with ``a0.2``, 0.108 behind
-        an ``alpha=0.2`` line (a conditioned run from that started at 0.21 and never recovered)."""
-        return f"{problem.question[:-1]} {alpha:g}:"
+        """``A3B5C8D1!!!!:`` -- alpha 0.2 as four marks of 0.05 where `budget_message` puts a budget; alpha 0 is the
+        bare prompt. The tiny base never saw a control text. Written as a number (``A3B5C8D1 0.2:``) the alpha's
+        digit reads like one more problem digit: a conditioned tally model told alpha 0 from the rest but wrote the
+        same 53 tokens at every alpha > 0; as marks (a character no task text uses, so an attention head can count
+        it) its tokens fall with alpha and an unseen 0.3 (six marks) lands between 0.2 and 0.4 (docs/results.md).
+        Before that, a control line ``alpha=0.2`` in front of the prompt collapsed the chain base (0.108 accuracy)."""
+        return f"{problem.question[:-1]}{CONTROL_MARK * control_marks(alpha)}:"
 
     def budget_message(self, problem: Problem, tokens: int) -> str:
         """``A3B5C8D1 48:`` -- the budget just before the colon. Of six placements tried on the base (docs/LOG.md),
