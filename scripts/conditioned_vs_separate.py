@@ -26,11 +26,11 @@ def _records(eval_dir) -> list[dict]:
     return read_jsonl_tolerant(Path(eval_dir) / "records.jsonl")
 
 
-def _token_shift(a: dict, b: dict) -> dict:
-    """Paired bootstrap of tokens(b) - tokens(a) for two evaluations of the conditioned model."""
+def _tokens_diff(a: list[dict], b: list[dict]) -> dict:
+    """Paired bootstrap of tokens(b) - tokens(a) over the (problem, sample) items two evaluations share."""
     from frugalthink.stats import paired_bootstrap, paired_records
 
-    pairs = paired_records(_records(a["eval_dir"]), _records(b["eval_dir"]))
+    pairs = paired_records(a, b)
     return paired_bootstrap([x["tokens"] for x, _ in pairs], [y["tokens"] for _, y in pairs])
 
 
@@ -42,38 +42,39 @@ def _moves(shift: dict) -> int:
 
 def compare(cond_dir: Path, sep_dir: Path, seed: int = 0) -> dict:
     from frugalthink.family import load_family
-    from frugalthink.stats import mcnemar_exact, paired_bootstrap, paired_records
+    from frugalthink.stats import mcnemar_exact, paired_records
 
     cond, sep = load_family(cond_dir), load_family(sep_dir)
     separate = {m["alpha"]: m for m in sep["members"] if m.get("seed", 0) == seed}
     if not separate:
         raise SystemExit(f"{sep_dir}: no member with training seed {seed}")
     members = sorted(cond["members"], key=lambda m: m["alpha"])
+    recs = [_records(m["eval_dir"]) for m in members]
     rows = []
-    for m in members:
-        rc = _records(m["eval_dir"])
+    for m, rc in zip(members, recs, strict=True):
         row = {"alpha": m["alpha"], "seen": m.get("seen_in_training", True), "accuracy": m["accuracy"],
                "tokens": m["mean_tokens"]}
         if m["alpha"] in separate:
             s = separate[m["alpha"]]
-            pairs = paired_records(_records(s["eval_dir"]), rc)
+            rs = _records(s["eval_dir"])
+            pairs = paired_records(rs, rc)
             row["separate"] = {"accuracy": s["accuracy"], "tokens": s["mean_tokens"]}
             row["mcnemar"] = mcnemar_exact([a["correct"] for a, _ in pairs], [b["correct"] for _, b in pairs])
-            row["tokens_diff"] = paired_bootstrap([a["tokens"] for a, _ in pairs], [b["tokens"] for _, b in pairs])
+            row["tokens_diff"] = _tokens_diff(rs, rc)
             row["verdict"] = verdict(row)
         rows.append(row)
     # "fall": never significantly longer at the next alpha, and significantly shorter at the top alpha than at the
     # bottom one (paired on the same problems); equal tiers do not fall
-    steps = [_token_shift(a, b) for a, b in zip(members, members[1:], strict=False)]
+    steps = [_tokens_diff(a, b) for a, b in zip(recs, recs[1:], strict=False)]
     for r, step in zip(rows, steps, strict=False):
         r["tokens_to_next_alpha"] = step
-    out = {"rows": rows, "tokens_fall_with_alpha": len(rows) > 1 and _moves(_token_shift(members[0], members[-1])) < 0
+    out = {"rows": rows, "tokens_fall_with_alpha": len(rows) > 1 and _moves(_tokens_diff(recs[0], recs[-1])) < 0
            and all(_moves(st) <= 0 for st in steps)}
     for i, r in enumerate(rows):
         if not r["seen"] and 0 < i < len(rows) - 1:
             lo, hi = sorted((rows[i - 1]["tokens"], rows[i + 1]["tokens"]))
             # between neighbours whose own difference is significant
-            distinct = _moves(_token_shift(members[i - 1], members[i + 1])) != 0
+            distinct = _moves(_tokens_diff(recs[i - 1], recs[i + 1])) != 0
             r["between_neighbours"] = distinct and lo <= r["tokens"] <= hi
     return out
 

@@ -12,10 +12,10 @@ of 0.05 before the colon instead, ``A3B5C8D1!!!!:`` for 0.2 (their tiny base los
 reads a number's digit as one more problem digit; `ChainTask.control_message`). All k samples of a prompt share
 it, and the reward of their group uses that alpha. A recipe's ``tier_beta`` gives each tier its own KL
 coefficient (`row_betas`): the correctness-only alpha = 0 tier has nothing else to hold it near the reference
-while the penalised tiers pull the shared weights shorter (docs/results.md). At inference ``frugalthink eval --alpha A`` writes the same text; ``--effort NAME``
-looks the alpha up in the recipe's ``efforts`` (saved with the model; each must be a trained alpha; without them
-high / medium / low = the smallest / middle / largest trained alpha), the way ``reasoning_effort`` works in hosted
-APIs.
+while the penalised tiers pull the shared weights shorter (docs/results.md). At inference ``frugalthink eval
+--alpha A`` writes the same text; ``--effort NAME`` looks the alpha up in the recipe's ``efforts`` (saved with the
+model; each must be a trained alpha; without them high / medium / low = the smallest / middle / largest trained
+alpha), the way ``reasoning_effort`` works in hosted APIs.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def row_betas(alphas: list[float | None], tier_beta: dict[float, float], beta: f
     >>> row_betas([0.0, 0.0, 0.4, None], {0.0: 0.03}, 0.001)
     [0.03, 0.03, 0.001, 0.001]
     """
-    return [float(tier_beta.get(a, beta)) if a is not None else float(beta) for a in alphas]
+    return [float(tier_beta.get(a, beta)) for a in alphas]
 
 
 def run_config(model: str | Path) -> dict | None:

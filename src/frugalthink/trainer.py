@@ -109,8 +109,7 @@ class FrugalRLOOTrainer(RLOOTrainer):
         if self.update_rule == "official":
             batch["advantages"] = U.whiten(batch.pop("returns"), batch["completion_mask"], self._all_reduce_sum)
         elif self.dynamic_sampling and self.normalize_advantages:  # TRL's normalisation, over the final rollout
-            adv = batch["advantages"]
-            batch["advantages"] = (adv - adv.mean()) / (adv.std() + 1e-4)
+            batch["advantages"] = U.batch_normalize(batch["advantages"])
         return batch
 
     def _score_round(self, inputs) -> tuple[dict, list[float]]:
@@ -163,7 +162,7 @@ class FrugalRLOOTrainer(RLOOTrainer):
             kl, row_beta = self.accelerator.gather(kl), self.accelerator.gather(row_beta)
         adv = U.kl_penalised_rloo(rewards.to(kl.dtype), kl, row_beta.to(kl.dtype), self.num_generations)
         if normalize:  # TRL's normalize_advantages, over the whole rollout
-            adv = (adv - adv.mean()) / (adv.std() + 1e-4)
+            adv = U.batch_normalize(adv)
         rank, n = self.accelerator.process_index, mask.size(0)
         batch["advantages"] = adv[rank * n : (rank + 1) * n]
         return batch

@@ -55,7 +55,7 @@ def token_returns(advantages: torch.Tensor, old_logps: torch.Tensor, ref_logps: 
     rewards = torch.zeros_like(old_logps)
     if isinstance(beta, torch.Tensor):
         beta = beta.to(old_logps.dtype).view(-1, 1)
-    if ref_logps is not None and (isinstance(beta, torch.Tensor) or beta):
+    if ref_logps is not None:
         rewards = -beta * (old_logps - ref_logps) * mask
     rewards = rewards.scatter_add(1, last_token_index(mask).unsqueeze(1), advantages.to(rewards.dtype).unsqueeze(1))
     returns = rewards.flip(1).cumsum(1).flip(1)
@@ -70,6 +70,16 @@ def kl_penalised_rloo(rewards: torch.Tensor, kl: torch.Tensor, beta: float | tor
     [-1.0, 1.0]
     """
     return rloo_advantages(rewards - beta * kl, k)
+
+
+def batch_normalize(advantages: torch.Tensor) -> torch.Tensor:
+    """TRL's ``normalize_advantages`` over a rollout's sequences: ``(A - mean) / (std + 1e-4)`` (DLER's batch-wise
+    normalisation), for the rollouts the trainer assembles itself.
+
+    >>> [round(x, 4) for x in batch_normalize(torch.tensor([1.0, 3.0])).tolist()]
+    [-0.7071, 0.7071]
+    """
+    return (advantages - advantages.mean()) / (advantages.std() + 1e-4)
 
 
 def whiten(values: torch.Tensor, mask: torch.Tensor,
