@@ -84,18 +84,98 @@ def verdict(row: dict, level: float = 0.05) -> str:
     ``level`` (McNemar on accuracy, the paired bootstrap's CI on tokens); otherwise what it loses (and gains)."""
     acc_p, (lo, hi) = row["mcnemar"]["p"], row["tokens_diff"]["ci95"]
     sep = row["separate"]
-    worse = [w for w, bad in (("less accurate", acc_p < level and row["accuracy"] < sep["accuracy"]),
-                              ("more tokens", lo > 0)) if bad]
-    better = [b for b, good in (("more accurate", acc_p < level and row["accuracy"] > sep["accuracy"]),
-                                ("fewer tokens", hi < 0)) if good]
+    return _verdict_text(less_accurate=acc_p < level and row["accuracy"] < sep["accuracy"], more_tokens=lo > 0,
+                         more_accurate=acc_p < level and row["accuracy"] > sep["accuracy"], fewer_tokens=hi < 0)
+
+
+def _verdict_text(less_accurate: bool, more_tokens: bool, more_accurate: bool, fewer_tokens: bool) -> str:
+    worse = [w for w, bad in (("less accurate", less_accurate), ("more tokens", more_tokens)) if bad]
+    better = [b for b, good in (("more accurate", more_accurate), ("fewer tokens", fewer_tokens)) if good]
     if not worse:
         return "as good or better" + (f" ({', '.join(better)})" if better else "")
     return ", ".join(worse) + (f"; {', '.join(better)}" if better else "")
 
 
-def plot(res: dict, sep_dir: Path, out: Path, title: str = "", seed: int = 0) -> None:
-    """Accuracy against mean tokens: the separate members joined in alpha order, the conditioned model's points
-    (unseen alphas hollow), and the base."""
+def pooled(cond_dirs: list[Path], sep_dirs: list[Path]) -> dict:
+    """The verdict over training seeds: every conditioned folder is one seed of the conditioned model, every
+    member of the separate folders one seed of its alpha's member. Per trained alpha, the difference in accuracy
+    and in tokens (conditioned minus separate, each method's mean over its seeds) on the items every run shares, with
+    `seeded_paired_bootstrap`'s interval, which resamples the seeds as well as the problems. "as good or better":
+    neither interval says worse (accuracy's entirely below 0, tokens' entirely above 0)."""
+    from frugalthink.family import load_family
+    from frugalthink.stats import seeded_paired_bootstrap
+
+    def runs(dirs, keep):
+        by_alpha: dict[float, list] = {}
+        for d in dirs:
+            for m in load_family(d)["members"]:
+                if keep(m):
+                    by_alpha.setdefault(m["alpha"], []).append((m.get("seed", 0), _records(m["eval_dir"])))
+        return by_alpha
+
+    cond = runs(cond_dirs, lambda m: m.get("seen_in_training", True))
+    sep = runs(sep_dirs, lambda m: True)
+    rows = []
+    for alpha in sorted(set(cond) & set(sep)):
+        c, s = [r for _, r in cond[alpha]], [r for _, r in sep[alpha]]
+        keys = set.intersection(*({(str(x["problem_id"]), x["sample"]) for x in r} for r in c + s))
+        if not keys:
+            raise SystemExit(f"alpha {alpha:g}: the runs share no (problem, sample)")
+        keys = sorted(keys)
+
+        def column(recs, field, keys=keys):
+            index = {(str(x["problem_id"]), x["sample"]): x for x in recs}
+            return [float(index[k][field]) for k in keys]
+
+        acc = seeded_paired_bootstrap([column(r, "correct") for r in s], [column(r, "correct") for r in c])
+        tok = seeded_paired_bootstrap([column(r, "tokens") for r in s], [column(r, "tokens") for r in c])
+        rows.append({
+            "alpha": alpha, "items": len(keys),
+            "conditioned": [{"accuracy": _mean(column(r, "correct")), "tokens": _mean(column(r, "tokens"))} for r in c],
+            "separate": [{"seed": seed, "accuracy": _mean(column(r, "correct")), "tokens": _mean(column(r, "tokens"))}
+                         for (seed, _), r in zip(sep[alpha], s, strict=True)],
+            "accuracy_diff": acc, "tokens_diff": tok,
+            "verdict": _verdict_text(less_accurate=acc["ci95"][1] < 0, more_tokens=tok["ci95"][0] > 0,
+                                     more_accurate=acc["ci95"][0] > 0, fewer_tokens=tok["ci95"][1] < 0)})
+    return {"rows": rows}
+
+
+def seed_against_seed(sep_dirs: list[Path]) -> list[dict]:
+    """The single-pair verdict applied to the separate method against itself: for every ordered pair of training
+    seeds of the separate members, how many alphas' member of one seed is "as good or better" than the other's."""
+    from frugalthink.family import load_family
+    from frugalthink.stats import mcnemar_exact, paired_records
+
+    members: dict[int, dict[float, dict]] = {}
+    for d in sep_dirs:
+        for m in load_family(d)["members"]:
+            members.setdefault(m.get("seed", 0), {})[m["alpha"]] = m
+    out = []
+    for a in sorted(members):
+        for b in sorted(members):
+            shared = sorted(set(members[a]) & set(members[b])) if a != b else []
+            verdicts = {}
+            for alpha in shared:
+                this, other = members[a][alpha], members[b][alpha]  # "conditioned" = this seed's member
+                r_this, r_other = _records(this["eval_dir"]), _records(other["eval_dir"])
+                pairs = paired_records(r_other, r_this)
+                row = {"accuracy": this["accuracy"], "separate": {"accuracy": other["accuracy"]},
+                       "mcnemar": mcnemar_exact([x["correct"] for x, _ in pairs], [y["correct"] for _, y in pairs]),
+                       "tokens_diff": _tokens_diff(r_other, r_this)}
+                verdicts[alpha] = verdict(row)
+            if verdicts:
+                out.append({"seed": a, "against_seed": b, "verdicts": verdicts})
+    return out
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def plot(cond_dirs: list[Path], sep_dirs: list[Path], out: Path, title: str = "", seed: int | None = None) -> None:
+    """Accuracy against mean tokens: each training seed of the separate members joined in alpha order (only
+    ``seed``'s when given), each conditioned folder's points (unseen alphas hollow), and the base; alphas written
+    beside the first curve of each."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,25 +183,33 @@ def plot(res: dict, sep_dir: Path, out: Path, title: str = "", seed: int = 0) ->
 
     from frugalthink.family import load_family
 
-    sep = load_family(sep_dir)
-    members = sorted((m for m in sep["members"] if m.get("seed", 0) == seed), key=lambda m: m["alpha"])
+    fams = [load_family(d) for d in sep_dirs]
+    seeds: dict[int, list] = {}
+    for fam in fams:
+        for m in fam["members"]:
+            if seed is None or m.get("seed", 0) == seed:
+                seeds.setdefault(m.get("seed", 0), []).append(m)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    base = sep.get("base") or {}
+    base = fams[0].get("base") or {}
     if "mean_tokens" in base:
         ax.scatter([base["mean_tokens"]], [base["accuracy"]], marker="s", color="black", label="base", zorder=3)
-    ax.plot([m["mean_tokens"] for m in members], [m["accuracy"] for m in members], "o-", color="tab:blue",
-            label="separate models, one per alpha")
-    for m in members:
-        ax.annotate(f"{m['alpha']:g}", (m["mean_tokens"], m["accuracy"]), textcoords="offset points", xytext=(4, -11),
-                    color="tab:blue", fontsize=8)
-    rows = res["rows"]
-    ax.plot([r["tokens"] for r in rows], [r["accuracy"] for r in rows], "-", color="tab:orange", alpha=0.6)
-    for r in rows:
-        ax.scatter([r["tokens"]], [r["accuracy"]], marker="D", zorder=3, color="tab:orange" if r["seen"] else "white",
-                   edgecolors="tab:orange")
-        ax.annotate(f"{r['alpha']:g}", (r["tokens"], r["accuracy"]), textcoords="offset points", xytext=(4, 4),
-                    color="tab:orange", fontsize=8)
-    ax.scatter([], [], marker="D", color="tab:orange", label="one conditioned model, per alpha")
+    curves = [("tab:blue", "o", sorted(ms, key=lambda m: m["alpha"]), (4, -11)) for _, ms in sorted(seeds.items())]
+    curves += [("tab:orange", "D", sorted(load_family(d)["members"], key=lambda m: m["alpha"]), (4, 4))
+               for d in cond_dirs]
+    named = set()
+    for color, marker, ms, offset in curves:
+        ax.plot([m["mean_tokens"] for m in ms], [m["accuracy"] for m in ms], "-", color=color, alpha=0.6)
+        for m in ms:
+            seen = m.get("seen_in_training", True)
+            ax.scatter([m["mean_tokens"]], [m["accuracy"]], marker=marker, zorder=3, color=color if seen else "white",
+                       edgecolors=color)
+            if color not in named:
+                ax.annotate(f"{m['alpha']:g}", (m["mean_tokens"], m["accuracy"]), textcoords="offset points",
+                            xytext=offset, color=color, fontsize=8)
+        named.add(color)
+    ax.scatter([], [], marker="o", color="tab:blue", label=f"separate models, one per alpha ({len(seeds)} seed(s))")
+    ax.scatter([], [], marker="D", color="tab:orange", label=f"one conditioned model, per alpha ({len(cond_dirs)} "
+               "seed(s))")
     ax.scatter([], [], marker="D", color="white", edgecolors="tab:orange", label="... at an alpha not trained on")
     ax.set_xlabel("mean completion tokens")
     ax.set_ylabel("accuracy")
@@ -141,6 +229,11 @@ def main(argv=None) -> int:
     ap.add_argument("--plot", help="write the accuracy-tokens figure here (PNG)")
     ap.add_argument("--title", default="")
     ap.add_argument("--separate-seed", type=int, default=0, help="the family's members of this training seed")
+    ap.add_argument("--more-conditioned", action="append", default=[], metavar="DIR",
+                    help="another training seed of the conditioned model (repeatable): adds the verdict over seeds")
+    ap.add_argument("--more-separate", action="append", default=[], metavar="DIR",
+                    help="another family of separate members, other training seeds (repeatable): adds the verdict "
+                         "over seeds and the single-pair verdict of the separate seeds against each other")
     args = ap.parse_args(argv)
     res = compare(Path(args.cond_dir), Path(args.separate_dir), args.separate_seed)
     print("| alpha | seen in training | conditioned acc. | conditioned tokens | separate acc. | separate tokens | "
@@ -162,10 +255,38 @@ def main(argv=None) -> int:
     seen = [r for r in res["rows"] if "verdict" in r]
     good = sum(r["verdict"].startswith("as good") for r in seen)
     print(f"as good as the separate member or better: {good} of {len(seen)} alphas")
+    if args.more_conditioned or args.more_separate:
+        cond_dirs = [Path(args.cond_dir), *map(Path, args.more_conditioned)]
+        sep_dirs = [Path(args.separate_dir), *map(Path, args.more_separate)]
+        res["over_seeds"] = pooled(cond_dirs, sep_dirs)
+        print(f"\nover training seeds ({len(cond_dirs)} conditioned folders; separate: {', '.join(map(str, sep_dirs))})"
+              "; differences are conditioned - separate, 95% CI resampling seeds and problems:\n")
+        print("| alpha | conditioned, per seed | separate, per seed | accuracy diff [95% CI] | tokens diff [95% CI] | "
+              "verdict |")
+        print("|---|---|---|---|---|---|")
+        for r in res["over_seeds"]["rows"]:
+            a, t = r["accuracy_diff"], r["tokens_diff"]
+            print(f"| {r['alpha']:g} | " + ", ".join(f"{x['accuracy']:.3f} / {x['tokens']:.1f}" for x in r["conditioned"])
+                  + " | " + ", ".join(f"{x['accuracy']:.3f} / {x['tokens']:.1f}" for x in r["separate"])
+                  + f" | {a['mean_diff']:+.4f} [{a['ci95'][0]:+.4f}, {a['ci95'][1]:+.4f}] | {t['mean_diff']:+.1f} "
+                  f"[{t['ci95'][0]:+.1f}, {t['ci95'][1]:+.1f}] | {r['verdict']} |")
+        good = sum(r["verdict"].startswith("as good") for r in res["over_seeds"]["rows"])
+        print(f"as good as the separate members or better, over seeds: {good} of {len(res['over_seeds']['rows'])} "
+              "alphas")
+        res["seed_against_seed"] = seed_against_seed(sep_dirs)
+        if res["seed_against_seed"]:
+            print("\nthe single-pair verdict between the separate members' own seeds (seed vs seed):")
+            for x in res["seed_against_seed"]:
+                ok = sum(v.startswith("as good") for v in x["verdicts"].values())
+                print(f"  seed {x['seed']} vs seed {x['against_seed']}: {ok} of {len(x['verdicts'])} as good or better"
+                      f" ({'; '.join(f'{a:g}: {v}' for a, v in x['verdicts'].items())})")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     if args.plot:
-        plot(res, Path(args.separate_dir), Path(args.plot), args.title, args.separate_seed)
+        many = bool(args.more_conditioned or args.more_separate)
+        plot([Path(args.cond_dir), *map(Path, args.more_conditioned)],
+             [Path(args.separate_dir), *map(Path, args.more_separate)], Path(args.plot), args.title,
+             None if many else args.separate_seed)
         print(f"figure: {args.plot}")
     return 0
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from fixture_tokenizers import r1_tokenizer_dir
+from script_loader import load_script
 
 from frugalthink import rewards as R
 from frugalthink.conditioning import control_text, effort_alpha, prompt_alphas
@@ -80,6 +81,10 @@ def test_recipe_checks(tmp_path):
     with pytest.raises(UserError, match="tier_beta: every beta must be >= 0"):
         load_recipe("tiny/rl", None, ["alphas=[0.0, 0.4]", "tier_beta={0.0: -1}"])
     # as saved in a run's JSON config the keys are strings; they read back as alphas
+    with pytest.raises(UserError, match="tier_balance: balances the tiers of an alpha-conditioned recipe"):
+        load_recipe("tiny/rl", None, ["tier_balance=true"])
+    with pytest.raises(UserError, match="tier_balance: needs update_rule trl, not 'official'"):
+        load_recipe("tiny/rl", None, ["alphas=[0.0, 0.4]", "tier_balance=true", "update_rule=official"])
     rec = load_recipe("tiny/rl", None, ["alphas=[0.0, 0.4]", "tier_beta={'0.0': 0.05}"])
     assert rec.tier_beta == {0.0: 0.05}
 
@@ -133,17 +138,15 @@ def test_conditioned_sweep_trains_once_and_evaluates_per_alpha(tmp_path):
     assert unknown.returncode == 2 and "the model knows high, low" in unknown.stderr
 
 
-def test_conditioned_vs_separate_script(tmp_path):
-    import importlib.util
+def _fake_family(tmp_path):
+    """Two helpers writing synthetic evaluations (30 problems; ``wrong`` of them wrong, the first ones unless
+    ``wrong_from`` says where they start) and family folders of them."""
 
-    spec = importlib.util.spec_from_file_location("cvs", ROOT / "scripts" / "conditioned_vs_separate.py")
-    cvs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cvs)
-
-    def ev(name, tokens, wrong=0):
+    def ev(name, tokens, wrong=0, wrong_from=0):
         d = tmp_path / name
         d.mkdir()
-        rows = [{"problem_id": str(i), "sample": 0, "tokens": tokens + i % 2, "correct": i >= wrong} for i in range(30)]
+        rows = [{"problem_id": str(i), "sample": 0, "tokens": tokens + i % 2,
+                 "correct": not wrong_from <= i < wrong_from + wrong} for i in range(30)]
         (d / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         return {"eval_dir": str(d), "mean_tokens": tokens + 0.5, "accuracy": 1 - wrong / 30}
 
@@ -152,6 +155,12 @@ def test_conditioned_vs_separate_script(tmp_path):
         (d / "family.json").write_text(json.dumps({"base": {}, "members": members}))
         return d
 
+    return ev, family
+
+
+def test_conditioned_vs_separate_script(tmp_path):
+    cvs = load_script("conditioned_vs_separate")
+    ev, family = _fake_family(tmp_path)
     cond = family(tmp_path / "cond", [{"alpha": 0.0, **ev("c0", 100)}, {"alpha": 0.1, "seen_in_training": False,
                                        **ev("c1", 80)}, {"alpha": 0.2, **ev("c2", 50, wrong=3)}])
     sep = family(tmp_path / "sep", [{"alpha": 0.0, "seed": 0, **ev("s0", 100)}, {"alpha": 0.2, **ev("s2", 60)}])
@@ -173,8 +182,79 @@ def test_conditioned_vs_separate_script(tmp_path):
     mixed = family(tmp_path / "mixed", [{"alpha": 0.0, **ev("m0", 120)}, {"alpha": 0.2, **ev("m2", 40, wrong=10)}])
     rows = {r["alpha"]: r["verdict"] for r in cvs.compare(mixed, sep)["rows"]}
     assert rows == {0.0: "more tokens", 0.2: "less accurate; fewer tokens"}
-    cvs.plot(cvs.compare(mixed, sep), sep, tmp_path / "fig.png")
+    cvs.plot([mixed, flat], [sep], tmp_path / "fig.png")
     assert (tmp_path / "fig.png").stat().st_size > 1000
+
+
+def test_conditioned_vs_separate_over_seeds(tmp_path):
+    """The verdict over training seeds counts the separate members' own seed spread: a conditioned point that one
+    seed pair calls longer is as good when the members' seeds are as far apart; a point worse than every seed of the
+    members stays worse. And the single-pair verdict is applied to the members' seeds against each other."""
+    cvs = load_script("conditioned_vs_separate")
+    ev, family = _fake_family(tmp_path)
+    sep0 = family(tmp_path / "sep0", [{"alpha": 0.2, "seed": 0, **ev("s0", 50)}])
+    sep1 = family(tmp_path / "sep1", [{"alpha": 0.2, "seed": 1, **ev("s1", 60)}])
+    cond0 = family(tmp_path / "cond0", [{"alpha": 0.2, **ev("c0", 56)}, {"alpha": 0.3, "seen_in_training": False,
+                                                                       **ev("c0u", 50)}])
+    cond1 = family(tmp_path / "cond1", [{"alpha": 0.2, **ev("c1", 54)}])
+    assert cvs.compare(cond0, sep0)["rows"][0]["verdict"] == "more tokens"  # one pair: +6 tokens, significant
+    res = cvs.pooled([cond0, cond1], [sep0, sep1])
+    (row,) = res["rows"]  # the unseen 0.3 has no member
+    assert row["tokens_diff"]["mean_diff"] == pytest.approx(0.0) and row["verdict"] == "as good or better"
+    assert [x["tokens"] for x in row["separate"]] == [50.5, 60.5] and row["items"] == 30
+    worse0 = family(tmp_path / "worse0", [{"alpha": 0.2, **ev("w0", 70, wrong=12)}])
+    worse1 = family(tmp_path / "worse1", [{"alpha": 0.2, **ev("w1", 72, wrong=12, wrong_from=10)}])
+    (row,) = cvs.pooled([worse0, worse1], [sep0, sep1])["rows"]
+    assert row["accuracy_diff"]["mean_diff"] == pytest.approx(-0.4) and row["verdict"] == "less accurate, more tokens"
+    (pair01, pair10) = cvs.seed_against_seed([sep0, sep1])
+    assert (pair01["seed"], pair01["against_seed"]) == (0, 1) and pair01["verdicts"] == {
+        0.2: "as good or better (fewer tokens)"}
+    assert pair10["verdicts"] == {0.2: "more tokens"}
+
+
+def test_paired_tiers_keep_a_problems_tiers_in_one_rollout(tmp_path):
+    from trl.trainer.utils import RepeatSampler
+
+    from frugalthink.commands.train import load_recipe
+    from frugalthink.conditioning import training_rows
+    from frugalthink.trainer import BlockRepeatSampler
+
+    assert training_rows(["a", "b", "c"], [0.0, 0.1, 0.4], 0, paired=True)[3:6] == [(1, 0.0), (1, 0.1), (1, 0.4)]
+    unpaired = training_rows(["a", "b", "c"], [0.0, 0.4], 0, paired=False)
+    assert [i for i, _ in unpaired] == [0, 1, 2] and {a for _, a in unpaired} <= {0.0, 0.4}
+    # 6 problems x 3 tiers; rollouts of 6 prompts = 2 whole problems; k = 2 samples each, reused over 2 updates
+    sampler = BlockRepeatSampler(RepeatSampler(list(range(18)), mini_repeat_count=2, batch_size=6, repeat_count=2,
+                                               seed=5), block=3)
+    rows = list(sampler)
+    assert len(rows) == len(sampler) == 18 * 2 * 2
+    rollouts = [rows[i : i + 24] for i in range(0, len(rows), 24)]
+    seen = []
+    for r in rollouts:
+        prompts = r[::2][:6]
+        assert r[::2] == prompts * 2 and r[1::2] == r[::2]  # k samples in a row, the rollout reused as TRL does
+        assert sorted(prompts) == sorted(3 * (p // 3) + t for p in prompts[::3] for t in range(3))  # whole blocks
+        seen += prompts
+    assert sorted(seen) == list(range(18)) and seen != list(range(18))  # every row once, the blocks shuffled
+    with pytest.raises(ValueError, match="do not hold whole blocks of 4"):
+        BlockRepeatSampler(RepeatSampler(list(range(8)), mini_repeat_count=2, batch_size=6), block=4)
+    with pytest.raises(UserError, match=r"paired_tiers: prompts_per_rollout \(6\) must be a multiple"):
+        load_recipe("tiny/rl", None, ["alphas=[0.0, 0.1, 0.2, 0.4]", "paired_tiers=true", "prompts_per_rollout=6"])
+    # end to end: a rollout of two prompts is one problem at both tiers, so every step logs both tiers (an unpaired
+    # draw of two prompts would put both in one tier half the time)
+    from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
+
+    tok = build_tokenizer()
+    build_model(tok, TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64)).save_pretrained(
+        tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    res = _cli("train", "--recipe", "tiny/rl", "--set", f"model={tmp_path / 'm'}", "--set", "alphas=[0.0, 0.4]",
+               "--set", "paired_tiers=true", "--set", "rollouts=5", "--set", "prompts_per_rollout=2", "--set",
+               "updates_per_rollout=1", "--set", "max_completion_length=8", "--set", "threads=1", "--out",
+               str(tmp_path / "run"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    tiers = [{k.split("/")[1] for k in row if k.startswith("tier/")} for row in log if "accuracy" in row]
+    assert len(tiers) == 5 and all(t == {"0", "0.4"} for t in tiers), tiers
 
 
 def test_conditioned_recipes_are_not_run_as_one_alpha_and_efforts_are_trained_tiers(tmp_path):

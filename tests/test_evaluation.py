@@ -6,7 +6,7 @@ import pytest
 
 from frugalthink.commands.compare import comparison_rows, to_markdown
 from frugalthink.evaluation import percentile, summarize
-from frugalthink.stats import mcnemar_exact, paired_bootstrap, wilson_interval
+from frugalthink.stats import mcnemar_exact, paired_bootstrap, seeded_paired_bootstrap, wilson_interval
 
 
 def rec(pid, sample, correct, tokens, level=1, oracle=None, truncated=False, batch=0, batch_ms=100.0):
@@ -42,6 +42,21 @@ def test_mcnemar_exact_and_paired_bootstrap():
     assert shorter["mean_diff"] < -30 and shorter["p"] < 0.01 and shorter["ci95"][1] < 0
     noisy = paired_bootstrap([i % 10 for i in range(100)], [(i * 7) % 10 for i in range(100)])
     assert noisy["p"] > 0.05
+
+
+def test_seeded_paired_bootstrap_holds_the_spread_between_training_seeds():
+    a = [100 + i % 7 for i in range(200)]
+    # one run a side: the paired bootstrap itself, same numbers
+    assert seeded_paired_bootstrap([a], [[x - 5 for x in a]], seed=3) == paired_bootstrap(a, [x - 5 for x in a], seed=3)
+    # b's two seeds lie 10 below and 10 above a: mean 0, but no single-pair certainty either way
+    b_runs = [[x - 10 for x in a], [x + 10 for x in a]]
+    r = seeded_paired_bootstrap([a], b_runs)
+    assert r["mean_diff"] == pytest.approx(0.0) and r["ci95"] == [-10.0, 10.0] and r["p"] > 0.5
+    # b's seeds both shorter: still significant, the interval spans their spread
+    r = seeded_paired_bootstrap([a, [x + 2 for x in a]], [[x - 10 for x in a], [x - 20 for x in a]])
+    assert r["mean_diff"] == pytest.approx(-16.0) and r["ci95"][1] < 0 and r["ci95"][1] - r["ci95"][0] >= 10
+    with pytest.raises(ValueError, match="equal length"):
+        seeded_paired_bootstrap([a], [a[:-1]])
 
 
 def test_summary_arithmetic():

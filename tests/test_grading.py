@@ -125,14 +125,9 @@ def test_real_benchmarks_reference_solutions_grade_correct():
 
 
 def test_real_benchmarks_wrong_answers_grade_wrong():
-    import importlib.util
-    from pathlib import Path
+    from script_loader import load_script
 
-    spec = importlib.util.spec_from_file_location(
-        "grade_benchmarks", Path(__file__).parents[1] / "scripts" / "grade_benchmarks.py"
-    )
-    gb = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gb)
+    gb = load_script("grade_benchmarks")
     math500 = _rows("math500")
     golds = [r["answer"] for r in math500]
     wrong = gb.corrupt_answers(golds)

@@ -1,18 +1,15 @@
 """scripts/probe_tally.py: forced heads, scoring of copies and sums, on a scripted model and on a real tiny one."""
 
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 from frugalthink.tasks import get_task
 from frugalthink.tasks.tally import residue
 from frugalthink.tiny import build_model, build_tokenizer
 
-spec = importlib.util.spec_from_file_location("probe_tally", Path(__file__).parents[1] / "scripts" / "probe_tally.py")
-probe_tally = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(probe_tally)
+probe_tally = load_script("probe_tally")
 
 
 def scripted(error: int, modulus: int = 0, answer_mod: int = 0):

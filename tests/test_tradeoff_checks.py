@@ -1,23 +1,16 @@
 """scripts/tradeoff_checks.py and scripts/trace_anatomy.py on hand-made records: each criterion can pass and fail."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-checks_mod = _script("tradeoff_checks")
-anatomy_mod = _script("trace_anatomy")
+checks_mod = load_script("tradeoff_checks")
+anatomy_mod = load_script("trace_anatomy")
 
 
 def _eval(path: Path, tokens_by_level: dict, wrong_at: dict | None = None, fine: dict | None = None) -> str:

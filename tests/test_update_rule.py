@@ -251,6 +251,43 @@ def test_a_trl_rollout_of_a_conditioned_run_takes_each_rows_beta_from_its_alpha(
     assert trainer.beta == BETA
 
 
+def test_tier_balanced_gives_every_tier_the_rollouts_spread():
+    adv = torch.tensor([0.3, -0.1, -0.2, 2.0, -1.0, -1.0, 0.5, 0.5], dtype=torch.float64)
+    tiers = torch.tensor([0.0, 0.0, 0.0, 0.4, 0.4, 0.4, 0.1, 0.1])
+
+    def std(xs):
+        m = sum(xs) / len(xs)
+        return (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5
+
+    total, low, high = std(adv.tolist()), std([0.3, -0.1, -0.2]), std([2.0, -1.0, -1.0])
+    got = U.tier_balanced(adv, tiers)
+    want = [x * total / low for x in (0.3, -0.1, -0.2)] + [x * total / high for x in (2.0, -1.0, -1.0)] + [0.5, 0.5]
+    assert got.tolist() == pytest.approx(want)  # the 0.1 tier has no spread: left as it is
+    assert std(got[:3].tolist()) == pytest.approx(std(got[3:6].tolist()))
+
+
+def test_a_tier_balanced_trl_rollout_rescales_each_tiers_advantages(tmp_path, monkeypatch):
+    from trl import RLOOTrainer
+
+    trainer, _ = _tiny_trainer(tmp_path, update_rule="trl")
+    trainer.tier_balance = True  # no tier_beta: every row keeps the recipe's beta
+    mask, old, ref = _batch()
+    alphas = [a for a in (0.0, 0.4, 0.1) for _ in range(K)]
+
+    def rollout(self, rows):
+        assert self.beta == 0.0
+        self._capture["old"], self._capture["rewards"] = old, torch.tensor(REWARDS).unsqueeze(1)
+        return {"completion_mask": mask, "advantages": torch.zeros(len(rows))}
+
+    monkeypatch.setattr(RLOOTrainer, "_generate_and_score_completions", rollout)
+    monkeypatch.setattr(trainer, "_ref_logps", lambda batch: ref)
+    batch, _ = trainer._score_round([{"alpha": a} for a in alphas])
+    plain = U.kl_penalised_rloo(torch.tensor(REWARDS), ((old - ref) * mask).sum(1), BETA, K)
+    want = U.tier_balanced(plain, torch.tensor(alphas))
+    assert batch["advantages"].tolist() == pytest.approx(want.tolist(), abs=1e-6)
+    assert batch["advantages"].tolist() != pytest.approx(plain.tolist(), abs=1e-3)
+
+
 def test_row_betas_come_from_each_rows_alpha(tmp_path):
     trainer, _ = _tiny_trainer(tmp_path)
     trainer.tier_beta = {0.0: 0.05, 0.1: 0.0}

@@ -10,7 +10,8 @@ a control line in front of the user message::
 The line is part of the user turn, so it works with any chat template. The embedded tasks write the alpha as marks
 of 0.05 before the colon instead, ``A3B5C8D1!!!!:`` for 0.2 (their tiny base loses its look-ups behind a prefix, and
 reads a number's digit as one more problem digit; `ChainTask.control_message`). All k samples of a prompt share
-it, and the reward of their group uses that alpha. A recipe's ``tier_beta`` gives each tier its own KL
+it, and the reward of their group uses that alpha (with ``paired_tiers`` every problem is trained at every alpha, its
+tiers in one rollout: `training_rows`). A recipe's ``tier_beta`` gives each tier its own KL
 coefficient (`row_betas`): the correctness-only alpha = 0 tier has nothing else to hold it near the reference
 while the penalised tiers pull the shared weights shorter (docs/results.md). At inference ``frugalthink eval
 --alpha A`` writes the same text; ``--effort NAME`` looks the alpha up in the recipe's ``efforts`` (saved with the
@@ -43,6 +44,20 @@ def control_text(alpha: float) -> str:
 def prompt_alphas(problem_ids: list[str], alphas: list[float], seed: int) -> list[float]:
     """Each training prompt's alpha: uniform over ``alphas``, fixed by the prompt id and seed (resumable)."""
     return [random.Random(f"alpha-{seed}-{pid}").choice(list(alphas)) for pid in problem_ids]
+
+
+def training_rows(problem_ids: list[str], alphas: list[float], seed: int, paired: bool) -> list[tuple[int, float]]:
+    """The rows of a conditioned run's training set as (problem index, alpha). Unpaired: one row per problem with
+    its `prompt_alphas` alpha. Paired (a recipe's ``paired_tiers``): one row per problem and trained alpha, the
+    problem's tiers consecutive -- `frugalthink.trainer` then keeps each such block in one rollout, so that the same
+    problem is seen at every tier side by side.
+
+    >>> training_rows(["a", "b"], [0.0, 0.4], 0, paired=True)
+    [(0, 0.0), (0, 0.4), (1, 0.0), (1, 0.4)]
+    """
+    if paired:
+        return [(i, a) for i in range(len(problem_ids)) for a in alphas]
+    return list(enumerate(prompt_alphas(problem_ids, alphas, seed)))
 
 
 def row_betas(alphas: list[float | None], tier_beta: dict[float, float], beta: float) -> list[float]:

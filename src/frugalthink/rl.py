@@ -45,6 +45,12 @@ class RLRecipe:
     # A strong anchor on the low tiers holds them near the reference while the penalty moves the high ones
     # (`frugalthink.conditioning.row_betas`, docs/results.md).
     tier_beta: dict[float, float] = field(default_factory=dict)
+    # Rescale each tier's advantages to the spread of the whole rollout (`update_rule.tier_balanced`), so that every
+    # tier moves the shared weights alike; TRL rule only.
+    tier_balance: bool = False
+    # Every training problem at every trained alpha, a problem's tiers side by side in one rollout (the same number
+    # of rollouts then covers len(alphas) times fewer problems); prompts_per_rollout must hold whole blocks.
+    paired_tiers: bool = False
     num_generations: int = 8
     prompts_per_rollout: int = 32
     updates_per_rollout: int = 2
@@ -167,6 +173,18 @@ class RLRecipe:
                                 "a tier without a KL term can say 0 in tier_beta")
             if self.update_rule == "drpo":
                 raise UserError("tier_beta: update_rule drpo has a KL term of its own (drpo_options)")
+        if self.paired_tiers:
+            if not self.alphas:
+                raise UserError("paired_tiers: pairs the tiers of an alpha-conditioned recipe (alphas: [...])")
+            if self.prompts_per_rollout % len(self.alphas):
+                raise UserError(f"paired_tiers: prompts_per_rollout ({self.prompts_per_rollout}) must be a multiple of "
+                                f"the number of alphas ({len(self.alphas)}), so that a rollout holds whole problems")
+            if self.dynamic_sampling:
+                raise UserError("paired_tiers: dynamic_sampling refills single groups and would split the tiers")
+        if self.tier_balance and not self.alphas:
+            raise UserError("tier_balance: balances the tiers of an alpha-conditioned recipe (alphas: [...])")
+        if self.tier_balance and self.update_rule != "trl":
+            raise UserError(f"tier_balance: needs update_rule trl, not {self.update_rule!r}")
 
     def _validate_eval(self) -> None:
         from frugalthink.tasks import BENCHMARKS, EMBEDDED

@@ -5,7 +5,8 @@
 - `mcnemar_exact`: two models' accuracy on the same (problem, sample) pairs -- the exact two-sided binomial test on
   the discordant pairs;
 - `paired_bootstrap`: the mean difference of a paired quantity (tokens) with a percentile interval and a two-sided
-  p-value from resampling the pairs.
+  p-value from resampling the pairs; `seeded_paired_bootstrap` the same for two methods with several training seeds
+  each, resampling the seeds too.
 """
 
 from __future__ import annotations
@@ -57,13 +58,49 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 20
     difference" (twice the share of resampled means on the other side of 0, floored at 1/resamples)."""
     if len(a) != len(b) or not a:
         raise ValueError(f"need equal, non-empty paired lists, got {len(a)} and {len(b)}")
-    diffs = [y - x for x, y in zip(a, b, strict=True)]
-    n = len(diffs)
-    mean = sum(diffs) / n
+    return seeded_paired_bootstrap([a], [b], resamples, seed)
+
+
+def seeded_paired_bootstrap(a_runs: Sequence[Sequence[float]], b_runs: Sequence[Sequence[float]],
+                            resamples: int = 2000, seed: int = 0) -> dict:
+    """`paired_bootstrap` for two methods trained with several seeds each: ``a_runs[s][i]`` is method a's value on
+    item i in its training seed s (every run on the same items, in the same order).
+
+    The difference is mean over b's runs and the items minus the same for a. Each resample draws each method's runs
+    with replacement (the seeds of the two methods are not paired with each other) and then the items (paired across
+    every run), so the interval holds the spread between training seeds as well as between problems; with one run
+    a side it is the paired bootstrap over items.
+
+    >>> a, b = [[0, 0, 1, 1]], [[1, 1, 2, 2], [0, 0, 1, 1]]   # b's second seed is a again
+    >>> r = seeded_paired_bootstrap(a, b)
+    >>> r["mean_diff"], r["ci95"]
+    (0.5, [0.0, 1.0])
+    """
+    n = len(a_runs[0]) if a_runs else 0
+    if not b_runs or not n or any(len(r) != n for r in [*a_runs, *b_runs]):
+        raise ValueError(f"need non-empty runs of equal length, got {[len(r) for r in a_runs]} and "
+                         f"{[len(r) for r in b_runs]}")
     rng = random.Random(seed)
-    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    per_pick: dict[tuple, list[float]] = {}
+
+    def diffs(pa: tuple, pb: tuple) -> list[float]:
+        if (pa, pb) not in per_pick:
+            per_pick[pa, pb] = [sum(b_runs[j][i] for j in pb) / len(pb) - sum(a_runs[j][i] for j in pa) / len(pa)
+                                for i in range(n)]
+        return per_pick[pa, pb]
+
+    def pick(runs) -> tuple:  # one run: nothing drawn (the plain paired bootstrap's random stream)
+        return (0,) if len(runs) == 1 else tuple(sorted(rng.randrange(len(runs)) for _ in runs))
+
+    full = diffs(tuple(range(len(a_runs))), tuple(range(len(b_runs))))
+    mean = sum(full) / n
+    means = []
+    for _ in range(resamples):
+        d = diffs(pick(a_runs), pick(b_runs))
+        means.append(sum(d[rng.randrange(n)] for _ in range(n)) / n)
+    means.sort()
     lo, hi = means[int(0.025 * (resamples - 1))], means[int(0.975 * (resamples - 1))]
-    if mean == 0 or all(d == diffs[0] for d in diffs):
+    if mean == 0 or (lo == hi and all(d == full[0] for d in full)):
         p = 1.0 if mean == 0 else 1.0 / resamples
     else:
         other_side = sum(1 for m in means if (m <= 0 if mean > 0 else m >= 0))

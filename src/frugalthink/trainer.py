@@ -25,7 +25,8 @@ from frugalthink.prompts import encode_prompt
 class FrugalRLOOTrainer(RLOOTrainer):
     def __init__(self, *args, update_rule: str = "official", generation_engine: str = "fast",
                  dynamic_sampling: bool = False, max_sampling_rounds: int = 3, drpo_options: dict | None = None,
-                 tier_beta: dict[float, float] | None = None, **kwargs) -> None:
+                 tier_beta: dict[float, float] | None = None, tier_balance: bool = False, tier_block: int = 1,
+                 **kwargs) -> None:
         if update_rule not in U.UPDATE_RULES:
             raise ValueError(f"update_rule must be one of {U.UPDATE_RULES}, got {update_rule!r}")
         if generation_engine not in ("fast", "hf"):
@@ -36,6 +37,10 @@ class FrugalRLOOTrainer(RLOOTrainer):
         self.tier_beta = dict(tier_beta or {})  # alpha -> KL coefficient of a conditioned run's tiers
         if self.tier_beta and update_rule == "drpo":
             raise ValueError("tier_beta: update_rule 'drpo' has a KL term of its own")
+        self.tier_balance = tier_balance  # each tier's advantages rescaled to the rollout's spread (TRL rule)
+        if tier_balance and update_rule != "trl":
+            raise ValueError(f"tier_balance: update_rule 'trl' only, not {update_rule!r}")
+        self.tier_block = tier_block  # paired tiers: consecutive dataset rows that stay in one rollout
         self._refill_order: list[int] = []
         self._refill_epoch = 0
         self._capture: dict | None = None
@@ -97,6 +102,12 @@ class FrugalRLOOTrainer(RLOOTrainer):
             self._capture["rewards"] = rewards
         return rewards
 
+    def _get_train_sampler(self, dataset=None):
+        sampler = super()._get_train_sampler(dataset)
+        if self.tier_block == 1:
+            return sampler
+        return BlockRepeatSampler(sampler, self.tier_block)
+
     def _generate_and_score_completions(self, inputs):
         if not self.model.training:
             return super()._generate_and_score_completions(inputs)
@@ -121,7 +132,8 @@ class FrugalRLOOTrainer(RLOOTrainer):
         to the caller too, since a rollout may be assembled from several rounds."""
         beta, norm = self.beta, self.normalize_advantages
         official = self.update_rule == "official"
-        tiered = bool(self.tier_beta) and self.update_rule == "trl"  # TRL's KL-in-reward, one beta per row
+        # TRL's KL-in-reward with one beta per row and / or tier-balanced advantages: the trainer's own advantages
+        tiered = bool(self.tier_beta or self.tier_balance) and self.update_rule == "trl"
         self._capture = {}
         if official or tiered:
             self.beta = 0.0
@@ -133,13 +145,15 @@ class FrugalRLOOTrainer(RLOOTrainer):
         finally:
             self.beta, self.normalize_advantages, self._capture = beta, norm, None
         rewards = self._combined_rewards(captured["rewards"])
-        row_beta = self._row_betas(inputs, beta) if self.tier_beta else beta
+        row_beta = self._row_betas(inputs, beta) if self.tier_beta or tiered else beta
         if official:
             batch = self.official_returns(batch, captured["old"], self._ref_logps(batch) if beta else None,
                                           rewards, row_beta)
         elif tiered:
-            batch = self.tiered_trl_advantages(batch, captured["old"], self._ref_logps(batch), rewards, row_beta,
-                                               normalize=norm and not self.dynamic_sampling)
+            row_alpha = self._row_alphas(inputs) if self.tier_balance else None
+            ref = self._ref_logps(batch) if beta else captured["old"]  # beta 0: no KL term (no reference model)
+            batch = self.tiered_trl_advantages(batch, captured["old"], ref, rewards, row_beta,
+                                               normalize=norm and not self.dynamic_sampling, row_alpha=row_alpha)
         if self.update_rule == "drpo":
             batch["old_per_token_logps"] = captured["old"]
         return batch, rewards.tolist()
@@ -151,16 +165,25 @@ class FrugalRLOOTrainer(RLOOTrainer):
         return torch.tensor(row_betas([x.get("alpha") for x in inputs], self.tier_beta, beta),
                             device=self.accelerator.device)
 
+    def _row_alphas(self, inputs: list[dict]) -> torch.Tensor:
+        """This process's rows' alphas (their tiers)."""
+        return torch.tensor([float(x["alpha"]) for x in inputs], device=self.accelerator.device)
+
     def tiered_trl_advantages(self, batch: dict, old: torch.Tensor, ref: torch.Tensor, rewards: torch.Tensor,
-                              row_beta: torch.Tensor, normalize: bool) -> dict:
+                              row_beta: torch.Tensor, normalize: bool, row_alpha: torch.Tensor | None = None) -> dict:
         """TRL's advantages (`update_rule.kl_penalised_rloo`) with one KL coefficient per row: the summed k1 KL of
-        every sequence and its row's beta are gathered from all processes in rank order, as ``rewards`` are."""
+        every sequence and its row's beta are gathered from all processes in rank order, as ``rewards`` are. With
+        ``row_alpha`` (a recipe's ``tier_balance``) each tier's advantages are rescaled by `update_rule.tier_balanced`
+        over the whole rollout."""
         mask = batch["completion_mask"]
         self._log_kl(old, ref, mask)
         kl = ((old - ref) * mask).sum(dim=1)
         if self.accelerator.num_processes > 1:
             kl, row_beta = self.accelerator.gather(kl), self.accelerator.gather(row_beta)
+            row_alpha = None if row_alpha is None else self.accelerator.gather(row_alpha)
         adv = U.kl_penalised_rloo(rewards.to(kl.dtype), kl, row_beta.to(kl.dtype), self.num_generations)
+        if row_alpha is not None:
+            adv = U.tier_balanced(adv, row_alpha)
         if normalize:  # TRL's normalize_advantages, over the whole rollout
             adv = U.batch_normalize(adv)
         rank, n = self.accelerator.process_index, mask.size(0)
@@ -337,3 +360,28 @@ class FrugalRLOOTrainer(RLOOTrainer):
         metrics["clip_ratio/high_mean"].append(high)
         metrics["clip_ratio/region_mean"].append(low + high)
         return loss
+
+
+class BlockRepeatSampler:
+    """TRL's `RepeatSampler` over blocks of ``block`` consecutive dataset rows (a problem's tiers under
+    ``paired_tiers``): the blocks are shuffled instead of the rows, so that a rollout of ``batch_size`` prompts holds
+    whole blocks; each prompt is then repeated as TRL repeats it (k samples, reused over the rollout's updates)."""
+
+    def __init__(self, repeat: object, block: int) -> None:
+        if repeat.batch_size % block:
+            raise ValueError(f"{repeat.batch_size} prompts per rollout do not hold whole blocks of {block}")
+        self.repeat, self.block = repeat, block
+
+    def __len__(self) -> int:
+        return len(self.repeat)
+
+    def __iter__(self):
+        r = self.repeat
+        blocks = r.num_samples // self.block
+        order = torch.randperm(blocks, generator=r.generator).tolist() if r.shuffle else range(blocks)
+        rows = [b * self.block + j for b in order for j in range(self.block)]
+        for start in range(0, len(rows) - r.batch_size + 1, r.batch_size):
+            chunk = rows[start : start + r.batch_size]
+            for _ in range(r.repeat_count):
+                for index in chunk:
+                    yield from [index] * r.mini_repeat_count

@@ -82,6 +82,26 @@ def batch_normalize(advantages: torch.Tensor) -> torch.Tensor:
     return (advantages - advantages.mean()) / (advantages.std() + 1e-4)
 
 
+def tier_balanced(advantages: torch.Tensor, tiers: torch.Tensor) -> torch.Tensor:
+    """An alpha-conditioned rollout's advantages with each tier's rescaled to the spread of the whole rollout:
+    ``A_t <- A_t * std(A) / std(A_t)`` for the rows of tier t (sample std), so that a tier whose rewards barely
+    differ (the correctness-only alpha = 0 tier, mostly all-right groups) moves the shared weights as much as a tier
+    whose length penalty spreads its rewards. No shift: leave-one-out advantages are already centred per group. A
+    tier with one row or no spread is left as it is.
+
+    >>> [round(x, 4) for x in tier_balanced(torch.tensor([1.0, -1.0, 0.1, -0.1]), torch.tensor([0, 0, 1, 1])).tolist()]
+    [0.5802, -0.5802, 0.5802, -0.5802]
+    """
+    out = advantages.clone()
+    total = advantages.std()
+    for tier in tiers.unique():
+        rows = tiers == tier
+        spread = advantages[rows].std() if rows.sum() > 1 else advantages.new_zeros(())
+        if spread > 0:
+            out[rows] = advantages[rows] * (total / spread)
+    return out
+
+
 def whiten(values: torch.Tensor, mask: torch.Tensor,
            all_reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """``(values - mean) / sqrt(max(var, 1e-8))`` with the mean and population variance over the masked entries of

@@ -67,7 +67,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from frugalthink.conditioning import prompt_alphas
+    from frugalthink.conditioning import training_rows
     from frugalthink.prompts import build_prompt
     from frugalthink.rl import (
         LengthReward,
@@ -107,8 +107,12 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     targets = (l1_targets([p.id for p in problems], *options["targets"], recipe.seed) if recipe.reward == "l1_max"
                else [None] * len(problems))
     # Alpha-conditioned: every prompt carries its alpha, in the text and in the "alpha" column the reward reads.
-    alphas = (prompt_alphas([p.id for p in problems], recipe.alphas, recipe.seed) if recipe.alphas
-              else [None] * len(problems))
+    if recipe.alphas:
+        rows = training_rows([p.id for p in problems], recipe.alphas, recipe.seed, recipe.paired_tiers)
+        problems, targets = [problems[i] for i, _ in rows], [targets[i] for i, _ in rows]
+        alphas = [a for _, a in rows]
+    else:
+        alphas = [None] * len(problems)
     dataset = Dataset.from_list([
         {"prompt": build_prompt(tokenizer, task, p, length_target=t, alpha=a), "answer": p.answer,
          "problem_id": p.id, **({"target": t} if t is not None else {}), **({"alpha": a} if a is not None else {})}
@@ -142,6 +146,8 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
         max_sampling_rounds=recipe.max_sampling_rounds,
         drpo_options=recipe.drpo_options,
         tier_beta=recipe.tier_beta,
+        tier_balance=recipe.tier_balance,
+        tier_block=len(recipe.alphas) if recipe.paired_tiers else 1,
         model=model,
         reward_funcs=[reward],
         args=build_rloo_config(recipe, out),
