@@ -13,14 +13,18 @@ neither less accurate (McNemar, 5%) nor longer (the bootstrap CI of the token di
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import statistics
 import sys
 from pathlib import Path
 
 
-def _records(eval_dir) -> list[dict]:
+@functools.cache
+def _records(eval_dir: str) -> list[dict]:
     """An evaluation's per-sample records, read as `frugalthink eval` reads them (line separators inside
-    completions are not line breaks)."""
+    completions are not line breaks); each file read once however many comparisons use it (callers do not modify
+    the list)."""
     from frugalthink.jsonl import read_jsonl_tolerant
 
     return read_jsonl_tolerant(Path(eval_dir) / "records.jsonl")
@@ -122,18 +126,13 @@ def pooled(cond_dirs: list[Path], sep_dirs: list[Path]) -> dict:
         if not keys:
             raise SystemExit(f"alpha {alpha:g}: the runs share no (problem, sample)")
         keys = sorted(keys)
-
-        def column(recs, field, keys=keys):
-            index = {(str(x["problem_id"]), x["sample"]): x for x in recs}
-            return [float(index[k][field]) for k in keys]
-
-        acc = seeded_paired_bootstrap([column(r, "correct") for r in s], [column(r, "correct") for r in c])
-        tok = seeded_paired_bootstrap([column(r, "tokens") for r in s], [column(r, "tokens") for r in c])
+        c_cols, s_cols = [_columns(r, keys) for r in c], [_columns(r, keys) for r in s]
+        acc = seeded_paired_bootstrap([x["correct"] for x in s_cols], [x["correct"] for x in c_cols])
+        tok = seeded_paired_bootstrap([x["tokens"] for x in s_cols], [x["tokens"] for x in c_cols])
         rows.append({
             "alpha": alpha, "items": len(keys),
-            "conditioned": [{"accuracy": _mean(column(r, "correct")), "tokens": _mean(column(r, "tokens"))} for r in c],
-            "separate": [{"seed": seed, "accuracy": _mean(column(r, "correct")), "tokens": _mean(column(r, "tokens"))}
-                         for (seed, _), r in zip(sep[alpha], s, strict=True)],
+            "conditioned": [_point(x) for x in c_cols],
+            "separate": [{"seed": seed, **_point(x)} for (seed, _), x in zip(sep[alpha], s_cols, strict=True)],
             "accuracy_diff": acc, "tokens_diff": tok,
             "verdict": _verdict_text(less_accurate=acc["ci95"][1] < 0, more_tokens=tok["ci95"][0] > 0,
                                      more_accurate=acc["ci95"][0] > 0, fewer_tokens=tok["ci95"][1] < 0)})
@@ -168,8 +167,14 @@ def seed_against_seed(sep_dirs: list[Path]) -> list[dict]:
     return out
 
 
-def _mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs)
+def _columns(records: list[dict], keys: list[tuple]) -> dict[str, list[float]]:
+    """One evaluation's correctness and tokens on ``keys`` ((problem, sample) pairs), in that order."""
+    index = {(str(x["problem_id"]), x["sample"]): x for x in records}
+    return {f: [float(index[k][f]) for k in keys] for f in ("correct", "tokens")}
+
+
+def _point(columns: dict[str, list[float]]) -> dict[str, float]:
+    return {"accuracy": statistics.fmean(columns["correct"]), "tokens": statistics.fmean(columns["tokens"])}
 
 
 def plot(cond_dirs: list[Path], sep_dirs: list[Path], out: Path, title: str = "", seed: int | None = None) -> None:
