@@ -106,11 +106,13 @@ def test_conditioned_sweep_trains_once_and_evaluates_per_alpha(tmp_path):
              "--set", "max_completion_length=16", "--set", "threads=1", "--set", "efforts={low: 0.4, high: 0.0}",
              "--set", "tier_beta={0.0: 0.05}", "--set", "task_options={config: {min_level: 2, max_level: 3, test_size: 4}}"]
     res = _cli("sweep", "--recipe", "tiny/rl", *small, "--conditioned", "--alphas", "0,0.4", "--eval-alphas",
-               "0,0.2,0.4", "--latency-requests", "0", "--out", str(out))
+               "0,0.2,0.4,0.5", "--latency-requests", "0", "--out", str(out))
     assert res.returncode == 0, res.stderr[-3000:]
+    # an alpha past the trained range is evaluated, with a note; one inside it is not noted
+    assert res.stderr.count("outside the trained alphas") == 1 and "alpha 0.5 lies outside" in res.stderr
     fam = json.loads((out / "family.json").read_text())
-    assert fam["conditioned"] and [m["alpha"] for m in fam["members"]] == [0.0, 0.2, 0.4]
-    assert [m["seen_in_training"] for m in fam["members"]] == [True, False, True]
+    assert fam["conditioned"] and [m["alpha"] for m in fam["members"]] == [0.0, 0.2, 0.4, 0.5]
+    assert [m["seen_in_training"] for m in fam["members"]] == [True, False, True, False]
     assert {m["model"] for m in fam["members"]} == {str(out / "conditioned")}
     run = json.loads((out / "conditioned" / "frugalthink_run.json").read_text())["config"]
     assert run["alphas"] == [0.0, 0.4] and run["tier_beta"] in ({"0.0": 0.05}, {0.0: 0.05})
@@ -130,6 +132,10 @@ def test_conditioned_sweep_trains_once_and_evaluates_per_alpha(tmp_path):
               "--max-new-tokens", "8", "--latency-requests", "0", "--out", str(tmp_path / "e"))
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert json.loads((tmp_path / "e" / "eval_config.json").read_text())["config"]["alpha"] == 0.0
+    assert "outside the trained alphas" not in ok.stderr
+    past = _cli("eval", "--model", str(out / "conditioned"), "--task", "chain", "--alpha", "0.6", "--limit", "2",
+                "--max-new-tokens", "8", "--latency-requests", "0", "--out", str(tmp_path / "e6"))
+    assert past.returncode == 0 and "--alpha: alpha 0.6 lies outside the trained alphas 0-0.4" in past.stderr
     for flag, value in (("--alpha", "0.2"), ("--effort", "low")):
         bad = _cli("eval", "--model", str(tmp_path / "m"), "--task", "chain", flag, value, "--out", str(tmp_path / "x"))
         assert bad.returncode == 2 and "not an alpha-conditioned model" in bad.stderr

@@ -69,6 +69,23 @@ def row_betas(alphas: list[float | None], tier_beta: dict[float, float], beta: f
     return [float(tier_beta.get(a, beta)) for a in alphas]
 
 
+def beyond_trained(alpha: float, trained: list[float]) -> str | None:
+    """A one-line notice when ``alpha`` lies outside the range the model was trained on, else None. Inside the
+    range an unseen alpha interpolates (0.3 between 0.2 and 0.4 on tally); past the largest one the conditioned
+    tally model does not get shorter, it gets less accurate (0.975 at 0.4, 0.855 at 0.6, 0.643 at 0.8, docs/LOG.md).
+
+    >>> beyond_trained(0.3, [0.0, 0.2, 0.4]) is None
+    True
+    >>> beyond_trained(0.6, [0.0, 0.2, 0.4])
+    'alpha 0.6 lies outside the trained alphas 0-0.4: the model was never trained there (expect lost accuracy, not fewer tokens)'
+    """
+    lo, hi = min(trained), max(trained)
+    if lo <= alpha <= hi:
+        return None
+    return (f"alpha {alpha:g} lies outside the trained alphas {lo:g}-{hi:g}: the model was never trained there "
+            "(expect lost accuracy, not fewer tokens)")
+
+
 def run_config(model: str | Path) -> dict | None:
     """The training recipe saved with a model trained here (``frugalthink_run.json``), or None."""
     path = Path(model) / "frugalthink_run.json"

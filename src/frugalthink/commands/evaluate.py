@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -218,7 +219,7 @@ def _measure_latency(settings, gen, problems, prompts, path: Path, quiet: bool) 
 
 def conditioning_alpha(model: str, alpha: float | None, effort: str | None) -> float | None:
     """``--alpha`` / ``--effort`` -> the alpha written into the prompts; only for an alpha-conditioned model."""
-    from frugalthink.conditioning import effort_alpha, is_conditioned
+    from frugalthink.conditioning import beyond_trained, effort_alpha, is_conditioned, run_config
 
     if alpha is not None and effort is not None:
         raise UserError("--alpha and --effort: give one of them")
@@ -231,6 +232,9 @@ def conditioning_alpha(model: str, alpha: float | None, effort: str | None) -> f
     if not is_conditioned(model):
         raise UserError(f"--alpha: {model} is not an alpha-conditioned model (trained with a recipe's 'alphas'); "
                         "a model trained for one alpha takes no --alpha")
+    notice = beyond_trained(alpha, run_config(model)["alphas"])
+    if notice:
+        print(f"frugalthink eval: note: --alpha: {notice}", file=sys.stderr)
     return alpha
 
 

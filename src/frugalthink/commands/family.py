@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 from frugalthink.commands.evaluate import EvalSettings
+from frugalthink.conditioning import beyond_trained
 from frugalthink.errors import UserError
 from frugalthink.family import conditioned_sweep, family_table, load_family, pick, sweep
 from frugalthink.tasks import EMBEDDED
@@ -86,6 +88,10 @@ def run_sweep(args) -> int:
     settings = sweep_eval_settings(recipe, args)
     if args.conditioned:
         eval_alphas = parse_alphas(args.eval_alphas, "--eval-alphas") if args.eval_alphas else alphas
+        for a in eval_alphas:
+            notice = beyond_trained(a, alphas)
+            if notice:
+                print(f"frugalthink sweep: note: --eval-alphas: {notice}", file=sys.stderr)
         if len(seeds) > 1:
             raise UserError("--conditioned trains one model: give one --seeds value or none")
         fam = conditioned_sweep(replace(recipe, seed=seeds[0]), alphas, eval_alphas, args.out, settings)
