@@ -225,7 +225,7 @@ class ChainTask(Task):
         digit reads like one more problem digit: a conditioned tally model told alpha 0 from the rest but wrote the
         same 53 tokens at every alpha > 0; as marks (a character no task text uses, so an attention head can count
         it) its tokens fall with alpha and an unseen 0.3 (six marks) lands between 0.2 and 0.4 (docs/results.md).
-        Before that, a control line ``alpha=0.2`` in front of the prompt collapsed the chain base (0.108 accuracy)."""
+        A control line ``alpha=0.2`` in front of the prompt collapses the chain base (0.108 accuracy)."""
         return f"{problem.question[:-1]}{CONTROL_MARK * control_marks(alpha)}:"
 
     def budget_message(self, problem: Problem, tokens: int) -> str:
