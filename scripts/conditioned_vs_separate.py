@@ -6,7 +6,9 @@ COND is a `frugalthink sweep --conditioned` folder, SEPARATE a family folder (a 
 For each alpha the conditioned model was evaluated at: its accuracy and mean tokens; where the family has a member
 at that alpha, the member's, McNemar's exact test on accuracy and a paired bootstrap on tokens (conditioned minus
 separate). For alphas not seen in training: whether the point lies between its neighbours' tokens. And whether the
-conditioned model's tokens fall as alpha rises. A trained alpha's verdict is "as good or better" when its point is
+conditioned model's tokens fall as alpha rises. Two tiers count as apart only when their paired difference is both
+significant and at least ``--min-gap`` tokens per completion (default 1): on 1,550 problems a 0.1-token difference
+can be significant without being a tier. A trained alpha's verdict is "as good or better" when its point is
 neither less accurate (McNemar, 5%) nor longer (the bootstrap CI of the token difference above 0) than the member's.
 """
 
@@ -38,13 +40,15 @@ def _tokens_diff(a: list[dict], b: list[dict]) -> dict:
     return paired_bootstrap([x["tokens"] for x, _ in pairs], [y["tokens"] for _, y in pairs])
 
 
-def _moves(shift: dict) -> int:
-    """+1 / -1 when the paired 95% CI lies above / below 0, else 0."""
+def _moves(shift: dict, min_gap: float = 0.0) -> int:
+    """+1 / -1 when the paired 95% CI lies above / below 0 and the mean difference is at least ``min_gap``, else 0."""
     lo, hi = shift["ci95"]
+    if abs(shift["mean_diff"]) < min_gap:
+        return 0
     return 1 if lo > 0 else -1 if hi < 0 else 0
 
 
-def compare(cond_dir: Path, sep_dir: Path, seed: int = 0) -> dict:
+def compare(cond_dir: Path, sep_dir: Path, seed: int = 0, min_gap: float = 1.0) -> dict:
     from frugalthink.family import load_family
     from frugalthink.stats import mcnemar_exact, paired_records
 
@@ -67,18 +71,18 @@ def compare(cond_dir: Path, sep_dir: Path, seed: int = 0) -> dict:
             row["tokens_diff"] = _tokens_diff(rs, rc)
             row["verdict"] = verdict(row)
         rows.append(row)
-    # "fall": never significantly longer at the next alpha, and significantly shorter at the top alpha than at the
-    # bottom one (paired on the same problems); equal tiers do not fall
+    # "fall": never longer at the next alpha, and shorter at the top alpha than at the bottom one (paired on the same
+    # problems; longer / shorter: significant and by at least min_gap tokens); equal tiers do not fall
     steps = [_tokens_diff(a, b) for a, b in zip(recs, recs[1:], strict=False)]
     for r, step in zip(rows, steps, strict=False):
         r["tokens_to_next_alpha"] = step
-    out = {"rows": rows, "tokens_fall_with_alpha": len(rows) > 1 and _moves(_tokens_diff(recs[0], recs[-1])) < 0
-           and all(_moves(st) <= 0 for st in steps)}
+    out = {"rows": rows, "tokens_fall_with_alpha": len(rows) > 1
+           and _moves(_tokens_diff(recs[0], recs[-1]), min_gap) < 0 and all(_moves(st, min_gap) <= 0 for st in steps)}
     for i, r in enumerate(rows):
         if not r["seen"] and 0 < i < len(rows) - 1:
             lo, hi = sorted((rows[i - 1]["tokens"], rows[i + 1]["tokens"]))
-            # between neighbours whose own difference is significant
-            distinct = _moves(_tokens_diff(recs[i - 1], recs[i + 1])) != 0
+            # between neighbours that are apart (significant and by at least min_gap)
+            distinct = _moves(_tokens_diff(recs[i - 1], recs[i + 1]), min_gap) != 0
             r["between_neighbours"] = distinct and lo <= r["tokens"] <= hi
     return out
 
@@ -234,13 +238,15 @@ def main(argv=None) -> int:
     ap.add_argument("--plot", help="write the accuracy-tokens figure here (PNG)")
     ap.add_argument("--title", default="")
     ap.add_argument("--separate-seed", type=int, default=0, help="the family's members of this training seed")
+    ap.add_argument("--min-gap", type=float, default=1.0,
+                    help="tokens per completion two tiers must differ by (besides significantly) to count as apart")
     ap.add_argument("--more-conditioned", action="append", default=[], metavar="DIR",
                     help="another training seed of the conditioned model (repeatable): adds the verdict over seeds")
     ap.add_argument("--more-separate", action="append", default=[], metavar="DIR",
                     help="another family of separate members, other training seeds (repeatable): adds the verdict "
                          "over seeds and the single-pair verdict of the separate seeds against each other")
     args = ap.parse_args(argv)
-    res = compare(Path(args.cond_dir), Path(args.separate_dir), args.separate_seed)
+    res = compare(Path(args.cond_dir), Path(args.separate_dir), args.separate_seed, args.min_gap)
     print("| alpha | seen in training | conditioned acc. | conditioned tokens | separate acc. | separate tokens | "
           "McNemar p | tokens cond. - sep. [95% CI], p | verdict |")
     print("|---|---|---|---|---|---|---|---|---|")

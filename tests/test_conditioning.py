@@ -148,13 +148,13 @@ def _fake_family(tmp_path):
     """Two helpers writing synthetic evaluations (30 problems; ``wrong`` of them wrong, the first ones unless
     ``wrong_from`` says where they start) and family folders of them."""
 
-    def ev(name, tokens, wrong=0, wrong_from=0):
+    def ev(name, tokens, wrong=0, wrong_from=0, bump=0):
         d = tmp_path / name
         d.mkdir()
-        rows = [{"problem_id": str(i), "sample": 0, "tokens": tokens + i % 2,
+        rows = [{"problem_id": str(i), "sample": 0, "tokens": tokens + i % 2 + (i < bump),
                  "correct": not wrong_from <= i < wrong_from + wrong} for i in range(30)]
         (d / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        return {"eval_dir": str(d), "mean_tokens": tokens + 0.5, "accuracy": 1 - wrong / 30}
+        return {"eval_dir": str(d), "mean_tokens": tokens + 0.5 + bump / 30, "accuracy": 1 - wrong / 30}
 
     def family(d, members):
         d.mkdir()
@@ -183,6 +183,13 @@ def test_conditioned_vs_separate_script(tmp_path):
                                       for a in (0.0, 0.1, 0.2)])
     res = cvs.compare(flat, sep)  # every tier the same length: nothing falls, nothing lies between
     assert not res["tokens_fall_with_alpha"] and not res["rows"][1]["between_neighbours"]
+    # tiers 1/3 token apart at each step: significant, but not apart by the default 1 token (by a 0.1-token gap, yes)
+    close = family(tmp_path / "close", [{"alpha": 0.0, **ev("k0", 40, bump=20)},
+                                        {"alpha": 0.1, "seen_in_training": False, **ev("k1", 40, bump=10)},
+                                        {"alpha": 0.2, **ev("k2", 40)}])
+    res, loose = cvs.compare(close, sep), cvs.compare(close, sep, min_gap=0.1)
+    assert not res["tokens_fall_with_alpha"] and not res["rows"][1]["between_neighbours"]
+    assert loose["tokens_fall_with_alpha"] and loose["rows"][1]["between_neighbours"]
     # verdicts: 3 of 30 wrong is not significant (McNemar p = 0.25), 10 of 30 is; 20 more tokens always are
     assert rows[0.0]["verdict"] == "as good or better" and rows[0.2]["verdict"] == "as good or better (fewer tokens)"
     mixed = family(tmp_path / "mixed", [{"alpha": 0.0, **ev("m0", 120)}, {"alpha": 0.2, **ev("m2", 40, wrong=10)}])
