@@ -48,9 +48,22 @@ def _moves(shift: dict, min_gap: float = 0.0) -> int:
     return 1 if lo > 0 else -1 if hi < 0 else 0
 
 
+def _against(this: dict, other: dict) -> dict:
+    """The single-pair comparison of one family member's evaluation (``this``) with another's of the same alpha
+    (``other``): McNemar on accuracy and the paired bootstrap on tokens (this - other) over the items both hold."""
+    from frugalthink.stats import mcnemar_exact, paired_records
+
+    r_this, r_other = _records(this["eval_dir"]), _records(other["eval_dir"])
+    pairs = paired_records(r_other, r_this)
+    row = {"separate": {"accuracy": other["accuracy"], "tokens": other["mean_tokens"]},
+           "mcnemar": mcnemar_exact([x["correct"] for x, _ in pairs], [y["correct"] for _, y in pairs]),
+           "tokens_diff": _tokens_diff(r_other, r_this)}
+    row["verdict"] = verdict({"accuracy": this["accuracy"], **row})
+    return row
+
+
 def compare(cond_dir: Path, sep_dir: Path, seed: int = 0, min_gap: float = 1.0) -> dict:
     from frugalthink.family import load_family
-    from frugalthink.stats import mcnemar_exact, paired_records
 
     cond, sep = load_family(cond_dir), load_family(sep_dir)
     separate = {m["alpha"]: m for m in sep["members"] if m.get("seed", 0) == seed}
@@ -59,17 +72,11 @@ def compare(cond_dir: Path, sep_dir: Path, seed: int = 0, min_gap: float = 1.0) 
     members = sorted(cond["members"], key=lambda m: m["alpha"])
     recs = [_records(m["eval_dir"]) for m in members]
     rows = []
-    for m, rc in zip(members, recs, strict=True):
+    for m in members:
         row = {"alpha": m["alpha"], "seen": m.get("seen_in_training", True), "accuracy": m["accuracy"],
                "tokens": m["mean_tokens"]}
         if m["alpha"] in separate:
-            s = separate[m["alpha"]]
-            rs = _records(s["eval_dir"])
-            pairs = paired_records(rs, rc)
-            row["separate"] = {"accuracy": s["accuracy"], "tokens": s["mean_tokens"]}
-            row["mcnemar"] = mcnemar_exact([a["correct"] for a, _ in pairs], [b["correct"] for _, b in pairs])
-            row["tokens_diff"] = _tokens_diff(rs, rc)
-            row["verdict"] = verdict(row)
+            row.update(_against(m, separate[m["alpha"]]))
         rows.append(row)
     # "fall": never longer at the next alpha, and shorter at the top alpha than at the bottom one (paired on the same
     # problems; longer / shorter: significant and by at least min_gap tokens); equal tiers do not fall
@@ -147,7 +154,6 @@ def seed_against_seed(sep_dirs: list[Path]) -> list[dict]:
     """The single-pair verdict applied to the separate method against itself: for every ordered pair of training
     seeds of the separate members, how many alphas' member of one seed is "as good or better" than the other's."""
     from frugalthink.family import load_family
-    from frugalthink.stats import mcnemar_exact, paired_records
 
     members: dict[int, dict[float, dict]] = {}
     for d in sep_dirs:
@@ -157,15 +163,8 @@ def seed_against_seed(sep_dirs: list[Path]) -> list[dict]:
     for a in sorted(members):
         for b in sorted(members):
             shared = sorted(set(members[a]) & set(members[b])) if a != b else []
-            verdicts = {}
-            for alpha in shared:
-                this, other = members[a][alpha], members[b][alpha]  # "conditioned" = this seed's member
-                r_this, r_other = _records(this["eval_dir"]), _records(other["eval_dir"])
-                pairs = paired_records(r_other, r_this)
-                row = {"accuracy": this["accuracy"], "separate": {"accuracy": other["accuracy"]},
-                       "mcnemar": mcnemar_exact([x["correct"] for x, _ in pairs], [y["correct"] for _, y in pairs]),
-                       "tokens_diff": _tokens_diff(r_other, r_this)}
-                verdicts[alpha] = verdict(row)
+            # seed a's member in the conditioned model's place
+            verdicts = {alpha: _against(members[a][alpha], members[b][alpha])["verdict"] for alpha in shared}
             if verdicts:
                 out.append({"seed": a, "against_seed": b, "verdicts": verdicts})
     return out
@@ -246,7 +245,10 @@ def main(argv=None) -> int:
                     help="another family of separate members, other training seeds (repeatable): adds the verdict "
                          "over seeds and the single-pair verdict of the separate seeds against each other")
     args = ap.parse_args(argv)
-    res = compare(Path(args.cond_dir), Path(args.separate_dir), args.separate_seed, args.min_gap)
+    cond_dirs = [Path(args.cond_dir), *map(Path, args.more_conditioned)]
+    sep_dirs = [Path(args.separate_dir), *map(Path, args.more_separate)]
+    many = len(cond_dirs) + len(sep_dirs) > 2
+    res = compare(cond_dirs[0], sep_dirs[0], args.separate_seed, args.min_gap)
     print("| alpha | seen in training | conditioned acc. | conditioned tokens | separate acc. | separate tokens | "
           "McNemar p | tokens cond. - sep. [95% CI], p | verdict |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -266,9 +268,7 @@ def main(argv=None) -> int:
     seen = [r for r in res["rows"] if "verdict" in r]
     good = sum(r["verdict"].startswith("as good") for r in seen)
     print(f"as good as the separate member or better: {good} of {len(seen)} alphas")
-    if args.more_conditioned or args.more_separate:
-        cond_dirs = [Path(args.cond_dir), *map(Path, args.more_conditioned)]
-        sep_dirs = [Path(args.separate_dir), *map(Path, args.more_separate)]
+    if many:
         res["over_seeds"] = pooled(cond_dirs, sep_dirs)
         print(f"\nover training seeds ({len(cond_dirs)} conditioned folders; separate: {', '.join(map(str, sep_dirs))})"
               "; differences are conditioned - separate, 95% CI resampling seeds and problems:\n")
@@ -294,10 +294,7 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     if args.plot:
-        many = bool(args.more_conditioned or args.more_separate)
-        plot([Path(args.cond_dir), *map(Path, args.more_conditioned)],
-             [Path(args.separate_dir), *map(Path, args.more_separate)], Path(args.plot), args.title,
-             None if many else args.separate_seed)
+        plot(cond_dirs, sep_dirs, Path(args.plot), args.title, None if many else args.separate_seed)
         print(f"figure: {args.plot}")
     return 0
 

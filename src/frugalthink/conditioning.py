@@ -97,9 +97,10 @@ def run_config(model: str | Path) -> dict | None:
         raise UserError(f"{path}: unreadable run metadata") from None
 
 
-def is_conditioned(model: str | Path) -> bool:
+def trained_alphas(model: str | Path) -> list[float]:
+    """The alphas an alpha-conditioned model was trained on; empty for any other model."""
     cfg = run_config(model)
-    return bool(cfg and cfg.get("alphas"))
+    return list((cfg or {}).get("alphas") or [])
 
 
 def effort_alpha(model: str | Path, effort: str) -> float:

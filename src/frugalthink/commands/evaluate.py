@@ -219,7 +219,7 @@ def _measure_latency(settings, gen, problems, prompts, path: Path, quiet: bool) 
 
 def conditioning_alpha(model: str, alpha: float | None, effort: str | None) -> float | None:
     """``--alpha`` / ``--effort`` -> the alpha written into the prompts; only for an alpha-conditioned model."""
-    from frugalthink.conditioning import beyond_trained, effort_alpha, is_conditioned, run_config
+    from frugalthink.conditioning import beyond_trained, effort_alpha, trained_alphas
 
     if alpha is not None and effort is not None:
         raise UserError("--alpha and --effort: give one of them")
@@ -229,10 +229,11 @@ def conditioning_alpha(model: str, alpha: float | None, effort: str | None) -> f
         return None
     if not 0 <= alpha < 1:
         raise UserError(f"--alpha must lie in [0, 1), got {alpha:g}")
-    if not is_conditioned(model):
+    trained = trained_alphas(model)
+    if not trained:
         raise UserError(f"--alpha: {model} is not an alpha-conditioned model (trained with a recipe's 'alphas'); "
                         "a model trained for one alpha takes no --alpha")
-    notice = beyond_trained(alpha, run_config(model)["alphas"])
+    notice = beyond_trained(alpha, trained)
     if notice:
         print(f"frugalthink eval: note: --alpha: {notice}", file=sys.stderr)
     return alpha
