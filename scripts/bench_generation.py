@@ -4,6 +4,11 @@ bound, single-request latency, and whether they produce the same samples.
 bound (tokens/s) = measured matmul FLOP/s / (2 x parameters)   -- a forward pass costs ~2 FLOP per parameter
 per token (attention's reads of the KV cache are not in it, so at large batches the bound is optimistic).
 
+ms_per_step = a whole call / its steps (prefill included); prefill_ms = a call for one token; decode_ms_per_step =
+(whole call - prefill) / (steps - 1). On a machine shared with other jobs, run with OMP_WAIT_POLICY=PASSIVE or
+--threads 1: with OpenMP's default spin-waiting, two threads slow down ~10x when another job holds a core
+(docs/evaluation.md); the header records the setting.
+
 Same samples: greedy decoding of every test problem by both engines, compared token for token; sampled decoding
 (T = 0.6, the evaluation setting) of every test problem by both engines, graded by the task's grader: accuracy with
 McNemar's exact test, mean tokens with a paired bootstrap.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -41,22 +47,31 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _timed(gen, rows: list[str], max_new: int, seed: int):
+    gen.sync()
+    t0 = time.perf_counter()
+    outs = gen.generate(rows, max_new, 0.6, seed=seed)
+    gen.sync()
+    return outs, time.perf_counter() - t0
+
+
 def throughput(gen, prompts: list[str], batch: int, max_new: int, repeats: int, bound: float) -> dict:
+    """Tokens/s of whole calls (prefill included, as an evaluation sees them), and the call split into the prefill
+    (a call for one token) and the decode steps after it."""
     rows = (prompts * (batch // len(prompts) + 1))[:batch]
     gen.generate(rows[: min(batch, 4)], 8, 0.6, seed=0)  # warm-up
     runs = []
     for r in range(repeats):
-        gen.sync()
-        t0 = time.perf_counter()
-        outs = gen.generate(rows, max_new, 0.6, seed=1 + r)
-        gen.sync()
-        dt = time.perf_counter() - t0
+        _, prefill = _timed(gen, rows, 1, 1 + r)
+        outs, dt = _timed(gen, rows, max_new, 1 + r)
         tokens, steps = sum(g.tokens for g in outs), max(g.tokens for g in outs)
-        runs.append((tokens / dt, 1000 * dt / steps))
-    tps = sorted(x for x, _ in runs)
+        runs.append((tokens / dt, 1000 * dt / steps, 1000 * prefill, 1000 * (dt - prefill) / max(1, steps - 1)))
+    tps = sorted(x[0] for x in runs)
     return {"engine": gen.name, "batch": batch, "tokens_per_s": round(statistics.median(tps)),
             "tokens_per_s_range": [round(tps[0]), round(tps[-1])],
-            "ms_per_step": round(statistics.median(ms for _, ms in runs), 3),
+            "ms_per_step": round(statistics.median(x[1] for x in runs), 3),
+            "prefill_ms": round(statistics.median(x[2] for x in runs), 1),
+            "decode_ms_per_step": round(statistics.median(x[3] for x in runs), 3),
             "fraction_of_bound": round(statistics.median(tps) / bound, 4)}
 
 
@@ -159,6 +174,7 @@ def main() -> None:
     prompts = [build_prompt(first.tokenizer, task, p) for p in problems]
     head = {"model": args.model, "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
             "dtype": dtype, "threads": args.threads, "torch": torch.__version__, "params": params,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
             "matmul_gflops": round(flops / 1e9, 1), "bound_tokens_per_s": round(bound)}
     print(json.dumps(head))
     result = {**head, "throughput": [], "latency": []}

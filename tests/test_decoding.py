@@ -175,3 +175,65 @@ def test_bench_script_compares_both_engines(model_dir, tmp_path):
     n = out["same_samples"]["problems"]
     assert out["same_samples"]["greedy_identical"] == f"{n}/{n}"
     assert {r["engine"] for r in out["latency"]} == {"hf", "fast"}
+
+
+def _small_model(arch: str, window: int | None = None):
+    """A random 2-layer model of ``arch`` with weights of a large spread (greedy completions differ by prompt)."""
+    import transformers
+
+    common = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, initializer_range=0.3, pad_token_id=0, bos_token_id=2, eos_token_id=1)
+    if arch == "llama-eager":
+        cfg = transformers.LlamaConfig(**common, attn_implementation="eager")
+    else:
+        name = {"mistral": "Mistral", "phi3": "Phi3", "starcoder2": "Starcoder2"}[arch]
+        cfg = getattr(transformers, f"{name}Config")(**common, sliding_window=window)
+    torch.manual_seed(1)
+    return transformers.AutoModelForCausalLM.from_config(cfg).eval()
+
+
+# prompts of 3..14 tokens: longer than a window of 4, so the window cuts into prompts and completions alike
+SMALL_ROWS = [[5 + (i * 7 + j * 3) % 50 for j in range(3 + i % 12)] for i in range(12)]
+
+
+@pytest.mark.parametrize("arch,window", [("llama-eager", None), ("mistral", 4), ("phi3", 5), ("starcoder2", 4),
+                                         ("mistral", 4096)])
+def test_greedy_equals_generate_with_eager_attention_and_sliding_windows(arch, window):
+    """Eager attention adds the mask to the scores (so it must be 0 / -inf, not boolean); Mistral, Phi-3 and
+    Starcoder2 read ``sliding_window`` without ``layer_types``. A window longer than every sequence changes nothing."""
+    model = _small_model(arch, window)
+    tok = type("Tok", (), {"pad_token_id": 0})()
+    eos = {1}
+    expected = _generate_ids(model, tok, SMALL_ROWS, 20, 0.0, 0, eos)
+    assert _fast_ids(model, tok, SMALL_ROWS, 20, 0.0, 0, eos) == expected
+    if window is not None and window < 20:  # the window matters: without it generate gives other tokens
+        model.config.sliding_window = None
+        assert _generate_ids(model, tok, SMALL_ROWS, 20, 0.0, 0, eos) != expected
+
+
+def test_other_attention_implementations_are_refused_in_one_line():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2))
+    decoding.check_supported(model)  # sdpa
+    model.config._attn_implementation = "flash_attention_2"
+    with pytest.raises(UserError, match="llama runs flash_attention_2: use --backend hf"):
+        decoding.check_supported(model)
+
+
+def test_large_vocabulary_draw_follows_the_distribution():
+    """Above MULTINOMIAL_MAX_VOCAB a token is drawn by inverse CDF: frequencies within 4 sigma of the probabilities,
+    never a token of probability 0 (the first, the last, one in the middle)."""
+    vocab = decoding.MULTINOMIAL_MAX_VOCAB + 1000
+    probs = torch.full((vocab,), 0.1 / (vocab - 7))
+    probs[[0, 2500, vocab - 1]] = 0.0
+    probs[[1, 7, 3000, vocab - 2]] = torch.tensor([0.4, 0.25, 0.15, 0.1])
+    n = 40_000
+    torch.manual_seed(0)
+    drawn = decoding.draw(probs.expand(n, vocab))
+    counts = torch.bincount(drawn, minlength=vocab).double()
+    assert counts[[0, 2500, vocab - 1]].sum() == 0
+    for ids in ([1], [7], [3000], [vocab - 2], list(range(8, 2500))):  # single tokens and a long run of tiny ones
+        p = float(probs[ids].sum())
+        assert abs(float(counts[ids].sum()) / n - p) < 4 * math.sqrt(p * (1 - p) / n), ids
