@@ -56,6 +56,10 @@ CASES = {
                              "--out", "{t}/e"], "unknown task option(s) colour"),
     "benchmark_task_option": (["eval", "--model", "{t}", "--task", "gsm8k", "--task-option", "problem_field=q",
                                "--out", "{t}/e"], "unknown task option(s) problem_field"),
+    "benchmark_missing_split": (["eval", "--model", "{t}", "--task", "gsm8k", "--split", "train", "--out", "{t}/e"],
+                                "gsm8k: unknown split 'train' (it has: test)"),
+    "chain_missing_split": (["eval", "--model", "{t}", "--task", "chain", "--split", "validation", "--out", "{t}/e"],
+                            "chain: unknown split 'validation' (it has: train, test)"),
     "chain_task_option": (["eval", "--model", "{t}", "--task", "chain", "--task-option", "levels=3", "--out", "{t}/e"],
                           "task chain: unknown task option(s) levels"),
     "task_option_syntax": (["eval", "--model", "{t}", "--task", "chain", "--task-option", "oops", "--out", "{t}/e"],
@@ -107,3 +111,26 @@ def test_jsonl_splits_come_from_a_split_field_or_a_note_says_there_are_none(tmp_
     plain = get_task(f"jsonl:{path}", problem_field="q", answer_field="a")
     assert len(plain.load("validation")) == 5
     assert "has no split_field, so split 'validation' reads the whole file" in capsys.readouterr().out
+
+
+def test_every_task_kind_refuses_a_split_it_lacks(tmp_path, monkeypatch, capsys):
+    from frugalthink.errors import UserError
+    from frugalthink.tasks import get_task
+
+    for spec, split, message in (("math500", "validation", "math500: unknown split 'validation' (it has: test)"),
+                                 ("tally", "dev", "tally: unknown split 'dev' (it has: train, validation, test)")):
+        with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            get_task(spec).load(split)
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"q": "p", "a": "1", "part": part}) + "\n" for part in ("train", "test")))
+    with pytest.raises(UserError, match=r"with part = 'validation' \(its part values: test, train\)"):
+        get_task(f"jsonl:{path}", problem_field="q", answer_field="a", split_field="part").load("validation")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    (hub / "train.jsonl").write_text(json.dumps({"problem": "p", "answer": "1"}) + "\n")
+    with pytest.raises(UserError, match=r"Unknown split \"test\"\. Should be one of \['train'\]"):
+        get_task(f"hf:{hub}").load("test")  # the hub's own error, in one line
+    capsys.readouterr()
+    assert len(get_task(f"hf:{hub}", split="train").load("test")) == 1  # the task option's split wins, and says so
+    assert "task option split='train' is read, not split 'test'" in capsys.readouterr().err

@@ -116,3 +116,20 @@ def test_vllm_request_seeds_never_repeat_across_consecutive_batches():
     seeds = [s for b in range(200) for s in request_seeds(1_000_003 * 0 + b, 64)]
     assert len(set(seeds)) == len(seeds)
     assert request_seeds(7, 4) == request_seeds(7, 4)
+
+
+def test_a_model_without_a_chat_template_is_named_once_per_process(tmp_path, monkeypatch, capsys):
+    from frugalthink import prompts
+    from frugalthink.model_files import load_tokenizer
+    from frugalthink.tiny import build_tokenizer
+
+    monkeypatch.setattr(prompts, "_RAW_NOTED", [])
+    build_tokenizer().save_pretrained(tmp_path / "tok")
+    tok = load_tokenizer(tmp_path / "tok")  # the tiny models' tokenizer: no chat template
+    assert not getattr(tok, "chat_template", None)
+    build_prompt(tok, get_task("chain"), Problem("c", "123", "6"))  # the tiny tasks never ask for a template
+    assert capsys.readouterr().err == ""
+    gsm8k = get_task("gsm8k")
+    assert [build_prompt(tok, gsm8k, PROBLEM) for _ in range(3)] == [gsm8k.user_message(PROBLEM)] * 3
+    assert capsys.readouterr().err.splitlines() == [
+        f"note: {tmp_path / 'tok'} has no chat template; prompts are the raw message"]  # once, not per prompt

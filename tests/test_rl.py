@@ -30,6 +30,8 @@ def test_recipes_build_trainer_config_on_cpu(recipe, tmp_path):
     assert cfg.steps_per_generation == 2 * rec.gradient_accumulation_steps  # two optimizer steps per rollout
     assert cfg.temperature == 1.0
     assert cfg.max_steps == 2 * rec.rollouts
+    # AdamW (0.9, 0.95) as the official run (OpenRLHF's --adam_betas); the tiny recipes keep transformers' 0.999
+    assert (cfg.adam_beta1, cfg.adam_beta2) == (0.9, 0.95 if "r1" in recipe else 0.999)
     samples_per_update = cfg.per_device_train_batch_size * rec.gradient_accumulation_steps * rec.num_processes
     assert samples_per_update * rec.updates_per_rollout == rec.prompts_per_rollout * 8
     if "conditioned" in recipe:  # equal budget: the sum of the separate runs' rollouts
@@ -61,6 +63,8 @@ def test_recipes_build_trainer_config_on_cpu(recipe, tmp_path):
     ("model: m\nupdates_per_rollout: 0\n", "updates_per_rollout must be positive"),
     ("model: m\neval: {tasks: {gsm9k: 1}}\n", "eval.tasks: unknown task 'gsm9k'"),
     ("model: m\neval: {temp: 0.6}\n", "eval: unknown key"),
+    ("model: m\neval: {top_p: 0.95}\n", r"bad.yaml: eval.top_p: 0.95 would be ignored"),
+    ("model: m\nadam_beta2: 1.0\n", "adam_beta2 must be in"),
 ])
 def test_recipe_errors_name_the_field(tmp_path, text, message):
     bad = tmp_path / "bad.yaml"
@@ -409,3 +413,70 @@ def test_r1_peer_recipes_carry_the_papers_settings(size, peer, tmp_path):
     if peer in ("laser_d", "laser_de"):  # Laser-DE: Laser-D's settings, its own reward
         assert opts["monitor_prompts"] == 500 and opts["monitor_every"] == 20 and opts["monitor_samples"] == 8
         assert opts["grid"] == list(range(1024, 16385, 1024)) and opts["monitor_temperature"] == 0.6
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_a_5e_6_step_moves_every_weight_whatever_bf16_says(bf16, tmp_path):
+    """lr 5e-6 is below bf16's spacing at a weight of 0.02 (1.2e-4): the trainer must update fp32 master weights,
+    bf16 being autocast around them (a pure-bf16 AdamW drops ~92% of the update, and all of it on the norms)."""
+    import torch
+    from datasets import Dataset
+    from transformers import Trainer
+
+    from frugalthink.model_files import load_causal_lm
+    from frugalthink.rl import load_dtype
+
+    _tiny_model(tmp_path / "m")
+    rec = load_recipe("tiny/rl", None, [f"model={tmp_path / 'm'}", f"bf16={str(bf16).lower()}", "learning_rate=5e-6",
+                                        "rollouts=1", "updates_per_rollout=1", "prompts_per_rollout=1",
+                                        "num_generations=2", "threads=1"])
+    model = load_causal_lm(rec.model, dtype=load_dtype(rec))
+    before = {name: w.detach().clone() for name, w in model.named_parameters()}
+    args = build_rloo_config(rec, tmp_path / "run")
+    assert args.bf16 is bf16 and args.max_steps == 1 and args.learning_rate == 5e-6
+    rows = [{"input_ids": [5, 6, 7, 8, 9, 10], "labels": [5, 6, 7, 8, 9, 10]}] * 2
+    Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows)).train()
+    for name, w in model.named_parameters():
+        moved = (w.detach() != before[name]).float().mean().item()
+        assert moved > 0.99, f"{name}: {moved:.0%} of the weights moved"
+        assert w.dtype == torch.float32, name
+
+
+def test_bf16_weights_are_loaded_only_under_deepspeed(monkeypatch):
+    import torch
+
+    from frugalthink.rl import load_dtype
+
+    rec = load_recipe("r1-distill-qwen-1.5b/rl")
+    assert rec.bf16 and load_dtype(rec) == torch.float32  # one GPU, no DeepSpeed: fp32 master weights
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # accelerate launch --config_file zero2.yaml
+    assert load_dtype(rec) == torch.bfloat16  # DeepSpeed keeps its own fp32 master copy
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
+    assert load_dtype(load_recipe("r1-distill-qwen-1.5b/rl", None, ["deepspeed=ds.json"])) == torch.bfloat16
+
+
+def test_a_finished_run_continues_to_more_rollouts_and_refuses_another_recipe(tmp_path):
+    from frugalthink.commands.train import train
+
+    _tiny_model(tmp_path / "m")
+    out = tmp_path / "run"
+    sets = [f"model={tmp_path / 'm'}", "prompts_per_rollout=4", "max_completion_length=16", "threads=1"]
+    first = _train([a for s in sets + ["rollouts=1"] for a in ("--set", s)] + ["--out", str(out)])
+    assert first.returncode == 0, first.stderr[-2000:]
+
+    def recipe(*extra, alpha=None):
+        return load_recipe("tiny/rl", alpha, sets + list(extra))
+
+    assert train(recipe("rollouts=1"), out, console=False)["optimizer_steps"] == 2  # the same run: nothing to do
+    for resume in (False, True):  # another alpha is another experiment, with or without --resume
+        with pytest.raises(UserError, match="holds a run of another recipe: alpha 0.2 there, 0.4 here"):
+            train(recipe("rollouts=1", alpha=0.4), out, resume=resume, console=False)
+    with pytest.raises(UserError, match="finished run of 1 rollouts; pass --resume to continue it to 2"):
+        train(recipe("rollouts=2"), out, console=False)
+    longer = _train([a for s in sets + ["rollouts=2"] for a in ("--set", s)] + ["--out", str(out), "--resume"])
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["rollouts"] == 2 and summary["optimizer_steps"] == 4 and summary["resumed_from_step"] == 2
+    assert [r["step"] for r in _log(out)] == [1, 2, 3, 4]
+    with pytest.raises(UserError, match="finished run of 2 rollouts; rollouts=1"):
+        train(recipe("rollouts=1"), out, resume=True, console=False)

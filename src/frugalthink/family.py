@@ -148,14 +148,16 @@ def train_runs(runs: list[tuple], parallel: int = 1, console: bool = True) -> No
 
     import yaml
 
-    from frugalthink.commands.train import METADATA
+    from frugalthink.commands.train import METADATA, finished_summary
     from frugalthink.config import write_run_metadata
     from frugalthink.outdir import claim
 
     def launch(recipe, run_dir, tag):
-        # Mark the folder as a training run of ours before the recipe copy and the log land in it.
+        # Mark the folder as a training run of ours before the recipe copy and the log land in it; a run's own
+        # record is kept, for `train` to check the recipe against it.
         claim(run_dir, METADATA)
-        write_run_metadata(run_dir, recipe, name=METADATA)
+        if not (Path(run_dir) / METADATA).exists():
+            write_run_metadata(run_dir, recipe, name=METADATA)
         recipe_path = run_dir / "recipe.yaml"
         recipe_path.write_text(yaml.safe_dump(asdict(replace(recipe, threads=1))))
         cmd = [sys.executable, "-m", "frugalthink.cli", "train", "--recipe", str(recipe_path), "--out", str(run_dir),
@@ -172,7 +174,8 @@ def train_runs(runs: list[tuple], parallel: int = 1, console: bool = True) -> No
         thread.start()
         return proc, thread, tag, run_dir, time.perf_counter()
 
-    pending = [r for r in runs if not (Path(r[1]) / "train_summary.json").exists()]
+    # each subprocess is one process (WORLD_SIZE 1): its run is checked as `train` there will check it
+    pending = [r for r in runs if finished_summary(Path(r[1]), replace(r[0], num_processes=1), resume=True) is None]
     running = []
     failed = []
     while pending or running:

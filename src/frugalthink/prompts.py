@@ -7,6 +7,9 @@ text everywhere.
 
 from __future__ import annotations
 
+import os
+import sys
+
 from frugalthink.answers import THINK_END, THINK_START
 from frugalthink.tasks.base import Problem, Task
 
@@ -16,9 +19,10 @@ def build_prompt(tokenizer, task: Task, problem: Problem, length_target: int | N
     """The exact text fed to the model.
 
     With a chat template (R1-Distill-Qwen's, Qwen2.5's) the user turn is rendered with ``add_generation_prompt=True``;
-    without one (the tiny model) the raw message is the prompt. ``length_target`` writes a token budget into the
-    request (L1's prompts, `Task.budget_message`); ``alpha`` writes the control line of an alpha-conditioned model
-    in front of the message (`frugalthink.conditioning`).
+    without one (the tiny model) the raw message is the prompt, said once per process on stderr when the task expects
+    a template (`note_raw_prompt`: an instruct model asked that way may answer nothing). ``length_target`` writes a
+    token budget into the request (L1's prompts, `Task.budget_message`); ``alpha`` writes the control line of an
+    alpha-conditioned model in front of the message (`frugalthink.conditioning`).
     """
     if alpha is not None and length_target is not None:
         raise ValueError("a prompt carries a length target or an alpha, not both")
@@ -30,7 +34,21 @@ def build_prompt(tokenizer, task: Task, problem: Problem, length_target: int | N
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True
         )
+    if task.uses_chat_template:
+        note_raw_prompt(tokenizer)
     return message
+
+
+_RAW_NOTED: list[str] = []  # the model of this process's one note, once it is said
+
+
+def note_raw_prompt(tokenizer) -> None:
+    """Say once per process (rank 0 of a launch), in one line on stderr, that prompts are the raw message."""
+    if _RAW_NOTED or os.environ.get("RANK", "0") != "0":
+        return
+    name = getattr(tokenizer, "name_or_path", None) or "the model"
+    _RAW_NOTED.append(name)
+    print(f"note: {name} has no chat template; prompts are the raw message", file=sys.stderr, flush=True)
 
 
 def _added_prefix(tokenizer) -> list[int]:

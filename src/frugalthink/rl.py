@@ -57,6 +57,8 @@ class RLRecipe:
     gradient_accumulation_steps: int = 1
     rollouts: int = 100
     learning_rate: float = 5e-6
+    # AdamW's beta2 (beta1 is 0.9 everywhere): transformers' default 0.999; the official run (OpenRLHF) uses 0.95
+    adam_beta2: float = 0.999
     warmup_steps: int = 0  # linear warm-up (optimizer steps), then constant; the official run uses 6
     update_rule: str = "official"
     beta: float = 0.001
@@ -75,6 +77,7 @@ class RLRecipe:
     max_sampling_rounds: int = 3
     # update_rule: drpo (frugalthink.drpo): lambda, tau, kl_delta, kl_beta; the paper's values by default
     drpo_options: dict = field(default_factory=dict)
+    # bf16 autocast over fp32 master weights (`load_dtype`); under DeepSpeed, bf16 weights with its fp32 master copy
     bf16: bool = False
     # How rollouts are sampled without vLLM: "fast" (frugalthink.decoding, the default) or "hf" (transformers'
     # generate, TRL's own path). Both sample from softmax(logits / temperature), top_k 0, top_p 1.
@@ -90,7 +93,8 @@ class RLRecipe:
     max_grad_norm: float = 1.0
     deepspeed: str | None = None
     report_to: list[str] = field(default_factory=list)  # passed to TRL: "tensorboard", "wandb", ...
-    # How the paper evaluates a trained model: {"tasks": {name: samples}, "temperature", "top_p", "max_new_tokens"}.
+    # How the paper evaluates a trained model: {"tasks": {name: samples}, "temperature", "top_p", "max_new_tokens"};
+    # top_p must be 1.0 (the samplers have no nucleus, so another value is refused rather than ignored).
     eval: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -105,6 +109,8 @@ class RLRecipe:
             raise UserError(f"generation_engine: unknown {self.generation_engine!r} (fast or hf)")
         if self.warmup_steps < 0:
             raise UserError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 < self.adam_beta2 < 1.0:
+            raise UserError(f"adam_beta2 must be in (0, 1) (0.95 in the official run), got {self.adam_beta2}")
         self._validate_conditioning()
         if self.reward not in REWARD_OPTIONS:
             raise UserError(f"reward: unknown {self.reward!r} (one of {', '.join(REWARD_OPTIONS)})")
@@ -193,6 +199,10 @@ class RLRecipe:
         unknown = set(self.eval) - known
         if unknown:
             raise UserError(f"eval: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+        top_p = self.eval.get("top_p", 1.0)
+        if top_p != 1.0:  # every backend samples from softmax(logits / T) (frugalthink.generation); no nucleus
+            raise UserError(f"eval.top_p: {top_p} would be ignored: evaluation samples with top_p 1.0 on every "
+                            "backend; set eval.top_p: 1.0 (or remove it)")
         tasks = self.eval.get("tasks", {})
         if not isinstance(tasks, dict):
             raise UserError(f"eval.tasks: expected a mapping task -> samples, got {tasks!r}")
@@ -252,6 +262,7 @@ def build_rloo_config(recipe: RLRecipe, out_dir: str | Path):
         seed=recipe.seed,
         data_seed=recipe.seed,
         learning_rate=recipe.learning_rate,
+        adam_beta2=recipe.adam_beta2,
         lr_scheduler_type="constant_with_warmup" if recipe.warmup_steps else "constant",
         warmup_steps=recipe.warmup_steps,
         weight_decay=recipe.weight_decay,
@@ -288,6 +299,20 @@ def build_rloo_config(recipe: RLRecipe, out_dir: str | Path):
         deepspeed=recipe.deepspeed,
         disable_dropout=True,
     )
+
+
+def load_dtype(recipe: RLRecipe):
+    """The dtype the policy is loaded in: bf16 only under DeepSpeed, which keeps an fp32 master copy of bf16
+    weights; else fp32, the Trainer's ``bf16`` being autocast around fp32 master weights. A pure-bf16 AdamW would
+    lose every update below bf16's spacing (lr 5e-6 on a weight of 0.02, whose spacing is 1.2e-4)."""
+    import os
+
+    import torch
+    from transformers.utils.generic import strtobool
+
+    # accelerate's DeepSpeed switch, read as TrainingArguments reads it
+    deepspeed = bool(recipe.deepspeed) or strtobool(os.environ.get("ACCELERATE_USE_DEEPSPEED", "false"))
+    return torch.bfloat16 if recipe.bf16 and deepspeed else torch.float32
 
 
 def _has_gpu() -> bool:

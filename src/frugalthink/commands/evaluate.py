@@ -116,6 +116,7 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
     from frugalthink.tasks import get_task
 
     task = get_task(settings.task, **(settings.task_options or {}))  # bad task options fail before the model loads
+    task.check_split(settings.split)  # and so does a split the task lacks
     gen = generator or make_generator(settings.backend, settings.model)
     task, problems = load_problems(settings, gen.tokenizer, task)
     if settings.budget:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from frugalthink.errors import UserError
 from frugalthink.grading import GradeResult, grade_many
 
 PAPER_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -35,9 +36,15 @@ class Task:
     instruction: str = PAPER_INSTRUCTION
     message: str = DEFAULT_MESSAGE
     number_fallback: bool = False  # grade a bare final number when nothing is boxed (GSM8K-style references)
+    splits: tuple[str, ...] | None = None  # the splits `load` serves; None: the data says (a file's column, the hub)
 
     def load(self, split: str = "test") -> list[Problem]:
         raise NotImplementedError
+
+    def check_split(self, split: str) -> None:
+        """Refuse a split this task lacks, naming the ones it has (cheap: called before a model loads)."""
+        if self.splits is not None and split not in self.splits:
+            raise UserError(f"{self.name}: unknown split {split!r} (it has: {', '.join(self.splits)})")
 
     def user_message(self, problem: Problem) -> str:
         """The text the user asks; wrapped in the model's chat template by `frugalthink.prompts`."""

@@ -174,6 +174,7 @@ class ChainTask(Task):
     grading_kind = "exact"
     uses_chat_template = False
     instruction = ""
+    splits = ("train", "test")
     force_answer_text = THINK_CLOSE + BOX_OPEN
     answer_tokens = 3  # digit, "}", EOS
 
@@ -186,10 +187,7 @@ class ChainTask(Task):
         return list(range(self.cfg.min_level, self.cfg.max_level + 1))
 
     def load(self, split: str = "test") -> list[Problem]:
-        if split not in ("train", "test"):
-            from frugalthink.errors import UserError
-
-            raise UserError(f"chain: unknown split {split!r} (train or test)")
+        self.check_split(split)
         test = split == "test"
         rng = random.Random(f"chain-{split}-{self.cfg.seed}")
         problems: list[Problem] = []

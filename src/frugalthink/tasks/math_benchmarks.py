@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -45,8 +46,8 @@ def gold_from_text(answer) -> str:
 _NOTED: set[str] = set()
 
 
-def shipped_file(benchmark: str) -> Path:
-    return Path(str(resources.files("frugalthink") / "data" / benchmark / "test.jsonl"))
+def shipped_file(benchmark: str, split: str = "test") -> Path:
+    return Path(str(resources.files("frugalthink") / "data" / benchmark / f"{split}.jsonl"))
 
 
 def gold_value(value, where: str) -> str:
@@ -82,30 +83,56 @@ class JsonlTask(Task):
         self.problem_field, self.answer_field = problem_field, answer_field
         self.id_field, self.level_field = id_field, level_field
 
+    def split_file(self, split: str) -> Path:
+        """The file that holds ``split``: here the one file, whatever the split."""
+        return self.path
+
     def load(self, split: str = "test") -> list[Problem]:
-        problems = []
+        path = self.split_file(split)
         if self.split_field is None and self.name == "jsonl" and split not in _NOTED:
             _NOTED.add(split)
-            print(f"note: {self.path} has no split_field, so split {split!r} reads the whole file "
+            print(f"note: {path} has no split_field, so split {split!r} reads the whole file "
                   "(task option split_field names a column that splits it)")
-        for lineno, row in iter_jsonl(self.path):
-            if self.split_field is not None and require(row, self.split_field, self.path, lineno) != split:
-                continue
-            question = require(row, self.problem_field, self.path, lineno)
-            if not isinstance(question, str) or not question.strip():
-                raise UserError(f"{self.path}:{lineno}: field '{self.problem_field}' must be non-empty text")
-            answer = gold_value(require(row, self.answer_field, self.path, lineno),
-                                 f"{self.path}:{lineno}: field '{self.answer_field}'")
-            pid = str(require(row, self.id_field, self.path, lineno)) if self.id_field else str(len(problems))
-            level = row.get(self.level_field) if self.level_field else None
-            problems.append(Problem(pid, str(question), gold_from_text(answer), level))
+        problems, seen = [], set()
+        for lineno, row in iter_jsonl(path):
+            if self.split_field is not None:
+                part = require(row, self.split_field, path, lineno)
+                seen.add(str(part))
+                if part != split:
+                    continue
+            problems.append(self._problem(row, path, lineno, len(problems)))
         if not problems:
-            where = f" with {self.split_field} = {split!r}" if self.split_field else ""
-            raise UserError(f"{self.path}: no problems in file{where}")
+            where = (f" with {self.split_field} = {split!r} (its {self.split_field} values: "
+                     f"{', '.join(sorted(seen)) or 'none'})" if self.split_field else "")
+            raise UserError(f"{path}: no problems in file{where}")
         return problems
 
+    def _problem(self, row: dict, path: Path, lineno: int, index: int) -> Problem:
+        """Row ``lineno`` as a `Problem` (id ``index`` without an id field); a bad field names file, line and field."""
+        question = require(row, self.problem_field, path, lineno)
+        if not isinstance(question, str) or not question.strip():
+            raise UserError(f"{path}:{lineno}: field '{self.problem_field}' must be non-empty text")
+        answer = gold_value(require(row, self.answer_field, path, lineno),
+                            f"{path}:{lineno}: field '{self.answer_field}'")
+        pid = str(require(row, self.id_field, path, lineno)) if self.id_field else str(index)
+        level = row.get(self.level_field) if self.level_field else None
+        return Problem(pid, str(question), gold_from_text(answer), level)
 
-def benchmark_task(name: str, message: str = DEFAULT_MESSAGE) -> JsonlTask:
+
+class BenchmarkTask(JsonlTask):
+    """A shipped benchmark: one file per split in ``frugalthink/data/<name>/`` (only ``test`` ships); a split without
+    a file is refused, never read from another."""
+
+    def __init__(self, name: str, message: str = DEFAULT_MESSAGE, **fields) -> None:
+        super().__init__(shipped_file(name), name=name, message=message, **fields)
+        self.splits = tuple(sorted(p.stem for p in self.path.parent.glob("*.jsonl")))
+
+    def split_file(self, split: str) -> Path:
+        self.check_split(split)
+        return shipped_file(self.name, split)
+
+
+def benchmark_task(name: str, message: str = DEFAULT_MESSAGE) -> BenchmarkTask:
     """A shipped benchmark. GSM8K's references end in ``#### N``, so it declares the bare-number fallback."""
     fields = {
         "math500": dict(problem_field="problem", id_field="unique_id", level_field="level"),
@@ -113,7 +140,7 @@ def benchmark_task(name: str, message: str = DEFAULT_MESSAGE) -> JsonlTask:
         "aime24": dict(problem_field="problem", id_field="id"),
         "amc23": dict(problem_field="problem", id_field="id"),
     }[name]
-    return JsonlTask(shipped_file(name), name=name, message=message, **fields)
+    return BenchmarkTask(name, message=message, **fields)
 
 
 class HubTask(Task):
@@ -139,6 +166,8 @@ class HubTask(Task):
     def load(self, split: str | None = None) -> list[Problem]:
         from datasets import load_dataset
 
+        if self.split and split and split != self.split:
+            print(f"note: {self.name}: task option split={self.split!r} is read, not split {split!r}", file=sys.stderr)
         try:
             # A split named in the task options wins over the command's (a recipe's train_split, eval's --split).
             ds = load_dataset(self.dataset, self.config, split=self.split or split or "train")

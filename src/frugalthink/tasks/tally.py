@@ -228,16 +228,14 @@ class TallyTask(ChainTask):
 
     name = "tally"
     answer_tokens = 4  # two digits, "}", EOS
+    splits = SPLITS
 
     def __init__(self, config: TallyConfig | None = None, train_size: int = 4000) -> None:
         super().__init__(None, train_size)
         self.cfg = config or TallyConfig()
 
     def load(self, split: str = "test") -> list[Problem]:
-        if split not in SPLITS:
-            from frugalthink.errors import UserError
-
-            raise UserError(f"tally: unknown split {split!r} ({', '.join(SPLITS)})")
+        self.check_split(split)
         rng = random.Random(f"tally-{split}-{self.cfg.seed}")
         if split == "train":
             levels = self.levels()
