@@ -193,3 +193,16 @@ def test_one_rl_step_changes_the_weights_then_checkpoints_and_resumes(folder, tm
     assert summary["resumed_from_step"] == 1 and summary["optimizer_steps"] == 2
     log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2]
+
+
+def test_the_default_budget_is_cut_to_the_models_context(gguf, folder, capsys):
+    """`eval --model FILE.gguf --task gsm8k` as typed: the benchmarks' default 32,768 new tokens cannot fit
+    SmolLM2's 8,192-token context, so the default is cut (with a note); an explicit budget is the user's."""
+    from frugalthink.commands.evaluate import CONTEXT_MARGIN, EvalSettings, fit_to_context
+    from frugalthink.model_files import context_length
+
+    assert context_length(gguf) == context_length(folder) == 8192
+    fitted = fit_to_context(EvalSettings(model=str(gguf), task="gsm8k"))
+    assert fitted.max_new_tokens == 8192 - CONTEXT_MARGIN and "8192-token context" in capsys.readouterr().err
+    tally = EvalSettings(model=folder, task="tally")  # 384 by default: fits, unchanged
+    assert fit_to_context(tally) == tally

@@ -90,6 +90,18 @@ def _forget_quantisation(lm) -> None:
         lm.hf_quantizer = None
 
 
+def context_length(model: str | Path) -> int | None:
+    """The model's ``max_position_embeddings`` read from its config alone (no weights), or None when unknown."""
+    from transformers import AutoConfig
+
+    name, extra = gguf_parts(model)
+    try:
+        config = AutoConfig.from_pretrained(name, **extra).get_text_config(decoder=True)
+    except (OSError, ValueError, ImportError):
+        return None
+    return getattr(config, "max_position_embeddings", None)
+
+
 def export_folder(model: str | Path, out: str | Path) -> Path:
     """Write ``model`` (a GGUF file, or any folder) as a plain Hugging Face folder: fp32 safetensors, config,
     generation config and tokenizer. Refuses a folder that exists and is not empty."""

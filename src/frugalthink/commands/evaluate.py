@@ -12,7 +12,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from frugalthink.errors import UserError
@@ -252,5 +252,25 @@ def run(args) -> int:
     )
     if args.backend in ("fast", "hf") and not Path(args.model).exists() and "/" not in args.model:
         raise UserError(f"--model {args.model}: no such directory")
+    if args.max_new_tokens is None:
+        settings = fit_to_context(settings)
     evaluate(settings, args.out)
     return 0
+
+
+CONTEXT_MARGIN = 1024  # prompt tokens left free when the default completion budget is cut to a short context
+
+
+def fit_to_context(settings: EvalSettings) -> EvalSettings:
+    """The task's default completion budget (32,768 on the math benchmarks), cut to the model's context less
+    `CONTEXT_MARGIN` when the context is shorter, with a note; an explicit ``--max-new-tokens`` is never changed."""
+    from frugalthink.model_files import context_length
+
+    resolved = settings.resolved()
+    context = context_length(settings.model)
+    if not context or resolved.max_new_tokens + CONTEXT_MARGIN <= context:
+        return settings
+    fitted = max(1, context - CONTEXT_MARGIN)
+    print(f"frugalthink eval: note: the default --max-new-tokens for {settings.task} ({resolved.max_new_tokens}) "
+          f"exceeds {Path(settings.model).name}'s {context}-token context: using {fitted}", file=sys.stderr)
+    return replace(settings, max_new_tokens=fitted)
