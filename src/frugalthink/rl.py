@@ -26,6 +26,42 @@ REWARD_OPTIONS: dict[str, dict] = {name: spec.defaults for name, spec in R.REWAR
 
 
 @dataclass
+class LoraRecipe:
+    """A recipe's ``lora:`` section: train LoRA adapters (Hu et al., 2021, arXiv:2106.09685) instead of every weight.
+
+    Each targeted Linear ``W`` becomes ``W + (alpha / r) * B @ A`` with ``A`` (r, in) random, ``B`` (out, r) zero at
+    the start, so the first rollout samples the base model; only ``A`` and ``B`` are trained. The reference model of
+    the KL term is the base model (the policy with its adapters disabled). The default targets are every Linear of a
+    Llama / Qwen / SmolLM2 block; the LM head and embeddings stay frozen.
+    """
+
+    r: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.0  # only 0: RL here runs without dropout (`validate`)
+    target_modules: list[str] = field(default_factory=lambda: [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+    def validate(self) -> None:
+        if self.r < 1:
+            raise UserError(f"lora.r must be a positive integer (the adapters' rank), got {self.r}")
+        if self.alpha <= 0:
+            raise UserError(f"lora.alpha must be positive (updates are scaled by alpha / r), got {self.alpha}")
+        if self.dropout != 0.0:  # TRL's disable_dropout (build_rloo_config) zeroes every nn.Dropout, LoRA's too
+            raise UserError(f"lora.dropout must be 0: the trainer turns dropout off so that the sampling and the "
+                            f"updated policy's log-probs agree, and {self.dropout} would be ignored")
+        if not self.target_modules or not all(name.strip() for name in self.target_modules):
+            raise UserError(f"lora.target_modules must name at least one module (e.g. q_proj), got "
+                            f"{self.target_modules!r}")
+
+    def peft_config(self):
+        """The section as peft's `LoraConfig` for a causal LM (TRL's ``peft_config``)."""
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=list(self.target_modules), task_type="CAUSAL_LM")
+
+
+@dataclass
 class RLRecipe:
     """One RL run (see recipes/*.yaml). ``rollouts`` is the paper's "steps" (generation rounds)."""
 
@@ -77,6 +113,8 @@ class RLRecipe:
     max_sampling_rounds: int = 3
     # update_rule: drpo (frugalthink.drpo): lambda, tau, kl_delta, kl_beta; the paper's values by default
     drpo_options: dict = field(default_factory=dict)
+    # LoRA adapters instead of full fine-tuning (`LoraRecipe`); None (the default) trains every weight
+    lora: LoraRecipe | None = None
     # bf16 autocast over fp32 master weights (`load_dtype`); under DeepSpeed, bf16 weights with its fp32 master copy
     bf16: bool = False
     # How rollouts are sampled without vLLM: "fast" (frugalthink.decoding, the default) or "hf" (transformers'
@@ -148,6 +186,8 @@ class RLRecipe:
         if self.batch_normalize and self.update_rule == "official":
             raise UserError("batch_normalize: the official rule already whitens the rollout's token advantages; "
                             "use it with update_rule: trl")
+        if self.lora is not None:
+            self.lora.validate()
 
     def _validate_conditioning(self) -> None:
         bad = [a for a in self.alphas if not 0.0 <= a < 1.0]

@@ -11,6 +11,8 @@
 - ``generation_engine="fast"``: rollouts without vLLM are sampled by `frugalthink.decoding.sample` on the unwrapped
   policy instead of ``generate`` (same distribution: softmax(logits / temperature), no top-k/top-p);
   ``"hf"`` keeps TRL's ``generate`` path.
+- LoRA (TRL's ``peft_config``, recipe ``lora:``): the policy is a PEFT model and TRL builds no reference model; both
+  rules take the reference log-probs from the policy with its adapters disabled (`_ref_logps`, as TRL does).
 """
 
 from __future__ import annotations
@@ -195,15 +197,27 @@ class FrugalRLOOTrainer(RLOOTrainer):
         self._metrics["train"]["kl"].append(self.accelerator.reduce(kl, reduction="mean").item())
 
     def _ref_logps(self, batch: dict) -> torch.Tensor:
-        if self.ref_model is None:
-            raise ValueError("update_rule 'official' needs a reference model (PEFT adapters are not supported)")
+        """Per-token log-probs of the reference model (B, T): TRL's ``ref_model``, or, when the policy is a PEFT model
+        (recipe ``lora:``, for which TRL builds no reference), the policy with its adapters disabled -- the base
+        model -- as TRL computes its own KL then (a pretrained adapter's frozen copy "ref" when there is one)."""
+        from accelerate.utils import is_peft_model
+        from trl.models.utils import disable_gradient_checkpointing
+        from trl.trainer.utils import use_adapter
+
         mask = batch["completion_mask"]
-        with torch.no_grad():
-            ref, _, _ = super()._get_per_token_logps_and_entropies(
-                self.ref_model, torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1),
-                torch.cat([batch["prompt_mask"], mask], dim=1), mask.size(1),
-                batch_size=self.args.per_device_train_batch_size)
-        return ref
+        args = (torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1),
+                torch.cat([batch["prompt_mask"], mask], dim=1), mask.size(1))
+        size = self.args.per_device_train_batch_size
+        if self.ref_model is not None:
+            with torch.no_grad():
+                return super()._get_per_token_logps_and_entropies(self.ref_model, *args, batch_size=size)[0]
+        policy = self.accelerator.unwrap_model(self.model)
+        if not is_peft_model(policy):
+            raise ValueError("the KL term needs a reference model: TRL builds one when beta > 0, or the policy is a "
+                             "PEFT model whose adapters can be disabled")
+        with (torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs),
+              use_adapter(policy, adapter_name="ref" if "ref" in policy.peft_config else None)):
+            return super()._get_per_token_logps_and_entropies(self.model, *args, batch_size=size)[0]
 
     def _combined_rewards(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
         """As TRL combines them: weighted sum over reward functions, optional clipping; frugalthink's rewards are

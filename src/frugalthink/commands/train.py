@@ -2,7 +2,7 @@
 
 Reads top to bottom: recipe -> data (task prompts rendered exactly as evaluation renders them) -> model -> reward
 -> `FrugalRLOOTrainer` (TRL's RLOO with our prompt encoding and the recipe's update rule) -> checkpoints every
-``save_every`` rollouts -> final Hugging Face model in ``--out``.
+``save_every`` rollouts -> final Hugging Face model in ``--out`` (with ``lora:``, the adapters merged into it).
 Simplifications: one reward function; prompts are pre-rendered strings (chat template applied by us) that the
 trainer encodes with `frugalthink.prompts.encode_prompt`, the function evaluation uses.
 """
@@ -22,6 +22,7 @@ from frugalthink.rl import RLRecipe
 
 FINISHED = "train_summary.json"
 METADATA = "frugalthink_run.json"
+ADAPTER = "adapter"  # a LoRA run's adapters, beside the merged model (`save_merged`)
 # Recipe fields a run may change between its sessions: how long it trains, and what never reaches the weights.
 RESUMABLE = ("rollouts", "save_every", "threads", "report_to", "eval")
 
@@ -193,6 +194,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
         tier_balance=recipe.tier_balance,
         tier_block=len(recipe.alphas) if recipe.paired_tiers else 1,
         model=model,
+        peft_config=recipe.lora.peft_config() if recipe.lora else None,  # None: every weight is trained
         reward_funcs=[reward],
         args=build_rloo_config(recipe, out),
         train_dataset=dataset,
@@ -206,7 +208,10 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     start_step = int(ckpt.name.split("-")[1]) if ckpt else 0
     trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     wall = time.perf_counter() - t0
-    trainer.save_model(str(out))
+    if recipe.lora:
+        save_merged(trainer, recipe, out)
+    else:
+        trainer.save_model(str(out))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(out)
     steps_run = recipe.max_steps - start_step
@@ -224,6 +229,23 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     if trainer.is_world_process_zero():
         (out / FINISHED).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def save_merged(trainer, recipe: RLRecipe, out: Path) -> None:
+    """A LoRA run's output: its adapters in ``out/adapter`` (peft's format; checkpoints hold adapters only too), and
+    in ``out`` the plain full model with the adapters merged into the base weights, ``W + (alpha / r) B A``, which
+    `frugalthink eval --model OUT` and ``AutoModelForCausalLM`` load like any other. The merge starts from the
+    saved adapters and a fresh copy of the base, so it holds under DeepSpeed too, whose live weights may be sharded."""
+    from peft import PeftModel
+
+    from frugalthink.model_files import load_causal_lm
+    from frugalthink.rl import load_dtype
+
+    trainer.save_model(str(out / ADAPTER))  # every rank: a collective under DeepSpeed
+    if not trainer.is_world_process_zero():
+        return
+    base = load_causal_lm(recipe.model, dtype=load_dtype(recipe))
+    PeftModel.from_pretrained(base, out / ADAPTER).merge_and_unload().save_pretrained(out)
 
 
 def _monitor_callback(monitor, recipe, console: bool):
