@@ -142,3 +142,37 @@ def test_review_cases_decimals_lists_and_repeated_assignments():
     assert not grade(r"\boxed{1, 100}", "1100").correct  # a list is not a thousands separator
     assert grade(r"\boxed{1,000}", "1000").correct
     assert grade(r"\boxed{x = 3}, that is \boxed{3}", "3").correct  # the same answer, not hedging
+
+
+def test_pool_workers_die_with_a_killed_parent():
+    """A run killed with SIGKILL (OOM, a kill before --resume) must not leave its grading workers behind."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    code = ("import os, signal\nfrom frugalthink.grading import _pool, grade\n"
+            "assert grade('\\\\boxed{\\\\frac{1}{2}}', '0.5').correct\n"  # not equal as text: math-verify's pool"
+            "print(' '.join(str(w.proc.pid) for w in _pool()._workers), flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    pids = [int(x) for x in proc.stdout.readline().split()]  # not read to EOF: surviving workers would hold it open
+    proc.wait(timeout=120)
+    proc.stdout.close()
+    assert pids
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        with open(f"/proc/{pid}/stat") as fh:  # a zombie waiting for init to reap it is gone too
+            return fh.read().split(")")[-1].split()[0] != "Z"
+
+    deadline = time.time() + 10
+    while time.time() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.1)
+    survivors = [p for p in pids if alive(p)]
+    for pid in survivors:
+        os.kill(pid, 9)
+    assert not survivors, pids

@@ -78,10 +78,28 @@ def _math_equal(gold: str, pred: str) -> str:
     return "mismatch"
 
 
-def _serve(conn) -> None:
-    import logging
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when its parent dies. A forked worker holds a copy of the parent's pipe
+    end, so it would never see EOF, and a SIGKILLed run (OOM, a kill before ``--resume``) would leave it behind."""
+    import ctypes
+    import signal
     import sys
 
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def _serve(conn, parent: int) -> None:
+    import logging
+    import os
+    import sys
+
+    _die_with_parent()
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        return
     sys.setrecursionlimit(10_000)
     # We own the timeout (see module docstring); silence math-verify's warning that its own is off.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
@@ -104,7 +122,7 @@ def _serve(conn) -> None:
 class _Worker:
     def __init__(self, ctx) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child,), daemon=True)
+        self.proc = ctx.Process(target=_serve, args=(child, os.getpid()), daemon=True)
         self.proc.start()
         child.close()
 
