@@ -206,3 +206,7 @@ def test_the_default_budget_is_cut_to_the_models_context(gguf, folder, capsys):
     assert fitted.max_new_tokens == 8192 - CONTEXT_MARGIN and "8192-token context" in capsys.readouterr().err
     tally = EvalSettings(model=folder, task="tally")  # 384 by default: fits, unchanged
     assert fit_to_context(tally) == tally
+    shipped = str(Path(__file__).resolve().parents[1] / "src" / "frugalthink" / "models" / "tally-base")
+    assert context_length(shipped) == 512  # the tiny models: a short context that their own default fits
+    assert fit_to_context(EvalSettings(model=shipped, task="tally")).max_new_tokens is None
+    assert fit_to_context(EvalSettings(model=shipped, task="gsm8k")).max_new_tokens == 512 - 128

@@ -262,15 +262,17 @@ CONTEXT_MARGIN = 1024  # prompt tokens left free when the default completion bud
 
 
 def fit_to_context(settings: EvalSettings) -> EvalSettings:
-    """The task's default completion budget (32,768 on the math benchmarks), cut to the model's context less
-    `CONTEXT_MARGIN` when the context is shorter, with a note; an explicit ``--max-new-tokens`` is never changed."""
+    """The task's default completion budget (32,768 on the math benchmarks) when it reaches past the model's context:
+    cut to the context less room for the prompt (`CONTEXT_MARGIN`, at most a quarter of the context), with a note.
+    A default that fits is kept (a prompt too long for it is `_check_context`'s error); an explicit
+    ``--max-new-tokens`` is never changed."""
     from frugalthink.model_files import context_length
 
     resolved = settings.resolved()
     context = context_length(settings.model)
-    if not context or resolved.max_new_tokens + CONTEXT_MARGIN <= context:
+    if not context or resolved.max_new_tokens < context:
         return settings
-    fitted = max(1, context - CONTEXT_MARGIN)
+    fitted = context - min(CONTEXT_MARGIN, context // 4)
     print(f"frugalthink eval: note: the default --max-new-tokens for {settings.task} ({resolved.max_new_tokens}) "
           f"exceeds {Path(settings.model).name}'s {context}-token context: using {fitted}", file=sys.stderr)
     return replace(settings, max_new_tokens=fitted)
