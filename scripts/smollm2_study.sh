@@ -6,7 +6,7 @@ export OMP_WAIT_POLICY=PASSIVE   # two jobs share the two cores: OpenMP's spin-w
 FT=${FT:-.venv/bin/frugalthink}
 SEEDS=${SEEDS:-0 1}
 [ -d runs/smollm2 ] || $FT export --out runs/smollm2
-[ -f runs/sums.jsonl ] || python scripts/make_sums.py --out runs/sums.jsonl
+[ -f runs/sums.jsonl ] || ${PY:-python3} scripts/make_sums.py --out runs/sums.jsonl
 SUMS=(--task jsonl:runs/sums.jsonl --task-option problem_field=question --task-option id_field=id
       --task-option level_field=level --task-option split_field=split --task-option number_fallback=true
       --task-option 'message="{question}"' --split test --samples 2 --temperature 0.6 --max-new-tokens 128
