@@ -29,7 +29,7 @@ compare: $(STAMP)
 	$(BIN)/frugalthink sidebyside --task $(TASK) --demo runs/demo-$(TASK) --out runs/compare-$(TASK)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff check src tests scripts dev
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

@@ -90,8 +90,8 @@ def test_bad_input_is_one_line_naming_the_culprit(name, tmp_path, capsys):
 
 @pytest.mark.parametrize("answer", [None, [1, 2], {"x": 1}, True, ""])
 def test_jsonl_answers_that_are_not_text_or_numbers_are_errors(tmp_path, answer):
-    from frugalthink.errors import UserError
     from frugalthink.tasks import get_task
+    from frugalthink.util.errors import UserError
 
     path = tmp_path / "d.jsonl"
     path.write_text(json.dumps({"problem": "p", "answer": "3"}) + "\n" + json.dumps({"problem": "q", "answer": answer}))
@@ -114,8 +114,8 @@ def test_jsonl_splits_come_from_a_split_field_or_a_note_says_there_are_none(tmp_
 
 
 def test_every_task_kind_refuses_a_split_it_lacks(tmp_path, monkeypatch, capsys):
-    from frugalthink.errors import UserError
     from frugalthink.tasks import get_task
+    from frugalthink.util.errors import UserError
 
     for spec, split, message in (("math500", "validation", "math500: unknown split 'validation' (it has: test)"),
                                  ("tally", "dev", "tally: unknown split 'dev' (it has: train, validation, test)")):

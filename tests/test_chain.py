@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from frugalthink.errors import UserError
+from frugalthink.organisms.tiny import build_tokenizer, count_tokens
 from frugalthink.tasks import get_task
 from frugalthink.tasks.base import Problem
 from frugalthink.tasks.chain import (
@@ -17,7 +17,7 @@ from frugalthink.tasks.chain import (
     prompt_of,
     verbose_completion,
 )
-from frugalthink.tiny import build_tokenizer, count_tokens
+from frugalthink.util.errors import UserError
 
 
 def replay(digits: str, completion: str) -> int:

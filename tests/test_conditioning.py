@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 from fixture_tokenizers import r1_tokenizer_dir
-from script_loader import load_script
 
-from frugalthink import rewards as R
-from frugalthink.conditioning import control_text, effort_alpha, prompt_alphas
-from frugalthink.errors import UserError
-from frugalthink.prompts import build_prompt
-from frugalthink.rl import LengthReward
+from frugalthink.rl import rewards as R
+from frugalthink.rl.reward_fn import LengthReward
 from frugalthink.tasks import get_task
+from frugalthink.tasks.conditioning import control_text, effort_alpha, prompt_alphas
+from frugalthink.tasks.prompts import build_prompt
+from frugalthink.util.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +63,7 @@ def test_each_group_is_rewarded_with_its_own_alpha():
 
 
 def test_recipe_checks(tmp_path):
-    from frugalthink.commands.train import load_recipe
+    from frugalthink.rl.train import load_recipe
 
     with pytest.raises(UserError, match="alphas: every alpha"):
         load_recipe("tiny/rl", None, ["alphas=[0.1, 1.5]"])
@@ -95,7 +94,7 @@ def _cli(*args, timeout=600):
 
 
 def test_conditioned_sweep_trains_once_and_evaluates_per_alpha(tmp_path):
-    from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
+    from frugalthink.organisms.tiny import TinyModelConfig, build_model, build_tokenizer
 
     tok = build_tokenizer()
     build_model(tok, TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64)).save_pretrained(
@@ -165,7 +164,8 @@ def _fake_family(tmp_path):
 
 
 def test_conditioned_vs_separate_script(tmp_path):
-    cvs = load_script("conditioned_vs_separate")
+    from frugalthink.studies import conditioned as cvs
+
     ev, family = _fake_family(tmp_path)
     cond = family(tmp_path / "cond", [{"alpha": 0.0, **ev("c0", 100)}, {"alpha": 0.1, "seen_in_training": False,
                                        **ev("c1", 80)}, {"alpha": 0.2, **ev("c2", 50, wrong=3)}])
@@ -203,7 +203,8 @@ def test_conditioned_vs_separate_over_seeds(tmp_path):
     """The verdict over training seeds counts the separate members' own seed spread: a conditioned point that one
     seed pair calls longer is as good when the members' seeds are as far apart; a point worse than every seed of the
     members stays worse. And the single-pair verdict is applied to the members' seeds against each other."""
-    cvs = load_script("conditioned_vs_separate")
+    from frugalthink.studies import conditioned as cvs
+
     ev, family = _fake_family(tmp_path)
     sep0 = family(tmp_path / "sep0", [{"alpha": 0.2, "seed": 0, **ev("s0", 50)}])
     sep1 = family(tmp_path / "sep1", [{"alpha": 0.2, "seed": 1, **ev("s1", 60)}])
@@ -228,9 +229,9 @@ def test_conditioned_vs_separate_over_seeds(tmp_path):
 def test_paired_tiers_keep_a_problems_tiers_in_one_rollout(tmp_path):
     from trl.trainer.utils import RepeatSampler
 
-    from frugalthink.commands.train import load_recipe
-    from frugalthink.conditioning import training_rows
-    from frugalthink.trainer import BlockRepeatSampler
+    from frugalthink.rl.train import load_recipe
+    from frugalthink.rl.trainer import BlockRepeatSampler
+    from frugalthink.tasks.conditioning import training_rows
 
     assert training_rows(["a", "b", "c"], [0.0, 0.1, 0.4], 0, paired=True)[3:6] == [(1, 0.0), (1, 0.1), (1, 0.4)]
     unpaired = training_rows(["a", "b", "c"], [0.0, 0.4], 0, paired=False)
@@ -254,7 +255,7 @@ def test_paired_tiers_keep_a_problems_tiers_in_one_rollout(tmp_path):
         load_recipe("tiny/rl", None, ["alphas=[0.0, 0.1, 0.2, 0.4]", "paired_tiers=true", "prompts_per_rollout=6"])
     # end to end: a rollout of two prompts is one problem at both tiers, so every step logs both tiers (an unpaired
     # draw of two prompts would put both in one tier half the time)
-    from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
+    from frugalthink.organisms.tiny import TinyModelConfig, build_model, build_tokenizer
 
     tok = build_tokenizer()
     build_model(tok, TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64)).save_pretrained(
@@ -271,8 +272,8 @@ def test_paired_tiers_keep_a_problems_tiers_in_one_rollout(tmp_path):
 
 
 def test_conditioned_recipes_are_not_run_as_one_alpha_and_efforts_are_trained_tiers(tmp_path):
-    from frugalthink.commands.train import load_recipe
-    from frugalthink.conditioning import default_efforts
+    from frugalthink.rl.train import load_recipe
+    from frugalthink.tasks.conditioning import default_efforts
 
     with pytest.raises(UserError, match="alpha-conditioned model"):
         load_recipe("tiny/conditioned", 0.2, [])

@@ -6,12 +6,11 @@ import math
 import pytest
 import torch
 
-from frugalthink import decoding
-from frugalthink.errors import UserError
-from frugalthink.generation import HFGenerator, make_generator
-from frugalthink.prompts import encode_prompt
+from frugalthink.generation.backends import HFGenerator, decoding, make_generator
+from frugalthink.organisms.tiny import TinyModelConfig, build_model, build_tokenizer
 from frugalthink.tasks.chain import prompt_of
-from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
+from frugalthink.tasks.prompts import encode_prompt
+from frugalthink.util.errors import UserError
 
 
 @pytest.fixture(scope="module")

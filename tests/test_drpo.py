@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frugalthink.drpo import drpo_loss, drpo_objective, kl_hinge, positive_weights
+from frugalthink.peers.drpo import drpo_loss, drpo_objective, kl_hinge, positive_weights
 
 
 def test_positive_weights_pinned():
@@ -69,10 +69,10 @@ def _drpo_trainer(tmp_path, updates_per_rollout: int):
     from tiny_runs import save_tiny_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from frugalthink.prompts import build_prompt
-    from frugalthink.rl import RLRecipe, build_rloo_config
+    from frugalthink.rl.recipe import RLRecipe, build_rloo_config
+    from frugalthink.rl.trainer import FrugalRLOOTrainer
     from frugalthink.tasks import get_task
-    from frugalthink.trainer import FrugalRLOOTrainer
+    from frugalthink.tasks.prompts import build_prompt
 
     save_tiny_model(tmp_path / "m")
     tok = AutoTokenizer.from_pretrained(tmp_path / "m")
@@ -117,8 +117,8 @@ def test_trainer_drpo_step(tmp_path):
      r"dynamic_sampling: each process must hold whole prompt groups"),
 ])
 def test_drpo_recipe_errors_name_the_field(override, message):
-    from frugalthink.errors import UserError
-    from frugalthink.rl import RLRecipe
+    from frugalthink.rl.recipe import RLRecipe
+    from frugalthink.util.errors import UserError
 
     base = {"model": "m", "update_rule": "drpo", "updates_per_rollout": 1, "beta": 0.0}
     with pytest.raises(UserError, match=message):
@@ -130,7 +130,7 @@ def test_each_process_takes_its_rows_of_the_gathered_rewards():
     softmax over the correct ones of (1 - len / 10) / 0.1 = (5, 1) -> (e^4 / (1 + e^4), 1 / (1 + e^4))."""
     import math
 
-    from frugalthink.drpo import process_inputs
+    from frugalthink.peers.drpo import process_inputs
 
     lengths = torch.tensor([5, 9])
     correct, groups, weights = process_inputs([0.0, 1.0, 1.0, 1.0], lengths, rank=1, k=2, max_len=10)

@@ -4,7 +4,7 @@ refilled rollout."""
 import pytest
 import torch
 
-from frugalthink import dynamic_sampling as D
+from frugalthink.peers import dynamic_sampling as D
 
 
 def test_informative_groups_and_choice():
@@ -44,10 +44,10 @@ def test_trainer_drops_flat_groups_and_refills(tmp_path, rule):
     from tiny_runs import save_tiny_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from frugalthink.prompts import build_prompt
-    from frugalthink.rl import RLRecipe, build_rloo_config
+    from frugalthink.rl.recipe import RLRecipe, build_rloo_config
+    from frugalthink.rl.trainer import FrugalRLOOTrainer
     from frugalthink.tasks import get_task
-    from frugalthink.trainer import FrugalRLOOTrainer
+    from frugalthink.tasks.prompts import build_prompt
 
     save_tiny_model(tmp_path / "m")
     tok = AutoTokenizer.from_pretrained(tmp_path / "m")

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from frugalthink.commands.evaluate import EvalSettings, evaluate
-from frugalthink.errors import UserError
-from frugalthink.generation import HFGenerator
-from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
+from frugalthink.eval.evaluate import EvalSettings, evaluate
+from frugalthink.generation.backends import HFGenerator
+from frugalthink.organisms.tiny import TinyModelConfig, build_model, build_tokenizer
+from frugalthink.util.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_a_prompt_longer_than_the_context_is_an_error_not_a_hang(model_dir, tmp_
 
 
 def test_records_with_unicode_line_separators_stay_readable(tmp_path):
-    from frugalthink.jsonl import append_jsonl, read_jsonl_tolerant
+    from frugalthink.util.jsonl import append_jsonl, read_jsonl_tolerant
 
     path = tmp_path / "r.jsonl"
     rows = [{"completion": "a\u2028b\u2029c\x85d"}, {"completion": "e"}]

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from frugalthink.commands.compare import comparison_rows, to_markdown
-from frugalthink.evaluation import percentile, summarize
-from frugalthink.stats import mcnemar_exact, paired_bootstrap, seeded_paired_bootstrap, wilson_interval
+from frugalthink.eval.compare import comparison_rows, to_markdown
+from frugalthink.eval.summary import percentile, summarize
+from frugalthink.util.stats import mcnemar_exact, paired_bootstrap, seeded_paired_bootstrap, wilson_interval
 
 
 def rec(pid, sample, correct, tokens, level=1, oracle=None, truncated=False, batch=0, batch_ms=100.0):
@@ -110,7 +110,7 @@ def test_compare_is_relative_to_first(tmp_path):
 
 
 def test_aes_pinned_on_hand_numbers():
-    from frugalthink.stats import aes
+    from frugalthink.util.stats import aes
 
     assert aes(0.9, 100, 0.9, 100) == 0.0
     assert aes(0.9, 40, 0.9, 100) == pytest.approx(0.6)  # shorter, same accuracy: the length term alone

@@ -7,9 +7,9 @@ import sys
 import pytest
 
 from frugalthink.cli import main
-from frugalthink.errors import UserError
-from frugalthink.family import family_table, pick
-from frugalthink.report import FIGURES, write_report
+from frugalthink.report.family import FIGURES, family_table, write_report
+from frugalthink.studies.family import pick
+from frugalthink.util.errors import UserError
 
 
 def member(alpha, acc, tokens, lat, model="m"):
@@ -128,8 +128,8 @@ def test_sweep_with_an_r1_recipe_evaluates_on_the_papers_sets():
     from argparse import Namespace
     from pathlib import Path
 
-    from frugalthink.commands.family import sweep_eval_settings
-    from frugalthink.commands.train import load_recipe
+    from frugalthink.rl.train import load_recipe
+    from frugalthink.studies.sweep import sweep_eval_settings
 
     root = Path(__file__).resolve().parents[1]
     rec = load_recipe(str(root / "recipes/r1-distill-qwen-1.5b/rl.yaml"))

@@ -8,11 +8,11 @@ import json
 import pytest
 
 from frugalthink.cli import main
-from frugalthink.grading import grade, grade_many
-from frugalthink.prompts import opens_thinking
-from frugalthink.rl import LengthReward
+from frugalthink.rl.reward_fn import LengthReward
 from frugalthink.tasks import get_task
 from frugalthink.tasks.base import Problem
+from frugalthink.tasks.grading import grade, grade_many
+from frugalthink.tasks.prompts import opens_thinking
 
 OPEN = "<｜User｜>What is 1+2?<｜Assistant｜><think>\n"  # a template that opens thinking for the model
 CLOSED = "<｜User｜>What is 1+2?<｜Assistant｜>"

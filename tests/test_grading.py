@@ -4,10 +4,10 @@ import time
 
 import pytest
 
-from frugalthink.answers import extract, final_number, last_boxed, normalize
-from frugalthink.grading import MathVerifyPool, grade, grade_many
-from frugalthink.jsonl import iter_jsonl
+from frugalthink.tasks.answers import extract, final_number, last_boxed, normalize
+from frugalthink.tasks.grading import MathVerifyPool, grade, grade_many
 from frugalthink.tasks.math_benchmarks import gold_from_text, shipped_file
+from frugalthink.util.jsonl import iter_jsonl
 
 
 @pytest.mark.parametrize(
@@ -125,9 +125,8 @@ def test_real_benchmarks_reference_solutions_grade_correct():
 
 
 def test_real_benchmarks_wrong_answers_grade_wrong():
-    from script_loader import load_script
+    from frugalthink.tasks import grader_acceptance as gb
 
-    gb = load_script("grade_benchmarks")
     math500 = _rows("math500")
     golds = [r["answer"] for r in math500]
     wrong = gb.corrupt_answers(golds)
@@ -151,7 +150,7 @@ def test_pool_workers_die_with_a_killed_parent():
     import sys
     import time
 
-    code = ("import os, signal\nfrom frugalthink.grading import _pool, grade\n"
+    code = ("import os, signal\nfrom frugalthink.tasks.grading import _pool, grade\n"
             "assert grade('\\\\boxed{\\\\frac{1}{2}}', '0.5').correct\n"  # not equal as text: math-verify's pool"
             "print(' '.join(str(w.proc.pid) for w in _pool()._workers), flush=True)\n"
             "os.kill(os.getpid(), signal.SIGKILL)\n")

@@ -8,8 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tiny_runs import run_train, save_tiny_model
 
-from frugalthink import laser
-from frugalthink.rewards import laser_bucket, laser_d_rewards, laser_de_rewards, laser_rewards, repeats_itself
+from frugalthink.peers import laser
+from frugalthink.peers.rewards import (
+    laser_bucket,
+    laser_d_rewards,
+    laser_de_rewards,
+    laser_rewards,
+    repeats_itself,
+)
 
 
 def test_laser_pinned_and_ordered():

@@ -7,9 +7,9 @@ import pytest
 import torch
 from tiny_runs import run_train, save_tiny_model
 
-from frugalthink.commands.train import load_recipe
-from frugalthink.errors import UserError
-from frugalthink.rl import LoraRecipe, RLRecipe, build_rloo_config
+from frugalthink.rl.recipe import LoraRecipe, RLRecipe, build_rloo_config
+from frugalthink.rl.train import load_recipe
+from frugalthink.util.errors import UserError
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -46,7 +46,7 @@ def _lora_trainer(tmp_path):
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from frugalthink.trainer import FrugalRLOOTrainer
+    from frugalthink.rl.trainer import FrugalRLOOTrainer
 
     save_tiny_model(tmp_path / "m")
     recipe = RLRecipe(model=str(tmp_path / "m"), prompts_per_rollout=2, rollouts=1, max_completion_length=6,
@@ -95,7 +95,7 @@ def test_the_reference_of_a_lora_policy_is_the_base_model(tmp_path):
 def test_a_lora_run_trains_adapters_only_resumes_and_leaves_a_merged_full_model(tmp_path):
     from safetensors.torch import load_file
 
-    from frugalthink.model_files import load_causal_lm
+    from frugalthink.generation.model_files import load_causal_lm
 
     save_tiny_model(tmp_path / "m")
     out = tmp_path / "run"

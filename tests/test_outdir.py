@@ -30,7 +30,7 @@ def test_commands_refuse_a_users_folder_and_touch_nothing(tmp_path, capsys, argv
 
 
 def test_an_interrupted_base_build_of_ours_is_taken_up(tmp_path):
-    from frugalthink.outdir import claim
+    from frugalthink.util.outdir import claim
 
     d = tmp_path / "run"
     claim(d, "frugalthink_base.json")

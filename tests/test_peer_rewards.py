@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frugalthink.rewards import (
+from frugalthink.peers.rewards import (
     cosine_rewards,
     dapo_overlong_penalty,
     dapo_rewards,
@@ -178,7 +178,7 @@ def test_dler_is_correctness_below_the_limit_and_zero_above(group, limit):
 
 
 def test_dler_limit_defaults_to_the_generation_cap(tmp_path):
-    from frugalthink.rl import RLRecipe
+    from frugalthink.rl.recipe import RLRecipe
 
     assert RLRecipe(model="m", reward="dler", max_completion_length=96).resolved_reward_options() == {"limit": 96}
     assert RLRecipe(model="m", reward="dler", reward_options={"limit": 40}).resolved_reward_options() == {"limit": 40}

@@ -7,13 +7,13 @@ from types import SimpleNamespace
 import pytest
 from fixture_tokenizers import R1_BOS, qwen_tokenizer_dir, r1_tokenizer_dir, save_tiny_qwen2
 
-from frugalthink.commands.train import load_recipe
-from frugalthink.generation import HFGenerator, VLLMGenerator
-from frugalthink.prompts import build_prompt, decode_completion, encode_prompt, opens_thinking
-from frugalthink.rl import LengthReward
+from frugalthink.generation.backends import HFGenerator, VLLMGenerator
+from frugalthink.rl.reward_fn import LengthReward
+from frugalthink.rl.train import load_recipe
+from frugalthink.rl.trainer import FrugalRLOOTrainer
 from frugalthink.tasks import get_task
 from frugalthink.tasks.base import PAPER_INSTRUCTION, Problem
-from frugalthink.trainer import FrugalRLOOTrainer
+from frugalthink.tasks.prompts import build_prompt, decode_completion, encode_prompt, opens_thinking
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEM = Problem("p1", "Natalia sold 48 clips in April and half as many in May. How many in all?", "72")
@@ -111,7 +111,7 @@ def test_reward_and_evaluation_decode_the_same_text(model_dir):
 
 
 def test_vllm_request_seeds_never_repeat_across_consecutive_batches():
-    from frugalthink.generation import request_seeds
+    from frugalthink.generation.backends import request_seeds
 
     seeds = [s for b in range(200) for s in request_seeds(1_000_003 * 0 + b, 64)]
     assert len(set(seeds)) == len(seeds)
@@ -119,9 +119,9 @@ def test_vllm_request_seeds_never_repeat_across_consecutive_batches():
 
 
 def test_a_model_without_a_chat_template_is_named_once_per_process(tmp_path, monkeypatch, capsys):
-    from frugalthink import prompts
-    from frugalthink.model_files import load_tokenizer
-    from frugalthink.tiny import build_tokenizer
+    from frugalthink.generation.model_files import load_tokenizer
+    from frugalthink.organisms.tiny import build_tokenizer
+    from frugalthink.tasks import prompts
 
     monkeypatch.setattr(prompts, "_RAW_NOTED", [])
     build_tokenizer().save_pretrained(tmp_path / "tok")

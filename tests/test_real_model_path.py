@@ -54,7 +54,7 @@ def build(kind, path, texts):
 def test_train_and_eval_on_real_math_prompts(kind, reward, tmp_path):
     from transformers import AutoTokenizer
 
-    from frugalthink.jsonl import iter_jsonl
+    from frugalthink.util.jsonl import iter_jsonl
 
     data = SHARED_TRAIN if SHARED_TRAIN.exists() else SHIPPED_TEST
     rows = [r for _, r in iter_jsonl(data)][:64]
@@ -96,7 +96,7 @@ def test_train_and_eval_on_real_math_prompts(kind, reward, tmp_path):
 
 
 def test_the_gpu_check_script_runs_its_whole_path_on_cpu(tmp_path):
-    """scripts/gpu_check.py is what a GPU session runs (bf16 on CUDA); here the same path in fp32, so that a session
+    """dev/gpu_check.py is what a GPU session runs (bf16 on CUDA); here the same path in fp32, so that a session
     with a GPU spends its minutes on the GPU and not on fixing the script."""
     res = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--out", str(tmp_path / "g"),
                           "--device", "cpu"], capture_output=True, text=True, timeout=600)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frugalthink.rewards import efficiency_rewards, group_std_normalize, sigmoid
+from frugalthink.rl.rewards import efficiency_rewards, group_std_normalize, sigmoid
 
 alphas = st.floats(min_value=0.0, max_value=0.999, allow_nan=False)
 groups_st = st.lists(

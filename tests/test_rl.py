@@ -9,11 +9,12 @@ import pytest
 from tiny_runs import run_train as _train
 from tiny_runs import save_tiny_model as _tiny_model
 
-from frugalthink.commands.train import load_recipe
-from frugalthink.errors import UserError
-from frugalthink.rl import LengthReward, build_rloo_config
+from frugalthink.rl.recipe import build_rloo_config
+from frugalthink.rl.reward_fn import LengthReward
+from frugalthink.rl.train import load_recipe
 from frugalthink.tasks import get_task
 from frugalthink.tasks.base import Problem
+from frugalthink.util.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +77,7 @@ def test_recipe_errors_name_the_field(tmp_path, text, message):
 def test_the_demo_trains_with_the_shipped_recipe_and_recipes_resolve_by_name(tmp_path):
     from dataclasses import asdict
 
-    from frugalthink.commands.demo import demo_recipes
+    from frugalthink.studies.demo import demo_recipes
 
     for task, name in (("chain", "tiny/rl"), ("tally", "tiny/tally/rl")):  # the demo's recipe is the shipped one
         _, rl = demo_recipes(tmp_path, quick=False, task=task)
@@ -147,7 +148,7 @@ def test_two_processes_give_the_same_rewards_as_one(tmp_path):
 
 
 def test_groups_come_from_positions_not_problem_ids():
-    from frugalthink import rewards as R
+    from frugalthink.rl import rewards as R
 
     task, pids, answers, texts, ids = _reward_inputs()
     got = LengthReward(task, 0.3, {1}, num_generations=4)(prompts=[""] * 12, completions=texts, completion_ids=ids,
@@ -211,8 +212,8 @@ def test_resume_after_kill_continues_from_checkpoint(tmp_path):
 
 
 def test_base_recipe_file_matches_the_defaults_the_demo_uses():
-    from frugalthink.commands.base import load_base_recipe
-    from frugalthink.sft import BaseRecipe
+    from frugalthink.organisms.base import load_base_recipe
+    from frugalthink.organisms.sft import BaseRecipe
 
     assert load_base_recipe(str(ROOT / "recipes" / "tiny" / "base.yaml"), []) == BaseRecipe()
     # the tally recipe's task settings are TallyConfig's defaults (one source: what `get_task("tally")` builds)
@@ -272,7 +273,7 @@ def test_two_process_dynamic_sampling_and_drpo(tmp_path, options):
 def test_r1_drpo_recipe_carries_drpos_settings(size, lr, tmp_path):
     """DRPO's R1-Distill recipe: the paper's data and evaluation (rl.yaml), DRPO's loss and its published settings,
     whole groups in every micro-batch, and a trainer config that builds on CPU."""
-    from frugalthink.drpo import DEFAULTS
+    from frugalthink.peers.drpo import DEFAULTS
 
     base = load_recipe(f"r1-distill-qwen-{size}/rl")
     rec = load_recipe(f"r1-distill-qwen-{size}/drpo")
@@ -299,7 +300,7 @@ class socket_port:
 
 
 def test_health_warnings_in_words():
-    from frugalthink.rl import health_warnings
+    from frugalthink.rl.run_log import health_warnings
 
     calm = [{"kl": 0.010, "clip_ratio": 0.01}] * 5
     assert health_warnings({"frac_all_correct": 0.5, "frac_all_wrong": 0.2, "truncated_frac": 0.05, "kl": 0.011,
@@ -334,7 +335,7 @@ def test_dler_options_reach_trl_and_bad_values_name_the_field(tmp_path):
 def test_upper_clip_is_its_own_bound():
     import torch
 
-    from frugalthink.update_rule import ppo_token_loss
+    from frugalthink.rl.update_rule import ppo_token_loss
 
     old = torch.zeros(1, 2)
     logps = torch.log(torch.tensor([[1.25, 0.7]]))  # ratios 1.25 (advantage +1) and 0.7 (advantage -1)
@@ -347,16 +348,16 @@ def test_upper_clip_is_its_own_bound():
 
 
 def test_rollouts_of_the_fast_engine_equal_trls_generate(tmp_path, monkeypatch):
-    """The trainer samples rollouts with `frugalthink.decoding.sample`; on the same seed they are TRL's generate
+    """The trainer samples rollouts with `frugalthink.generation.decoding.sample`; on the same seed they are TRL's generate
     path's rollouts (short completions, so that no row leaves the batch and the random streams stay aligned)."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from frugalthink import decoding
-    from frugalthink.prompts import build_prompt, encode_prompt
-    from frugalthink.rl import RLRecipe
-    from frugalthink.trainer import FrugalRLOOTrainer
+    from frugalthink.generation import decoding
+    from frugalthink.rl.recipe import RLRecipe
+    from frugalthink.rl.trainer import FrugalRLOOTrainer
+    from frugalthink.tasks.prompts import build_prompt, encode_prompt
 
     _tiny_model(tmp_path / "m")
     tok = AutoTokenizer.from_pretrained(tmp_path / "m")
@@ -423,8 +424,8 @@ def test_a_5e_6_step_moves_every_weight_whatever_bf16_says(bf16, tmp_path):
     from datasets import Dataset
     from transformers import Trainer
 
-    from frugalthink.model_files import load_causal_lm
-    from frugalthink.rl import load_dtype
+    from frugalthink.generation.model_files import load_causal_lm
+    from frugalthink.rl.recipe import load_dtype
 
     _tiny_model(tmp_path / "m")
     rec = load_recipe("tiny/rl", None, [f"model={tmp_path / 'm'}", f"bf16={str(bf16).lower()}", "learning_rate=5e-6",
@@ -445,7 +446,7 @@ def test_a_5e_6_step_moves_every_weight_whatever_bf16_says(bf16, tmp_path):
 def test_bf16_weights_are_loaded_only_under_deepspeed(monkeypatch):
     import torch
 
-    from frugalthink.rl import load_dtype
+    from frugalthink.rl.recipe import load_dtype
 
     rec = load_recipe("r1-distill-qwen-1.5b/rl")
     assert rec.bf16 and load_dtype(rec) == torch.float32  # one GPU, no DeepSpeed: fp32 master weights
@@ -456,7 +457,7 @@ def test_bf16_weights_are_loaded_only_under_deepspeed(monkeypatch):
 
 
 def test_a_finished_run_continues_to_more_rollouts_and_refuses_another_recipe(tmp_path):
-    from frugalthink.commands.train import train
+    from frugalthink.rl.train import train
 
     _tiny_model(tmp_path / "m")
     out = tmp_path / "run"

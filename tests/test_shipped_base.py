@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from frugalthink.commands import demo
-from frugalthink.commands.evaluate import EvalSettings, evaluate
-from frugalthink.errors import UserError
+from frugalthink.eval.evaluate import EvalSettings, evaluate
+from frugalthink.studies import demo
+from frugalthink.util.errors import UserError
 
 SHIPPED = demo.shipped_base("tally")
 

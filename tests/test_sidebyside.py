@@ -11,14 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frugalthink import rewards as R
-from frugalthink.commands.train import load_recipe
-from frugalthink.comparison import comparison_table, matched_point, method_style
-from frugalthink.errors import UserError
-from frugalthink.generation import BudgetForcedGenerator, Generation
-from frugalthink.rl import REWARD_OPTIONS, LengthReward, l1_targets
-from frugalthink.shortest import preference_pairs, shortest_correct
+from frugalthink.generation.backends import BudgetForcedGenerator, Generation
+from frugalthink.peers import rewards as P
+from frugalthink.peers.shortest import preference_pairs, shortest_correct
+from frugalthink.report.comparison import comparison_table, matched_point, method_style
+from frugalthink.rl import rewards as R
+from frugalthink.rl.recipe import REWARD_OPTIONS
+from frugalthink.rl.reward_fn import LengthReward, l1_targets
+from frugalthink.rl.train import load_recipe
 from frugalthink.tasks import get_task
+from frugalthink.util.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,8 +74,8 @@ def test_cutoff_never_exceeds_its_budget(budget, seed, force):
 
 
 def test_cutoff_end_to_end_with_a_real_model(tmp_path):
-    from frugalthink.commands.evaluate import EvalSettings, evaluate
-    from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
+    from frugalthink.eval.evaluate import EvalSettings, evaluate
+    from frugalthink.organisms.tiny import TinyModelConfig, build_model, build_tokenizer
 
     tok = build_tokenizer()
     build_model(tok, TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64)).save_pretrained(
@@ -135,19 +137,19 @@ def test_length_reward_dispatch_equals_the_pure_function(kind):
     expected = {
         "efficiency": lambda: R.efficiency_rewards(correct, lengths, pids, 0.3),
         "correctness": lambda: [1.0 if c else 0.0 for c in correct],
-        "kimi": lambda: R.kimi_length_rewards(correct, lengths, pids, opts["weight"]),
-        "l1_max": lambda: R.l1_max_rewards(correct, lengths, targets, opts["alpha"], opts["delta"]),
-        "shorter_better": lambda: R.shorter_better_rewards(correct, lengths, pids, opts["alpha"], opts["beta"]),
-        "grpo_lead": lambda: R.grpo_lead_rewards(correct, lengths, pids, opts["alpha"]),
-        "cosine": lambda: R.cosine_rewards(correct, lengths, **opts),
-        "dapo": lambda: R.dapo_rewards(correct, lengths, opts["max_len"], opts["cache"]),
-        "dler": lambda: R.truncation_rewards(correct, lengths, 20),
-        "laser": lambda: R.laser_rewards(correct, lengths, formed, [15] * 8),
-        "laser_d": lambda: R.laser_rewards(correct, lengths, formed, [12] * 4 + [25] * 4),
+        "kimi": lambda: P.kimi_length_rewards(correct, lengths, pids, opts["weight"]),
+        "l1_max": lambda: P.l1_max_rewards(correct, lengths, targets, opts["alpha"], opts["delta"]),
+        "shorter_better": lambda: P.shorter_better_rewards(correct, lengths, pids, opts["alpha"], opts["beta"]),
+        "grpo_lead": lambda: P.grpo_lead_rewards(correct, lengths, pids, opts["alpha"]),
+        "cosine": lambda: P.cosine_rewards(correct, lengths, **opts),
+        "dapo": lambda: P.dapo_rewards(correct, lengths, opts["max_len"], opts["cache"]),
+        "dler": lambda: P.truncation_rewards(correct, lengths, 20),
+        "laser": lambda: P.laser_rewards(correct, lengths, formed, [15] * 8),
+        "laser_d": lambda: P.laser_rewards(correct, lengths, formed, [12] * 4 + [25] * 4),
         # Laser-DE's loop check read from each completion's own token ids
-        "laser_de": lambda: R.laser_de_rewards(correct, lengths, [0] * 4 + [1] * 4, formed,
+        "laser_de": lambda: P.laser_de_rewards(correct, lengths, [0] * 4 + [1] * 4, formed,
                                                {"low": max(lengths), "medium": 25, "high": 12},
-                                               [R.repeats_itself(x) for x in ids]),
+                                               [P.repeats_itself(x) for x in ids]),
     }[kind]()
     assert got == pytest.approx(expected)
     assert len(set(got)) > (1 if kind in ("dler", "correctness") else 2)
@@ -174,7 +176,7 @@ def test_peer_recipes_extend_the_demo_recipe_and_change_only_the_reward():
     """Only the reward, its options and -- DLER's recipe -- DLER's optimisation setup differ from the demo's."""
     from dataclasses import asdict
 
-    from frugalthink.commands.sidebyside import (
+    from frugalthink.studies.sidebyside import (
         DLER_SETUP,
         PEER_NAMES,
         length_scale,
@@ -212,8 +214,8 @@ def test_l1_targets_are_fixed_per_prompt_and_in_range():
     assert all(16 <= x <= 160 for x in t) and t[0] == t[3]
     task = get_task("chain")
     p = task.load("test")[0]
-    from frugalthink.prompts import build_prompt
-    from frugalthink.tiny import build_tokenizer
+    from frugalthink.organisms.tiny import build_tokenizer
+    from frugalthink.tasks.prompts import build_prompt
 
     tok = build_tokenizer()
     prompt = build_prompt(tok, task, p, length_target=48)
@@ -315,15 +317,15 @@ def test_quick_sidebyside_end_to_end(tmp_path):
     ("epochs=0", "epochs must be positive"),
 ])
 def test_shortest_recipe_errors(override, message):
-    from frugalthink.commands.shortest import load_shortest_recipe
+    from frugalthink.rl.shortest import load_shortest_recipe
 
     with pytest.raises(UserError, match=message):
         load_shortest_recipe(str(ROOT / "recipes" / "tiny" / "shortest.yaml"), ["method=dpo", override], None, None)
 
 
 def test_the_demo_folder_decides_the_task(tmp_path):
-    from frugalthink.commands.sidebyside import demo_task
-    from frugalthink.errors import UserError
+    from frugalthink.studies.sidebyside import demo_task
+    from frugalthink.util.errors import UserError
 
     # no demo yet: the default organism (tally), or the one asked for
     assert demo_task(tmp_path / "none", None) == "tally" and demo_task(tmp_path / "none", "chain") == "chain"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from frugalthink.model_files import export_folder, smollm2_gguf
+from frugalthink.generation.model_files import export_folder, smollm2_gguf
 
 ROOT = Path(__file__).resolve().parents[1]
 IM_END = "<|im_end|>"
@@ -38,7 +38,7 @@ def folder(gguf, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def fast(folder):
-    from frugalthink.generation import HFGenerator
+    from frugalthink.generation.backends import HFGenerator
 
     return HFGenerator(folder, device="cpu", engine="fast")
 
@@ -60,8 +60,8 @@ def test_the_export_is_a_plain_folder_with_the_real_tokenizer(folder):
 
 
 def test_prompt_ids_equal_the_chat_templates_with_each_special_token_once(fast):
-    from frugalthink.prompts import build_prompt, encode_prompt
     from frugalthink.tasks import get_task
+    from frugalthink.tasks.prompts import build_prompt, encode_prompt
 
     tok = fast.tokenizer
     task = get_task("gsm8k")
@@ -81,9 +81,9 @@ def test_prompt_ids_equal_the_chat_templates_with_each_special_token_once(fast):
 def test_greedy_fast_engine_equals_generate_token_for_token(fast, folder):
     """16 GSM8K problems in one batch: rows end at different steps (the fast engine compacts), and both engines must
     give the same tokens, EOS included."""
-    from frugalthink.generation import HFGenerator
-    from frugalthink.prompts import build_prompt
+    from frugalthink.generation.backends import HFGenerator
     from frugalthink.tasks import get_task
+    from frugalthink.tasks.prompts import build_prompt
 
     task = get_task("gsm8k", message=SHORT)
     prompts = [build_prompt(fast.tokenizer, task, p) for p in task.load("test")[:16]]
@@ -95,9 +95,9 @@ def test_greedy_fast_engine_equals_generate_token_for_token(fast, folder):
 
 
 def test_im_end_ends_a_completion_and_is_counted_once(fast):
-    from frugalthink.decoding import sample
-    from frugalthink.prompts import build_prompt, encode_prompt
+    from frugalthink.generation.decoding import sample
     from frugalthink.tasks import get_task
+    from frugalthink.tasks.prompts import build_prompt, encode_prompt
 
     task = get_task("gsm8k", message=SHORT)
     problem = task.load("test")[1]
@@ -110,8 +110,8 @@ def test_im_end_ends_a_completion_and_is_counted_once(fast):
 
 
 def test_completions_are_graded_by_the_one_grader(fast):
-    from frugalthink.prompts import build_prompt
     from frugalthink.tasks import get_task
+    from frugalthink.tasks.prompts import build_prompt
 
     task = get_task("gsm8k")
     problems = task.load("test")[:4]
@@ -198,8 +198,8 @@ def test_one_rl_step_changes_the_weights_then_checkpoints_and_resumes(folder, tm
 def test_the_default_budget_is_cut_to_the_models_context(gguf, folder, capsys):
     """`eval --model FILE.gguf --task gsm8k` as typed: the benchmarks' default 32,768 new tokens cannot fit
     SmolLM2's 8,192-token context, so the default is cut (with a note); an explicit budget is the user's."""
-    from frugalthink.commands.evaluate import CONTEXT_MARGIN, EvalSettings, fit_to_context
-    from frugalthink.model_files import context_length
+    from frugalthink.eval.evaluate import CONTEXT_MARGIN, EvalSettings, fit_to_context
+    from frugalthink.generation.model_files import context_length
 
     assert context_length(gguf) == context_length(folder) == 8192
     fitted = fit_to_context(EvalSettings(model=str(gguf), task="gsm8k"))

@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from frugalthink.errors import UserError
-from frugalthink.grading import grade_many
+from frugalthink.organisms.tiny import build_tokenizer
 from frugalthink.tasks import get_task
+from frugalthink.tasks.grading import grade_many
 from frugalthink.tasks.tally import (
     TallyConfig,
     TallyTask,
@@ -19,7 +19,7 @@ from frugalthink.tasks.tally import (
     verbose_completion,
     write_trace,
 )
-from frugalthink.tiny import build_tokenizer
+from frugalthink.util.errors import UserError
 
 
 def replay(digits: str, completion: str) -> int:

@@ -1,15 +1,13 @@
-"""scripts/probe_tally.py: forced heads, scoring of copies and sums, on a scripted model and on a real tiny one."""
+"""frugalthink.organisms.tally_probe: forced heads, scoring of copies and sums, on a scripted model and on a real tiny one."""
 
 import re
 
 import pytest
-from script_loader import load_script
 
+from frugalthink.organisms import tally_probe as probe_tally
+from frugalthink.organisms.tiny import build_model, build_tokenizer
 from frugalthink.tasks import get_task
 from frugalthink.tasks.tally import residue
-from frugalthink.tiny import build_model, build_tokenizer
-
-probe_tally = load_script("probe_tally")
 
 
 def scripted(error: int, modulus: int = 0, answer_mod: int = 0):

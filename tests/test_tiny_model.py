@@ -3,9 +3,9 @@
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from frugalthink.generation import HFGenerator, _split_at_eos
+from frugalthink.generation.backends import HFGenerator, _split_at_eos
+from frugalthink.organisms.tiny import TinyModelConfig, build_model, build_tokenizer
 from frugalthink.tasks.chain import minimal_completion, prompt_of
-from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
 
 
 def test_save_load_round_trip(tmp_path):

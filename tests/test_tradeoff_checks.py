@@ -1,16 +1,16 @@
-"""scripts/tradeoff_checks.py and scripts/trace_anatomy.py on hand-made records: each criterion can pass and fail."""
+"""frugalthink check (studies/tradeoff.py) and organisms/anatomy.py on hand-made records: each criterion can pass and fail."""
 
 import json
 from pathlib import Path
 
 import pytest
-from script_loader import load_script
+
+from frugalthink.organisms import anatomy as anatomy_mod
+from frugalthink.studies import tradeoff as checks_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-checks_mod = load_script("tradeoff_checks")
-anatomy_mod = load_script("trace_anatomy")
 
 
 def _eval(path: Path, tokens_by_level: dict, wrong_at: dict | None = None, fine: dict | None = None) -> str:
@@ -79,7 +79,9 @@ def test_tokens_over_the_fine_trace_are_reported(tmp_path, capsys):
     fam = _family(tmp_path, {0.2: ({2: 15, 5: 48, 8: 80},)})
     row = checks_mod.checks(fam)["table"][1]
     assert row["tokens_over_fine_by_level"] == pytest.approx({2: 15.975 / 20, 5: 48.975 / 50, 8: 80.975 / 80})  # tokens + i % 3
-    checks_mod.main([str(fam)])
+    from frugalthink.cli import main
+
+    main(["check", str(fam)])
     assert "tokens / fine trace by level" in capsys.readouterr().out
 
 
@@ -90,7 +92,7 @@ def test_members_of_one_seed(tmp_path):
     (fam / "family.json").write_text(json.dumps(data))
     assert checks_mod.checks(fam)["members"] == [0.2]
     assert checks_mod.checks(fam, seed=1)["members"] == [0.4]
-    from frugalthink.errors import UserError
+    from frugalthink.util.errors import UserError
 
     with pytest.raises(UserError, match="no member trained with seed 2"):
         checks_mod.checks(fam, seed=2)

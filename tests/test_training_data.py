@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from frugalthink.errors import UserError
 from frugalthink.tasks import get_task
+from frugalthink.util.errors import UserError
 
 ROWS = [
     {"problem": "What is 1+2?", "solution": "1+2 = \\boxed{3}."},

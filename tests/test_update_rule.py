@@ -1,6 +1,6 @@
 """The official update rule (Arora & Zanette's code, OpenRLHF 0.5.4 RLOO), pinned against plain-torch loops.
 
-The reference below is written from the formulas in `frugalthink.update_rule`'s docstring with explicit Python loops
+The reference below is written from the formulas in `frugalthink.rl.update_rule`'s docstring with explicit Python loops
 (no shared code with the implementation): RLOO on the scalar reward, k1 KL per token in the reward, returns with
 gamma 1, whitening over every token of the rollout, per-token PPO clip averaged per sequence then over sequences.
 """
@@ -11,7 +11,7 @@ import socket
 import pytest
 import torch
 
-from frugalthink import update_rule as U
+from frugalthink.rl import update_rule as U
 
 K = 4
 # 3 prompts x 4 samples; completion lengths ragged (padding on the right).
@@ -103,9 +103,9 @@ def _tiny_trainer(tmp_path, update_rule="official"):
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
 
-    from frugalthink.rl import RLRecipe, build_rloo_config
-    from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
-    from frugalthink.trainer import FrugalRLOOTrainer
+    from frugalthink.organisms.tiny import TinyModelConfig, build_model, build_tokenizer
+    from frugalthink.rl.recipe import RLRecipe, build_rloo_config
+    from frugalthink.rl.trainer import FrugalRLOOTrainer
 
     tok = build_tokenizer()
     build_model(tok, TinyModelConfig(hidden_size=32, layers=2, heads=2, intermediate_size=64), seed=3).save_pretrained(

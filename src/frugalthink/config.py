@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import yaml
 
 from frugalthink import __version__
-from frugalthink.errors import UserError
+from frugalthink.util.errors import UserError
 
 T = TypeVar("T")
 

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from frugalthink.errors import UserError
 from frugalthink.tasks.base import PAPER_INSTRUCTION, Problem, Task
+from frugalthink.util.errors import UserError
 
 BENCHMARKS = ("math500", "gsm8k", "aime24", "amc23")
 # Paper protocol (temperature 0.6): samples per problem and generation budget, per task.

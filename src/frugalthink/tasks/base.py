@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from frugalthink.errors import UserError
-from frugalthink.grading import GradeResult, grade_many
+from frugalthink.tasks.grading import GradeResult, grade_many
+from frugalthink.util.errors import UserError
 
 PAPER_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 # The user message: ours puts the question first (the official training script writes the instruction first:
@@ -47,7 +47,7 @@ class Task:
             raise UserError(f"{self.name}: unknown split {split!r} (it has: {', '.join(self.splits)})")
 
     def user_message(self, problem: Problem) -> str:
-        """The text the user asks; wrapped in the model's chat template by `frugalthink.prompts`."""
+        """The text the user asks; wrapped in the model's chat template by `frugalthink.tasks.prompts`."""
         if not self.instruction:
             return problem.question
         return self.message.format(question=problem.question, instruction=self.instruction)
@@ -58,8 +58,8 @@ class Task:
 
     def control_message(self, problem: Problem, alpha: float) -> str:
         """The request of an alpha-conditioned model: the control line ``alpha=A`` in front of the message (inside
-        the user turn, so any chat template carries it; `frugalthink.conditioning`)."""
-        from frugalthink.conditioning import control_text
+        the user turn, so any chat template carries it; `frugalthink.tasks.conditioning`)."""
+        from frugalthink.tasks.conditioning import control_text
 
         return control_text(alpha) + self.user_message(problem)
 
@@ -72,6 +72,6 @@ class Task:
         self, completions: Sequence[str], problems: Sequence[Problem], truncated: Sequence[bool] | None = None,
         thinking_open: Sequence[bool] | None = None,
     ) -> list[GradeResult]:
-        """Grade with the one grader (`frugalthink.grading.grade_many`) under this task's rules."""
+        """Grade with the one grader (`frugalthink.tasks.grading.grade_many`) under this task's rules."""
         return grade_many(completions, [p.answer for p in problems], truncated, kind=self.grading_kind,
                           thinking_open=thinking_open, number_fallback=self.number_fallback)

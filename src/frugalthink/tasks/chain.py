@@ -32,8 +32,8 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from frugalthink.errors import UserError
 from frugalthink.tasks.base import Problem, Task
+from frugalthink.util.errors import UserError
 
 THINK_OPEN, THINK_CLOSE, BOX_OPEN = "<think>", "</think>", "\\boxed{"
 FILLERS = (
@@ -60,7 +60,7 @@ class ChainConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        from frugalthink.errors import UserError
+        from frugalthink.util.errors import UserError
 
         if not 1 <= self.min_level <= self.max_level <= 25:
             raise UserError(f"chain: need 1 <= min_level <= max_level <= 25, got {self.min_level}..{self.max_level}")

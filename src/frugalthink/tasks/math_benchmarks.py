@@ -7,10 +7,10 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from frugalthink.answers import last_boxed
-from frugalthink.errors import UserError
-from frugalthink.jsonl import iter_jsonl, require
+from frugalthink.tasks.answers import last_boxed
 from frugalthink.tasks.base import DEFAULT_MESSAGE, Problem, Task
+from frugalthink.util.errors import UserError
+from frugalthink.util.jsonl import iter_jsonl, require
 
 
 def check_message(message: str, where: str = "task_options.message") -> str:

@@ -11,7 +11,7 @@ of the total (``answer_mod`` 10; 0 asks for the whole total)::
 
 Every trace the base is trained on is correct. What a folded step costs is the model's: one written result must
 carry the sum of ``f + 1`` operands, and the tiny model computes that less reliably as ``f`` and the running total
-grow (measured, not assumed: ``scripts/probe_tally.py`` and docs/benchmark.md). So coarse traces are short and
+grow (measured, not assumed: ``frugalthink.organisms.tally_probe`` and docs/benchmark.md). So coarse traces are short and
 risky, fine traces long and safe, and the risk compounds over the steps of a harder problem. The answer's last digit
 keeps the trace necessary: from the trace it is a copy, but a one-shot answer is a sum mod 10, which the tiny model
 does not learn (the answer-only control scores chance), while a plain total is one attention average away.
@@ -78,7 +78,7 @@ class TallyConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        from frugalthink.errors import UserError
+        from frugalthink.util.errors import UserError
 
         if self.modulus == 1 or self.modulus < 0:
             raise UserError(f"tally.modulus must be 0 (plain sum) or >= 2, got {self.modulus}")

@@ -1,0 +1,360 @@
+"""An RL run's recipe: its fields, checked once (each feature checks its own), and TRL's `RLOOConfig` built from it.
+
+The update rule is the recipe's ``update_rule``: ``official`` (the paper's code: per-token ratio and clip, k1 KL
+per token, whitened token advantages; `frugalthink.rl.update_rule`) or ``trl`` (TRL's sequence-level RLOO). Both take
+two optimizer steps per rollout (256 samples, 128 per step) as the paper does, so the ratio moves off 1 on the
+second step and the clip can act: ``steps_per_generation = updates_per_rollout * gradient_accumulation_steps``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from frugalthink.config import require_positive
+from frugalthink.rl import rewards as R
+from frugalthink.util.errors import UserError
+
+# reward -> {option: default}: the papers' values, from the one registry (`frugalthink.rl.rewards.REWARDS`).
+REWARD_OPTIONS: dict[str, dict] = {name: spec.defaults for name, spec in R.REWARDS.items()}
+
+
+@dataclass
+class LoraRecipe:
+    """A recipe's ``lora:`` section: train LoRA adapters (Hu et al., 2021, arXiv:2106.09685) instead of every weight.
+
+    Each targeted Linear ``W`` becomes ``W + (alpha / r) * B @ A`` with ``A`` (r, in) random, ``B`` (out, r) zero at
+    the start, so the first rollout samples the base model; only ``A`` and ``B`` are trained. The reference model of
+    the KL term is the base model (the policy with its adapters disabled). The default targets are every Linear of a
+    Llama / Qwen / SmolLM2 block; the LM head and embeddings stay frozen.
+    """
+
+    r: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.0  # only 0: RL here runs without dropout (`validate`)
+    target_modules: list[str] = field(default_factory=lambda: [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+    def validate(self) -> None:
+        if self.r < 1:
+            raise UserError(f"lora.r must be a positive integer (the adapters' rank), got {self.r}")
+        if self.alpha <= 0:
+            raise UserError(f"lora.alpha must be positive (updates are scaled by alpha / r), got {self.alpha}")
+        if self.dropout != 0.0:  # TRL's disable_dropout (build_rloo_config) zeroes every nn.Dropout, LoRA's too
+            raise UserError(f"lora.dropout must be 0: the trainer turns dropout off so that the sampling and the "
+                            f"updated policy's log-probs agree, and {self.dropout} would be ignored")
+        if not self.target_modules or not all(name.strip() for name in self.target_modules):
+            raise UserError(f"lora.target_modules must name at least one module (e.g. q_proj), got "
+                            f"{self.target_modules!r}")
+
+    def peft_config(self):
+        """The section as peft's `LoraConfig` for a causal LM (TRL's ``peft_config``)."""
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=list(self.target_modules), task_type="CAUSAL_LM")
+
+
+@dataclass
+class RLRecipe:
+    """One RL run (see recipes/*.yaml). ``rollouts`` is the paper's "steps" (generation rounds)."""
+
+    model: str
+    task: str = "chain"
+    task_options: dict = field(default_factory=dict)
+    train_split: str = "train"
+    num_prompts: int | None = None
+    alpha: float = 0.2
+    reward: str = "efficiency"
+    reward_options: dict = field(default_factory=dict)
+    # Alpha-conditioned training (`frugalthink.tasks.conditioning`): each prompt gets one of these alphas, written into it;
+    # empty = one model per alpha (``alpha`` above). ``efforts`` names alphas for `eval --effort`.
+    alphas: list[float] = field(default_factory=list)
+    efforts: dict[str, float] = field(default_factory=dict)
+    # KL coefficient per trained alpha (alpha -> beta) in a conditioned run; an alpha not named uses ``beta``.
+    # A strong anchor on the low tiers holds them near the reference while the penalty moves the high ones
+    # (`frugalthink.tasks.conditioning.row_betas`, docs/results.md).
+    tier_beta: dict[float, float] = field(default_factory=dict)
+    # Rescale each tier's advantages to the spread of the whole rollout (`update_rule.tier_balanced`), so that every
+    # tier moves the shared weights alike; TRL rule only.
+    tier_balance: bool = False
+    # Every training problem at every trained alpha, a problem's tiers side by side in one rollout (the same number
+    # of rollouts then covers len(alphas) times fewer problems); prompts_per_rollout must hold whole blocks.
+    paired_tiers: bool = False
+    num_generations: int = 8
+    prompts_per_rollout: int = 32
+    updates_per_rollout: int = 2
+    gradient_accumulation_steps: int = 1
+    rollouts: int = 100
+    learning_rate: float = 5e-6
+    # AdamW's beta2 (beta1 is 0.9 everywhere): transformers' default 0.999; the official run (OpenRLHF) uses 0.95
+    adam_beta2: float = 0.999
+    warmup_steps: int = 0  # linear warm-up (optimizer steps), then constant; the official run uses 6
+    update_rule: str = "official"
+    beta: float = 0.001
+    epsilon: float = 0.2
+    temperature: float = 1.0
+    max_completion_length: int = 32768
+    group_std_normalize: bool = False
+    # DLER's optimisation options (NVlabs/DLER): a higher upper clip (0.28 there) and batch-wise normalisation of the
+    # advantages, (A - batch mean) / batch std over the rollout's sequences (TRL's normalize_advantages; the
+    # official rule already whitens every token of the rollout, so it takes no extra normalisation).
+    epsilon_high: float | None = None
+    batch_normalize: bool = False
+    # DAPO / DLER dynamic sampling: groups whose rewards are all equal are dropped and refilled from more prompts,
+    # at most max_sampling_rounds generation rounds per rollout (DAPO's max_num_gen_batches); one process only.
+    dynamic_sampling: bool = False
+    max_sampling_rounds: int = 3
+    # update_rule: drpo (frugalthink.peers.drpo): lambda, tau, kl_delta, kl_beta; the paper's values by default
+    drpo_options: dict = field(default_factory=dict)
+    # LoRA adapters instead of full fine-tuning (`LoraRecipe`); None (the default) trains every weight
+    lora: LoraRecipe | None = None
+    # bf16 autocast over fp32 master weights (`load_dtype`); under DeepSpeed, bf16 weights with its fp32 master copy
+    bf16: bool = False
+    # How rollouts are sampled without vLLM: "fast" (frugalthink.generation.decoding, the default) or "hf" (transformers'
+    # generate, TRL's own path). Both sample from softmax(logits / temperature), top_k 0, top_p 1.
+    generation_engine: str = "fast"
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"
+    gradient_checkpointing: bool = False
+    save_every: int = 10
+    seed: int = 0
+    threads: int | None = None
+    num_processes: int = 1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    deepspeed: str | None = None
+    report_to: list[str] = field(default_factory=list)  # passed to TRL: "tensorboard", "wandb", ...
+    # How the paper evaluates a trained model: {"tasks": {name: samples}, "temperature", "top_p", "max_new_tokens"};
+    # top_p must be 1.0 (the samplers have no nucleus, so another value is refused rather than ignored).
+    eval: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not 0.0 <= self.alpha < 1.0:
+            raise UserError(f"alpha must be in [0, 1), got {self.alpha}")
+        from frugalthink.rl.update_rule import UPDATE_RULES
+
+        if self.update_rule not in UPDATE_RULES:
+            raise UserError(f"update_rule: unknown {self.update_rule!r} (one of {', '.join(UPDATE_RULES)})")
+        self._validate_eval()
+        if self.generation_engine not in ("fast", "hf"):
+            raise UserError(f"generation_engine: unknown {self.generation_engine!r} (fast or hf)")
+        if self.warmup_steps < 0:
+            raise UserError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 < self.adam_beta2 < 1.0:
+            raise UserError(f"adam_beta2 must be in (0, 1) (0.95 in the official run), got {self.adam_beta2}")
+        self._validate_conditioning()
+        if self.reward not in REWARD_OPTIONS:
+            raise UserError(f"reward: unknown {self.reward!r} (one of {', '.join(REWARD_OPTIONS)})")
+        unknown = set(self.reward_options) - set(REWARD_OPTIONS[self.reward])
+        if unknown:
+            raise UserError(f"reward_options: {', '.join(sorted(unknown))} not an option of reward {self.reward!r} "
+                            f"(options: {', '.join(REWARD_OPTIONS[self.reward]) or 'none'})")
+        if self.reward == "l1_max":
+            lo, hi = self.resolved_reward_options()["targets"]
+            if not 0 < lo <= hi:
+                raise UserError(f"reward_options.targets must be [low, high] with 0 < low <= high, got {[lo, hi]}")
+        if self.num_generations < 2:
+            raise UserError(f"num_generations must be >= 2 (RLOO needs a leave-one-out baseline), got {self.num_generations}")
+        require_positive(self, ("rollouts", "prompts_per_rollout", "updates_per_rollout", "save_every",
+                                "max_completion_length", "learning_rate", "temperature", "gradient_accumulation_steps",
+                                "num_processes", "max_sampling_rounds"))
+        if (self.dynamic_sampling or self.update_rule == "drpo") and self.prompts_per_rollout % self.num_processes:
+            what = "dynamic_sampling" if self.dynamic_sampling else "update_rule drpo"
+            raise UserError(f"{what}: each process must hold whole prompt groups: prompts_per_rollout "
+                            f"({self.prompts_per_rollout}) must be a multiple of num_processes ({self.num_processes})")
+        self._validate_drpo()
+        samples = self.prompts_per_rollout * self.num_generations
+        per_update = self.updates_per_rollout * self.gradient_accumulation_steps * self.num_processes
+        if samples % per_update:
+            raise UserError(
+                f"prompts_per_rollout*num_generations ({samples}) must split evenly over updates_per_rollout * "
+                f"gradient_accumulation_steps * num_processes ({per_update})"
+            )
+        if self.num_prompts is not None and self.num_prompts < 1:
+            raise UserError(f"num_prompts must be a positive integer (or left out for all), got {self.num_prompts}")
+        if self.beta < 0 or not 0 < self.epsilon < 1:
+            raise UserError(f"beta must be >= 0 and epsilon in (0, 1), got beta={self.beta}, epsilon={self.epsilon}")
+        if self.epsilon_high is not None and not 0 < self.epsilon_high < 1:
+            raise UserError(f"epsilon_high must be in (0, 1) (the upper clip, 0.28 in DAPO/DLER), got {self.epsilon_high}")
+        if self.batch_normalize and self.update_rule == "official":
+            raise UserError("batch_normalize: the official rule already whitens the rollout's token advantages; "
+                            "use it with update_rule: trl")
+        if self.lora is not None:
+            self.lora.validate()
+
+    def _validate_conditioning(self) -> None:
+        bad = [a for a in self.alphas if not 0.0 <= a < 1.0]
+        if bad:
+            raise UserError(f"alphas: every alpha must lie in [0, 1), got {', '.join(f'{a:g}' for a in bad)}")
+        if self.alphas and self.reward != "efficiency":
+            raise UserError(f"alphas: alpha-conditioned training needs reward: efficiency, not {self.reward!r}")
+        if self.efforts and not self.alphas:
+            raise UserError("efforts: named efforts need an alpha-conditioned recipe (alphas: [...])")
+        bad = {k: v for k, v in self.efforts.items() if v not in self.alphas}
+        if bad:
+            raise UserError(f"efforts: {bad} not among the trained alphas {self.alphas}; a named effort must be a tier "
+                            "the model was trained on")
+        if self.tier_beta:
+            try:  # keys come back as strings from the saved JSON config
+                self.tier_beta = {float(k): float(v) for k, v in self.tier_beta.items()}
+            except (TypeError, ValueError):
+                raise UserError(f"tier_beta: expected a mapping alpha -> beta, got {self.tier_beta!r}") from None
+            if not self.alphas:
+                raise UserError("tier_beta: a KL coefficient per tier needs an alpha-conditioned recipe (alphas: [...])")
+            unknown = sorted(a for a in self.tier_beta if a not in self.alphas)
+            if unknown:
+                raise UserError(f"tier_beta: {', '.join(f'{a:g}' for a in unknown)} not among the trained alphas "
+                                f"{self.alphas}")
+            if any(b < 0 for b in self.tier_beta.values()):
+                raise UserError(f"tier_beta: every beta must be >= 0, got {self.tier_beta}")
+            if self.beta <= 0:
+                raise UserError("tier_beta: needs beta > 0 (the reference model is loaded only then); "
+                                "a tier without a KL term can say 0 in tier_beta")
+            if self.update_rule == "drpo":
+                raise UserError("tier_beta: update_rule drpo has a KL term of its own (drpo_options)")
+        if self.paired_tiers:
+            if not self.alphas:
+                raise UserError("paired_tiers: pairs the tiers of an alpha-conditioned recipe (alphas: [...])")
+            if self.prompts_per_rollout % len(self.alphas):
+                raise UserError(f"paired_tiers: prompts_per_rollout ({self.prompts_per_rollout}) must be a multiple of "
+                                f"the number of alphas ({len(self.alphas)}), so that a rollout holds whole problems")
+            if self.dynamic_sampling:
+                raise UserError("paired_tiers: dynamic_sampling refills single groups and would split the tiers")
+        if self.tier_balance and not self.alphas:
+            raise UserError("tier_balance: balances the tiers of an alpha-conditioned recipe (alphas: [...])")
+        if self.tier_balance and self.update_rule != "trl":
+            raise UserError(f"tier_balance: needs update_rule trl, not {self.update_rule!r}")
+
+    def _validate_eval(self) -> None:
+        from frugalthink.tasks import BENCHMARKS, EMBEDDED
+
+        known = {"tasks", "temperature", "top_p", "max_new_tokens", "message"}
+        unknown = set(self.eval) - known
+        if unknown:
+            raise UserError(f"eval: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+        top_p = self.eval.get("top_p", 1.0)
+        if top_p != 1.0:  # every backend samples from softmax(logits / T) (frugalthink.generation.backends); no nucleus
+            raise UserError(f"eval.top_p: {top_p} would be ignored: evaluation samples with top_p 1.0 on every "
+                            "backend; set eval.top_p: 1.0 (or remove it)")
+        tasks = self.eval.get("tasks", {})
+        if not isinstance(tasks, dict):
+            raise UserError(f"eval.tasks: expected a mapping task -> samples, got {tasks!r}")
+        for name, n in tasks.items():
+            if name not in BENCHMARKS + EMBEDDED:
+                raise UserError(f"eval.tasks: unknown task {name!r} (one of {', '.join(BENCHMARKS + EMBEDDED)})")
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise UserError(f"eval.tasks.{name}: samples must be a positive integer, got {n!r}")
+
+    def _validate_drpo(self) -> None:
+        from frugalthink.peers.drpo import DEFAULTS
+
+        unknown = set(self.drpo_options) - set(DEFAULTS)
+        if unknown:
+            raise UserError(f"drpo_options: {', '.join(sorted(unknown))} unknown (options: {', '.join(DEFAULTS)})")
+        if self.update_rule != "drpo":
+            return
+        if self.per_device_batch_size % self.num_generations:
+            raise UserError(f"update_rule drpo: a question's samples share one loss term, so each micro-batch must "
+                            f"hold whole groups: prompts_per_rollout * num_generations / (updates_per_rollout * "
+                            f"gradient_accumulation_steps * num_processes) = {self.per_device_batch_size} is not a "
+                            f"multiple of num_generations ({self.num_generations})")
+        if self.beta:
+            raise UserError(f"update_rule drpo: beta must be 0 (DRPO has no reference model; its KL hinge is "
+                            f"against the sampling policy), got {self.beta}")
+        if self.dynamic_sampling:
+            raise UserError("update_rule drpo: dynamic_sampling must be off (DRPO drops one-sided groups itself)")
+
+    def resolved_reward_options(self) -> dict:
+        """The reward's options with defaults filled in (cap-relative ones from ``max_completion_length``)."""
+        opts = {**REWARD_OPTIONS[self.reward], **self.reward_options}
+        for name, share in R.REWARDS[self.reward].from_cap.items():
+            if opts.get(name) is None:
+                opts[name] = max(1, int(self.max_completion_length * share))
+        if self.reward == "dapo" and opts.get("cache") is None:
+            opts["cache"] = max(1, opts["max_len"] // 5)  # DAPO: a 4096-token cache of 20480
+        return opts
+
+    @property
+    def per_device_batch_size(self) -> int:
+        return (self.prompts_per_rollout * self.num_generations) // (
+            self.updates_per_rollout * self.gradient_accumulation_steps * self.num_processes
+        )
+
+    @property
+    def max_steps(self) -> int:
+        """Optimizer steps: two per rollout in the paper's setting."""
+        return self.rollouts * self.updates_per_rollout
+
+
+def build_rloo_config(recipe: RLRecipe, out_dir: str | Path):
+    """TRL `RLOOConfig` for a recipe; builds on CPU without any weights."""
+    from trl import RLOOConfig
+
+    return RLOOConfig(
+        output_dir=str(out_dir),
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        learning_rate=recipe.learning_rate,
+        adam_beta2=recipe.adam_beta2,
+        lr_scheduler_type="constant_with_warmup" if recipe.warmup_steps else "constant",
+        warmup_steps=recipe.warmup_steps,
+        weight_decay=recipe.weight_decay,
+        max_grad_norm=recipe.max_grad_norm,
+        per_device_train_batch_size=recipe.per_device_batch_size,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+        steps_per_generation=recipe.updates_per_rollout * recipe.gradient_accumulation_steps,
+        num_generations=recipe.num_generations,
+        max_completion_length=recipe.max_completion_length,
+        temperature=recipe.temperature,
+        top_p=1.0,
+        top_k=0,
+        beta=recipe.beta,
+        epsilon=recipe.epsilon,
+        epsilon_high=recipe.epsilon_high,
+        num_iterations=1,
+        # No per-batch normalisation by default: alpha's reward gaps reach the gradient at their true scale (DLER's
+        # setup turns it on: batch_normalize).
+        normalize_advantages=recipe.batch_normalize,
+        max_steps=recipe.max_steps,
+        save_strategy="steps",
+        save_steps=recipe.save_every * recipe.updates_per_rollout,
+        save_only_model=False,
+        logging_steps=1,
+        report_to=list(recipe.report_to),
+        bf16=recipe.bf16,
+        gradient_checkpointing=recipe.gradient_checkpointing,
+        use_vllm=recipe.use_vllm,
+        vllm_mode=recipe.vllm_mode,
+        use_cpu=not _has_gpu(),
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=False,
+        deepspeed=recipe.deepspeed,
+        disable_dropout=True,
+    )
+
+
+def load_dtype(recipe: RLRecipe):
+    """The dtype the policy is loaded in: bf16 only under DeepSpeed, which keeps an fp32 master copy of bf16
+    weights; else fp32, the Trainer's ``bf16`` being autocast around fp32 master weights. A pure-bf16 AdamW would
+    lose every update below bf16's spacing (lr 5e-6 on a weight of 0.02, whose spacing is 1.2e-4)."""
+    import os
+
+    import torch
+    from transformers.utils.generic import strtobool
+
+    # accelerate's DeepSpeed switch, read as TrainingArguments reads it
+    deepspeed = bool(recipe.deepspeed) or strtobool(os.environ.get("ACCELERATE_USE_DEEPSPEED", "false"))
+    return torch.bfloat16 if recipe.bf16 and deepspeed else torch.float32
+
+
+def _has_gpu() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+

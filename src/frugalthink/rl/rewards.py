@@ -1,0 +1,166 @@
+"""Rewards as pure functions over plain lists (no torch): the method's length-penalised reward and the registry of
+every reward a recipe can name.
+
+Lengths are completion tokens (prompt excluded, EOS included), counted from the generated ids.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+
+from frugalthink.peers import rewards as P
+from frugalthink.util.groups import EPS, check_lengths, check_sizes, group_indices, mean_std
+
+
+def sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+
+def efficiency_rewards(
+    correct: Sequence[bool], lengths: Sequence[int], groups: Sequence[Hashable], alpha: float
+) -> list[float]:
+    r"""Length-penalised correctness reward of Arora & Zanette, "Training Language Models to Reason Efficiently"
+    (2025, arXiv:2502.04463), eq. (4):
+
+    .. math::
+        r(x, y) = \mathbb{1}[y \text{ correct}] \left(1 - \alpha\, \sigma\!\left(\frac{\mathrm{len}(y) -
+        \mathrm{mean}(x)}{\mathrm{std}(x) + 10^{-7}}\right)\right)
+
+    where ``mean(x)`` and ``std(x)`` (population std) are over the lengths of the *correct* completions among the
+    samples of the same prompt ``x``. Wrong completions get 0. One correct sample, or equal lengths, gives
+    ``1 - alpha/2``; a shorter correct completion always scores higher than a longer correct one; any correct
+    completion beats any wrong one (``alpha < 1``); ``alpha = 0`` is plain correctness.
+
+    Args:
+        correct: whether each completion is correct (truncated completions must be passed as wrong).
+        lengths: completion token counts (prompt excluded).
+        groups: one hashable prompt id per completion; a group's members may sit anywhere in the lists.
+        alpha: penalty strength in ``[0, 1)``.
+
+    >>> [round(r, 4) for r in efficiency_rewards([True, True, False], [10, 20, 5], ["q", "q", "q"], 0.2)]
+    [0.9462, 0.8538, 0.0]
+    """
+    if not 0.0 <= alpha < 1.0:
+        raise ValueError(f"alpha must be in [0, 1), got {alpha}")
+    check_lengths(correct, lengths, groups)
+    rewards = [0.0] * len(correct)
+    for members in group_indices(groups).values():
+        ok = [i for i in members if correct[i]]
+        if not ok:
+            continue
+        mean, std = mean_std([float(lengths[i]) for i in ok])
+        for i in ok:
+            rewards[i] = 1.0 - alpha * sigmoid((lengths[i] - mean) / (std + EPS))
+    return rewards
+
+
+def group_std_normalize(rewards: Sequence[float], groups: Sequence[Hashable], eps: float = 1e-4) -> list[float]:
+    """Divide each group's rewards by the group's (population) std: the GRPO-style ablation.
+
+    With the RLOO baseline the advantage is linear in the rewards, ``A_i = k/(k-1) (r_i - mean_g)``, so scaling the
+    rewards of a group by ``1/std_g`` gives exactly GRPO's per-group std-normalised advantage (up to the constant
+    ``k/(k-1)``). The paper's point: this rescales away ``alpha``'s small reward differences among correct
+    answers, so ``alpha`` loses its control over length.
+    """
+    out = list(map(float, rewards))
+    for members in group_indices(groups).values():
+        _, std = mean_std([out[i] for i in members])
+        for i in members:
+            out[i] = out[i] / (std + eps)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The registry: every reward a recipe can name (ours and the peers', `frugalthink.peers.rewards`), with the papers'
+# default options. A reward is called with one `RewardBatch` -- the gathered rollout, or one alpha's part of it --
+# and its options; `frugalthink.rl.reward_fn.LengthReward` is the only caller during training.
+# --------------------------------------------------------------------------------------------------------------
+# Laser-D's options (and Laser-DE's): the bonus and the monitor's settings, the paper's values; the grid defaults to
+# 16 steps up to the run's cap (frugalthink.peers.laser.default_grid)
+LASER_D_DEFAULTS = {"bonus": 0.5, "monitor_prompts": 500, "monitor_every": 20, "monitor_samples": 8,
+                    "monitor_temperature": 0.6, "grid": None, "expected_correct": 1}
+
+
+@dataclass(frozen=True)
+class RewardBatch:
+    """What a reward sees of a rollout, one entry per completion: ``correct``, ``lengths`` (completion tokens),
+    ``groups`` (the prompt group of each, positions // k in training), ``targets`` (a per-sample token budget, L1's),
+    ``formed`` (the sample ended with a parsable final answer, right or wrong), ``repeated`` (`repeats_itself`,
+    filled only for rewards with ``needs_repetition``) and ``alpha``, our penalty strength. Fields left out default
+    to: targets 0, formed = correct, repeated False."""
+
+    correct: Sequence[bool]
+    lengths: Sequence[int]
+    groups: Sequence[Hashable]
+    targets: Sequence[int] = ()
+    formed: Sequence[bool] = ()
+    repeated: Sequence[bool] = ()
+    alpha: float = 0.0
+
+    def __post_init__(self) -> None:
+        n = len(self.correct)
+        for name, fill in (("targets", 0), ("formed", None), ("repeated", False)):
+            value = getattr(self, name)
+            if not value:
+                object.__setattr__(self, name, list(self.correct) if fill is None else [fill] * n)
+        check_sizes(correct=self.correct, lengths=self.lengths, groups=self.groups, targets=self.targets,
+                    formed=self.formed, repeated=self.repeated)
+
+    def part(self, idx: Sequence[int], alpha: float) -> RewardBatch:
+        """The samples at ``idx`` (whole groups), scored at ``alpha``."""
+        pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
+        return RewardBatch(pick(self.correct), pick(self.lengths), pick(self.groups), pick(self.targets),
+                           pick(self.formed), pick(self.repeated), alpha)
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """``compute(batch: RewardBatch, options: dict) -> rewards``; ``defaults``: the paper's options; ``from_cap``:
+    options whose default (None) is that fraction of the run's generation cap, as the paper sets it against its own
+    cap; ``needs_repetition``: the reward reads ``batch.repeated``."""
+
+    compute: Callable[[RewardBatch, dict], list[float]]
+    defaults: dict
+    from_cap: dict = field(default_factory=dict)
+    needs_repetition: bool = False
+
+
+REWARDS: dict[str, RewardSpec] = {
+    "efficiency": RewardSpec(lambda b, o: efficiency_rewards(b.correct, b.lengths, b.groups, b.alpha), {}),
+    "kimi": RewardSpec(lambda b, o: P.kimi_length_rewards(b.correct, b.lengths, b.groups, o["weight"]),
+                       {"weight": 1.0}),
+    "l1_max": RewardSpec(lambda b, o: P.l1_max_rewards(b.correct, b.lengths, b.targets, o["alpha"], o["delta"]),
+                         {"alpha": 0.0003, "delta": 0.5, "targets": [100, 4000]}),
+    "shorter_better": RewardSpec(
+        lambda b, o: P.shorter_better_rewards(b.correct, b.lengths, b.groups, o["alpha"], o["beta"]),
+        {"alpha": 2.0, "beta": 0.001}),
+    "grpo_lead": RewardSpec(lambda b, o: P.grpo_lead_rewards(b.correct, b.lengths, b.groups, o["alpha"]),
+                            {"alpha": 0.1}),
+    "cosine": RewardSpec(lambda b, o: P.cosine_rewards(b.correct, b.lengths, **o),
+                         {"max_len": None, "min_value_wrong": -1.0, "max_value_wrong": -0.5,
+                          "min_value_correct": 0.5, "max_value_correct": 1.0}, {"max_len": 1.0}),
+    "dapo": RewardSpec(lambda b, o: P.dapo_rewards(b.correct, b.lengths, o["max_len"], o["cache"]),
+                       {"max_len": None, "cache": None}, {"max_len": 1.0}),
+    "correctness": RewardSpec(lambda b, o: [1.0 if ok else 0.0 for ok in b.correct], {}),  # DRPO's
+    "dler": RewardSpec(lambda b, o: P.truncation_rewards(b.correct, b.lengths, o["limit"]), {"limit": None},
+                       {"limit": 1.0}),
+    "laser": RewardSpec(lambda b, o: P.laser_rewards(b.correct, b.lengths, b.formed, [o["target"]] * len(b.correct),
+                                                     o["bonus"]),
+                        {"target": None, "bonus": 0.5}, {"target": 0.25}),  # Laser: 4,096 of a 16k cap
+    # bucket_targets: filled in during training by the monitor (frugalthink.peers.laser); its options set the monitor
+    "laser_d": RewardSpec(lambda b, o: P.laser_d_rewards(b.correct, b.lengths, b.groups, b.formed,
+                                                         o["bucket_targets"], o["bonus"]),
+                          LASER_D_DEFAULTS),
+    # Laser-DE: Laser-D's monitor and options, plus the exploration bonus for long wrong answers that do not loop
+    "laser_de": RewardSpec(lambda b, o: P.laser_de_rewards(b.correct, b.lengths, b.groups, b.formed,
+                                                           o["bucket_targets"], b.repeated, o["bonus"]),
+                           LASER_D_DEFAULTS, needs_repetition=True),
+}
+# the rewards whose targets Laser-D's monitor sets during training (frugalthink.peers.laser)
+MONITORED = ("laser_d", "laser_de")
