@@ -1,4 +1,4 @@
-"""Print what each bad input of tests/test_bad_input.py gets from the CLI, as a markdown table (docs/LOG.md).
+"""Print what each bad input of tests/test_bad_input.py gets from the CLI, as a markdown table (dev/LOG.md).
 
 Usage: python dev/bad_inputs.py
 """

@@ -1,6 +1,6 @@
 """What a chain model writes, per level: checks ``(a+b=c)`` and hesitation phrases per problem, from eval records.
 
-Usage: python dev/count_checks.py runs/demo-chain/base_eval runs/demo/alpha-0.2/eval ...   (docs/results.md)
+Usage: python dev/count_checks.py runs/demo-chain/base_eval runs/demo/alpha-0.2/eval ...   (docs/results/chain-family.md)
 """
 
 from __future__ import annotations

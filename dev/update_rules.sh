@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo family under both update rules, from one base (docs/results.md, "Update rule"). About 35 minutes on 2 cores.
+# The demo family under both update rules, from one base (docs/results/update-rules.md). About 35 minutes on 2 cores.
 #   bash dev/update_rules.sh        then: frugalthink compare runs/rules-trl/alpha-A/eval runs/rules-official/alpha-A/eval
 set -euo pipefail
 cd "$(dirname "$0")/.."

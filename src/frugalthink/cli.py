@@ -221,7 +221,9 @@ def _sidebyside_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="comparison directory (default runs/compare-TASK)")
     p.add_argument("--quick", action="store_true", help="small sizes, same code path (tests)")
     p.add_argument("--parallel", type=count(1), default=2, help="RL runs at once, one thread each (default 2)")
-    p.add_argument("--peers", default=None, help="comma-separated subset of the peer rewards")
+    p.add_argument("--peers", default=None, help="comma-separated subset of the study's peers")
+    p.add_argument("--study", default="studies/sidebyside",
+                   help="study file: the methods and their settings (default: recipes/studies/sidebyside.yaml)")
     p.add_argument("--seeds", default="0", help="training seeds of the RL methods, comma-separated (default 0)")
     p.add_argument("--task", default=None, choices=("chain", "tally"),
                    help="embedded task (default: the demo's); the --demo folder must hold a demo of it")

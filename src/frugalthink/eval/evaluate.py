@@ -64,6 +64,28 @@ class EvalSettings:
         return EvalSettings(**{**asdict(self), "samples": samples, "max_new_tokens": max_new})
 
 
+def check_eval_section(recipe) -> None:
+    """A recipe's ``eval:`` section: how the paper evaluates a trained model."""
+    from frugalthink.tasks import BENCHMARKS, EMBEDDED
+
+    known = {"tasks", "temperature", "top_p", "max_new_tokens", "message"}
+    unknown = set(recipe.eval) - known
+    if unknown:
+        raise UserError(f"eval: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+    top_p = recipe.eval.get("top_p", 1.0)
+    if top_p != 1.0:  # every backend samples from softmax(logits / T) (frugalthink.generation.backends); no nucleus
+        raise UserError(f"eval.top_p: {top_p} would be ignored: evaluation samples with top_p 1.0 on every "
+                        "backend; set eval.top_p: 1.0 (or remove it)")
+    tasks = recipe.eval.get("tasks", {})
+    if not isinstance(tasks, dict):
+        raise UserError(f"eval.tasks: expected a mapping task -> samples, got {tasks!r}")
+    for name, n in tasks.items():
+        if name not in BENCHMARKS + EMBEDDED:
+            raise UserError(f"eval.tasks: unknown task {name!r} (one of {', '.join(BENCHMARKS + EMBEDDED)})")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise UserError(f"eval.tasks.{name}: samples must be a positive integer, got {n!r}")
+
+
 def _check_resume(out: Path, settings: EvalSettings, has_records: bool) -> None:
     """Refuse to mix two experiments in one folder. A folder without records (a run that failed before its first
     one) takes the new settings; ``limit`` and ``samples`` may grow, which extends the evaluation."""

@@ -24,7 +24,7 @@ decoding draws from the same distribution; for vocabularies up to `MULTINOMIAL_M
 models) by ``torch.multinomial`` as ``generate`` does, so from the same random stream until a row leaves the batch
 (tested); above it by inverse CDF (`draw`), which is cheaper by one exponential per vocabulary entry and row.
 
-Measured alternatives that did not pay on a CPU (docs/LOG.md, docs/evaluation.md): the library's static cache
+Measured alternatives that did not pay on a CPU (dev/LOG.md, docs/evaluation.md): the library's static cache
 (attends to its whole capacity), ``torch.compile`` of the decode step (tiny model: 1.25x at batch 64 after an 18 s
 compile per process, more than a demo run's whole generation time; SmolLM2-135M: no gain at batch 16 after minutes
 of compiling, 70% of its step being fp32 matmuls that compile leaves to the same library), eager attention instead
@@ -140,7 +140,7 @@ def draw(probs: torch.Tensor) -> torch.Tensor:
     the same tokens from the same seed (the embedded tiny models, the demo). Above it, inverse CDF sampling with one
     uniform per row, ``first i with cdf[i] > u * cdf[-1]`` over a float64 cumulative sum: the same distribution for
     a fraction of the cost, because ``multinomial`` draws one exponential per vocabulary entry and row (14-22 ms of a
-    118 ms step at batch 16 x 49k entries on a CPU core, docs/evaluation.md), but another random stream.
+    118 ms step at batch 16 x 49k entries on a CPU core, docs/results/generation-speed.md), but another random stream.
     """
     if probs.shape[-1] <= MULTINOMIAL_MAX_VOCAB:
         return torch.multinomial(probs, 1).squeeze(1)

@@ -37,7 +37,7 @@ class BaseRecipe:
     lr: float = 3e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
-    # seed 1: both seeds learn with the curriculum, seed 0 less well at levels 6-8 (docs/LOG.md). One and two
+    # seed 1: both seeds learn with the curriculum, seed 0 less well at levels 6-8 (dev/LOG.md). One and two
     # threads gave bit-identical weights here; two are ~1.6x faster.
     seed: int = 1
     threads: int = 2
@@ -45,7 +45,7 @@ class BaseRecipe:
     answer_only: bool = False
     # Curriculum: checks and filler start rare and reach their full rate at this fraction of training. Clean short
     # traces teach the lookups and the arithmetic quickly; without this the loss sat on a plateau for a variable,
-    # schedule-dependent number of steps (docs/LOG.md).
+    # schedule-dependent number of steps (dev/LOG.md).
     verbosity_ramp: float = 0.4
     # ... and the hardest level grows from min_level + 1 to max_level over the same fraction: the first few hundred
     # steps are short problems, which are learned fast and cost little.

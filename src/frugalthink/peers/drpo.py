@@ -1,5 +1,5 @@
 """DRPO, Decoupled Reward Policy Optimization (arXiv:2510.04474; code Optimization-AI/DRPO, ``core_algos.py``
-``compute_policy_loss_drpo``), as pure torch functions.
+``compute_policy_loss_drpo``): the loss as pure torch functions, then `DrpoRule`, what the trainer calls.
 
 DRPO keeps the length signal away from the wrong answers: within a question's group only the *correct* answers
 share a positive weight, larger for shorter ones, and a correct answer never gets pushed down for being long:
@@ -18,6 +18,8 @@ beta_kl 1e3, L = the generation cap; rewards are plain 0/1 correctness; no refer
 from __future__ import annotations
 
 import torch
+
+from frugalthink.util.errors import UserError
 
 DEFAULTS = {"lambda": 0.1, "tau": 10.0, "kl_delta": 1e-4, "kl_beta": 1e3}
 
@@ -88,3 +90,81 @@ def drpo_loss(logps: torch.Tensor, old_logps: torch.Tensor, mask: torch.Tensor, 
     objective = drpo_objective(seq_logp, correct, weights, groups, o["tau"])
     hinge, kl = kl_hinge(logps, old_logps, mask, o["kl_delta"], o["kl_beta"])
     return objective + hinge, {"kl": kl}
+
+
+def check_recipe(recipe) -> None:
+    """A recipe's DRPO fields: ``drpo_options``, and under ``update_rule: drpo`` the settings DRPO needs."""
+    unknown = set(recipe.drpo_options) - set(DEFAULTS)
+    if unknown:
+        raise UserError(f"drpo_options: {', '.join(sorted(unknown))} unknown (options: {', '.join(DEFAULTS)})")
+    if recipe.update_rule != "drpo":
+        return
+    if recipe.prompts_per_rollout % recipe.num_processes:
+        raise UserError(f"update_rule drpo: each process must hold whole prompt groups: prompts_per_rollout "
+                        f"({recipe.prompts_per_rollout}) must be a multiple of num_processes ({recipe.num_processes})")
+    if recipe.per_device_batch_size % recipe.num_generations:
+        raise UserError(f"update_rule drpo: a question's samples share one loss term, so each micro-batch must "
+                        f"hold whole groups: prompts_per_rollout * num_generations / (updates_per_rollout * "
+                        f"gradient_accumulation_steps * num_processes) = {recipe.per_device_batch_size} is not a "
+                        f"multiple of num_generations ({recipe.num_generations})")
+    if recipe.beta:
+        raise UserError(f"update_rule drpo: beta must be 0 (DRPO has no reference model; its KL hinge is "
+                        f"against the sampling policy), got {recipe.beta}")
+    if recipe.dynamic_sampling:
+        raise UserError("update_rule drpo: dynamic_sampling must be off (DRPO drops one-sided groups itself)")
+
+
+class DrpoRule:
+    """DRPO's update rule in the trainer (recipe ``update_rule: drpo``): no reference model and no whitening; a
+    rollout is split into micro-batches in order (each holds whole groups); each micro-batch's loss is `drpo_loss`.
+    The calls are those of `frugalthink.rl.rules` (``scored``, ``finish``, ``loss``) plus ``prepare_inputs``."""
+
+    def __init__(self, options: dict | None = None) -> None:
+        self.options = dict(options or {})
+
+    def own_kl(self, trainer) -> bool:
+        return False
+
+    def scored(self, trainer, batch: dict, inputs: list[dict], old: torch.Tensor, rewards: torch.Tensor,
+               beta: float) -> dict:
+        batch["old_per_token_logps"] = old
+        return batch
+
+    def finish(self, trainer, batch: dict, rewards: list[float]) -> dict:
+        """DRPO's per-sample inputs: correct = reward > 0.5 (DRPO's rewards are 0/1), the group of each sample, and
+        the length weights of the correct ones. Each micro-batch of each process holds whole groups, and its loss is
+        the mean over its questions; with equal question counts everywhere, the average over micro-batches and
+        processes is the mean over the step's questions, as on one process."""
+        lam = {**DEFAULTS, **self.options}["lambda"]
+        correct, groups, weights = process_inputs(rewards, batch["completion_mask"].sum(dim=1),
+                                                  trainer.accelerator.process_index, trainer.num_generations,
+                                                  trainer.max_completion_length, lam)
+        batch.update(drpo_correct=correct, drpo_group=groups, drpo_weight=weights)
+        return batch
+
+    def prepare_inputs(self, trainer, generation_batch):
+        """TRL's buffering of a rollout over its micro-batches, split in order instead of after a row shuffle (as
+        DRPO's published code splits its mini-batches), so that each micro-batch holds whole groups."""
+        from trl.trainer.utils import split_tensor_dict
+
+        steps = trainer.args.steps_per_generation
+        if trainer._step % (steps * trainer.num_iterations) == 0 or trainer._buffered_inputs is None:
+            trainer._buffered_inputs = split_tensor_dict(trainer._generate_and_score_completions(generation_batch),
+                                                         steps)
+        return trainer._buffered_inputs[trainer._step % steps]
+
+    def loss(self, trainer, model, inputs: dict) -> torch.Tensor | None:
+        if "drpo_weight" not in inputs:
+            return None
+        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
+        completion_ids, mask = inputs["completion_ids"], inputs["completion_mask"]
+        logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
+            model, torch.cat([prompt_ids, completion_ids], dim=1), torch.cat([prompt_mask, mask], dim=1),
+            completion_ids.size(1), compute_entropy=True)
+        loss, info = drpo_loss(logps, inputs["old_per_token_logps"], mask, inputs["drpo_correct"],
+                               inputs["drpo_weight"], inputs["drpo_group"], self.options)
+        metrics = trainer._metrics["train"]
+        n = mask.sum().clamp(min=1)
+        metrics["entropy"].append((entropies * mask).sum().item() / n.item())
+        metrics["kl"].append(info["kl"].item())
+        return loss

@@ -3,7 +3,8 @@ gives every sample the same advantage, i.e. no gradient. Such groups are dropped
 groups of further prompts, generated in extra rounds, until it holds as many informative groups as a rollout has
 prompts (or a round limit is reached, after which the dropped groups fill the rest, in their order).
 
-Pure helpers here; the trainer glue is `frugalthink.rl.trainer.FrugalRLOOTrainer` (recipe ``dynamic_sampling``).
+Pure helpers first; then `DynamicSampling`, what `frugalthink.rl.trainer.FrugalRLOOTrainer` calls (recipe
+``dynamic_sampling``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+
+from frugalthink.util.errors import UserError
 
 
 def informative_groups(rewards: Sequence[float], k: int, tol: float = 1e-9) -> list[int]:
@@ -84,3 +87,75 @@ def merge_rows(parts: Sequence[dict], pad_id: int) -> dict:
             padded.append(torch.cat([extra, v] if key in LEFT_PADDED else [v, extra], dim=1))
         out[key] = torch.cat(padded)
     return out
+
+
+def check_recipe(recipe) -> None:
+    """A recipe's ``dynamic_sampling``: every process decides on whole prompt groups."""
+    if recipe.dynamic_sampling and recipe.prompts_per_rollout % recipe.num_processes:
+        raise UserError(f"dynamic_sampling: each process must hold whole prompt groups: prompts_per_rollout "
+                        f"({recipe.prompts_per_rollout}) must be a multiple of num_processes ({recipe.num_processes})")
+
+
+class DynamicSampling:
+    """The trainer's side (recipe ``dynamic_sampling``): a rollout assembled from up to ``max_rounds`` rounds of
+    generation, flat groups dropped and refilled from further prompts of a seeded walk over the dataset."""
+
+    def __init__(self, max_rounds: int = 3) -> None:
+        self.max_rounds = max_rounds
+        self._refill_order: list[int] = []
+        self._refill_epoch = 0
+
+    def rollout(self, trainer, inputs: list[dict]) -> dict:
+        """Rounds of ``trainer._score_round`` until the rollout holds as many informative groups as it has prompts
+        (or the round limit); every process decides alike on the gathered rewards and takes its share of groups."""
+        k = trainer.num_generations
+        world, rank = trainer.accelerator.num_processes, trainer.accelerator.process_index
+        n_local = len(inputs)
+        n_groups = n_local * world // k  # of the whole rollout
+        batches, informative, inputs_round = [], [], inputs
+        while True:
+            batch, rewards = trainer._score_round(inputs_round)
+            batches.append(self._gather_rows(trainer, batch) if world > 1 else batch)
+            informative.append(informative_groups(rewards, k))
+            if sum(map(len, informative)) >= n_groups or len(batches) >= self.max_rounds:
+                break
+            inputs_round = self._refill_inputs(trainer, n_groups)[rank * n_local : (rank + 1) * n_local]
+        picked = choose_groups(informative, n_groups)
+        mine = process_share(picked, rank, world)
+        parts = [take_rows(batches[r], torch.arange(g * k, (g + 1) * k, device=batches[r]["completion_ids"].device))
+                 for r, g in mine]
+        metrics = trainer._metrics["train"]
+        metrics["dynamic_sampling/rounds"].append(float(len(batches)))
+        metrics["dynamic_sampling/informative_first_round"].append(len(informative[0]) / n_groups)
+        metrics["dynamic_sampling/informative_final"].append(
+            sum(1 for r, g in picked if g in informative[r]) / n_groups)
+        return merge_rows(parts, trainer._tokenizer.pad_token_id)
+
+    @staticmethod
+    def _gather_rows(trainer, batch: dict) -> dict:
+        """Every process's rows of ``batch``, in rank order (the rollout's global layout): 2D tensors padded to the
+        widest process first, prompts on the left, completions on the right, as `merge_rows`."""
+        out = {}
+        for key, value in batch.items():
+            if value.dim() > 1:
+                fill = trainer._tokenizer.pad_token_id if key.endswith("_ids") else 0
+                value = trainer.accelerator.pad_across_processes(value, dim=1, pad_index=fill,
+                                                                 pad_first=key in LEFT_PADDED)
+            out[key] = trainer.accelerator.gather(value)
+        return out
+
+    def _refill_inputs(self, trainer, n_groups: int) -> list[dict]:
+        """The next ``n_groups`` training prompts of a seeded walk over the dataset (a new order each pass), each
+        ``k`` times, as TRL's sampler lays a rollout out."""
+        import random
+
+        rows = []
+        for _ in range(n_groups):
+            if not self._refill_order:
+                self._refill_epoch += 1
+                order = list(range(len(trainer.train_dataset)))
+                random.Random(f"refill-{trainer.args.seed}-{self._refill_epoch}").shuffle(order)
+                self._refill_order = order
+            example = trainer.train_dataset[self._refill_order.pop()]
+            rows += [dict(example) for _ in range(trainer.num_generations)]
+        return rows

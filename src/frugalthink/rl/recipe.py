@@ -73,7 +73,7 @@ class RLRecipe:
     efforts: dict[str, float] = field(default_factory=dict)
     # KL coefficient per trained alpha (alpha -> beta) in a conditioned run; an alpha not named uses ``beta``.
     # A strong anchor on the low tiers holds them near the reference while the penalty moves the high ones
-    # (`frugalthink.tasks.conditioning.row_betas`, docs/results.md).
+    # (`frugalthink.tasks.conditioning.row_betas`, docs/results/conditioned.md).
     tier_beta: dict[float, float] = field(default_factory=dict)
     # Rescale each tier's advantages to the spread of the whole rollout (`update_rule.tier_balanced`), so that every
     # tier moves the shared weights alike; TRL rule only.
@@ -130,40 +130,43 @@ class RLRecipe:
     eval: dict = field(default_factory=dict)
 
     def validate(self) -> None:
+        """Checked once, each group of fields by the feature that owns it; the trainer trusts a validated recipe."""
+        from frugalthink.eval.evaluate import check_eval_section
+        from frugalthink.peers import drpo, dynamic_sampling
+        from frugalthink.rl import rewards, tiers
+
+        self._check_core()
+        check_eval_section(self)
+        tiers.check_recipe(self)
+        rewards.check_recipe(self)
+        dynamic_sampling.check_recipe(self)
+        drpo.check_recipe(self)
+        self._check_update()
+        if self.lora is not None:
+            self.lora.validate()
+
+    def _check_core(self) -> None:
+        """The fields of the RLOO core: the rule, the engine, the optimizer, the sizes."""
+        from frugalthink.rl.rules import RULES
+
         if not 0.0 <= self.alpha < 1.0:
             raise UserError(f"alpha must be in [0, 1), got {self.alpha}")
-        from frugalthink.rl.update_rule import UPDATE_RULES
-
-        if self.update_rule not in UPDATE_RULES:
-            raise UserError(f"update_rule: unknown {self.update_rule!r} (one of {', '.join(UPDATE_RULES)})")
-        self._validate_eval()
+        if self.update_rule not in RULES:
+            raise UserError(f"update_rule: unknown {self.update_rule!r} (one of {', '.join(RULES)})")
         if self.generation_engine not in ("fast", "hf"):
             raise UserError(f"generation_engine: unknown {self.generation_engine!r} (fast or hf)")
         if self.warmup_steps < 0:
             raise UserError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if not 0.0 < self.adam_beta2 < 1.0:
             raise UserError(f"adam_beta2 must be in (0, 1) (0.95 in the official run), got {self.adam_beta2}")
-        self._validate_conditioning()
-        if self.reward not in REWARD_OPTIONS:
-            raise UserError(f"reward: unknown {self.reward!r} (one of {', '.join(REWARD_OPTIONS)})")
-        unknown = set(self.reward_options) - set(REWARD_OPTIONS[self.reward])
-        if unknown:
-            raise UserError(f"reward_options: {', '.join(sorted(unknown))} not an option of reward {self.reward!r} "
-                            f"(options: {', '.join(REWARD_OPTIONS[self.reward]) or 'none'})")
-        if self.reward == "l1_max":
-            lo, hi = self.resolved_reward_options()["targets"]
-            if not 0 < lo <= hi:
-                raise UserError(f"reward_options.targets must be [low, high] with 0 < low <= high, got {[lo, hi]}")
         if self.num_generations < 2:
             raise UserError(f"num_generations must be >= 2 (RLOO needs a leave-one-out baseline), got {self.num_generations}")
         require_positive(self, ("rollouts", "prompts_per_rollout", "updates_per_rollout", "save_every",
                                 "max_completion_length", "learning_rate", "temperature", "gradient_accumulation_steps",
                                 "num_processes", "max_sampling_rounds"))
-        if (self.dynamic_sampling or self.update_rule == "drpo") and self.prompts_per_rollout % self.num_processes:
-            what = "dynamic_sampling" if self.dynamic_sampling else "update_rule drpo"
-            raise UserError(f"{what}: each process must hold whole prompt groups: prompts_per_rollout "
-                            f"({self.prompts_per_rollout}) must be a multiple of num_processes ({self.num_processes})")
-        self._validate_drpo()
+
+    def _check_update(self) -> None:
+        """How a rollout splits into updates, and the update's clip and KL."""
         samples = self.prompts_per_rollout * self.num_generations
         per_update = self.updates_per_rollout * self.gradient_accumulation_steps * self.num_processes
         if samples % per_update:
@@ -180,90 +183,6 @@ class RLRecipe:
         if self.batch_normalize and self.update_rule == "official":
             raise UserError("batch_normalize: the official rule already whitens the rollout's token advantages; "
                             "use it with update_rule: trl")
-        if self.lora is not None:
-            self.lora.validate()
-
-    def _validate_conditioning(self) -> None:
-        bad = [a for a in self.alphas if not 0.0 <= a < 1.0]
-        if bad:
-            raise UserError(f"alphas: every alpha must lie in [0, 1), got {', '.join(f'{a:g}' for a in bad)}")
-        if self.alphas and self.reward != "efficiency":
-            raise UserError(f"alphas: alpha-conditioned training needs reward: efficiency, not {self.reward!r}")
-        if self.efforts and not self.alphas:
-            raise UserError("efforts: named efforts need an alpha-conditioned recipe (alphas: [...])")
-        bad = {k: v for k, v in self.efforts.items() if v not in self.alphas}
-        if bad:
-            raise UserError(f"efforts: {bad} not among the trained alphas {self.alphas}; a named effort must be a tier "
-                            "the model was trained on")
-        if self.tier_beta:
-            try:  # keys come back as strings from the saved JSON config
-                self.tier_beta = {float(k): float(v) for k, v in self.tier_beta.items()}
-            except (TypeError, ValueError):
-                raise UserError(f"tier_beta: expected a mapping alpha -> beta, got {self.tier_beta!r}") from None
-            if not self.alphas:
-                raise UserError("tier_beta: a KL coefficient per tier needs an alpha-conditioned recipe (alphas: [...])")
-            unknown = sorted(a for a in self.tier_beta if a not in self.alphas)
-            if unknown:
-                raise UserError(f"tier_beta: {', '.join(f'{a:g}' for a in unknown)} not among the trained alphas "
-                                f"{self.alphas}")
-            if any(b < 0 for b in self.tier_beta.values()):
-                raise UserError(f"tier_beta: every beta must be >= 0, got {self.tier_beta}")
-            if self.beta <= 0:
-                raise UserError("tier_beta: needs beta > 0 (the reference model is loaded only then); "
-                                "a tier without a KL term can say 0 in tier_beta")
-            if self.update_rule == "drpo":
-                raise UserError("tier_beta: update_rule drpo has a KL term of its own (drpo_options)")
-        if self.paired_tiers:
-            if not self.alphas:
-                raise UserError("paired_tiers: pairs the tiers of an alpha-conditioned recipe (alphas: [...])")
-            if self.prompts_per_rollout % len(self.alphas):
-                raise UserError(f"paired_tiers: prompts_per_rollout ({self.prompts_per_rollout}) must be a multiple of "
-                                f"the number of alphas ({len(self.alphas)}), so that a rollout holds whole problems")
-            if self.dynamic_sampling:
-                raise UserError("paired_tiers: dynamic_sampling refills single groups and would split the tiers")
-        if self.tier_balance and not self.alphas:
-            raise UserError("tier_balance: balances the tiers of an alpha-conditioned recipe (alphas: [...])")
-        if self.tier_balance and self.update_rule != "trl":
-            raise UserError(f"tier_balance: needs update_rule trl, not {self.update_rule!r}")
-
-    def _validate_eval(self) -> None:
-        from frugalthink.tasks import BENCHMARKS, EMBEDDED
-
-        known = {"tasks", "temperature", "top_p", "max_new_tokens", "message"}
-        unknown = set(self.eval) - known
-        if unknown:
-            raise UserError(f"eval: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
-        top_p = self.eval.get("top_p", 1.0)
-        if top_p != 1.0:  # every backend samples from softmax(logits / T) (frugalthink.generation.backends); no nucleus
-            raise UserError(f"eval.top_p: {top_p} would be ignored: evaluation samples with top_p 1.0 on every "
-                            "backend; set eval.top_p: 1.0 (or remove it)")
-        tasks = self.eval.get("tasks", {})
-        if not isinstance(tasks, dict):
-            raise UserError(f"eval.tasks: expected a mapping task -> samples, got {tasks!r}")
-        for name, n in tasks.items():
-            if name not in BENCHMARKS + EMBEDDED:
-                raise UserError(f"eval.tasks: unknown task {name!r} (one of {', '.join(BENCHMARKS + EMBEDDED)})")
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise UserError(f"eval.tasks.{name}: samples must be a positive integer, got {n!r}")
-
-    def _validate_drpo(self) -> None:
-        from frugalthink.peers.drpo import DEFAULTS
-
-        unknown = set(self.drpo_options) - set(DEFAULTS)
-        if unknown:
-            raise UserError(f"drpo_options: {', '.join(sorted(unknown))} unknown (options: {', '.join(DEFAULTS)})")
-        if self.update_rule != "drpo":
-            return
-        if self.per_device_batch_size % self.num_generations:
-            raise UserError(f"update_rule drpo: a question's samples share one loss term, so each micro-batch must "
-                            f"hold whole groups: prompts_per_rollout * num_generations / (updates_per_rollout * "
-                            f"gradient_accumulation_steps * num_processes) = {self.per_device_batch_size} is not a "
-                            f"multiple of num_generations ({self.num_generations})")
-        if self.beta:
-            raise UserError(f"update_rule drpo: beta must be 0 (DRPO has no reference model; its KL hinge is "
-                            f"against the sampling policy), got {self.beta}")
-        if self.dynamic_sampling:
-            raise UserError("update_rule drpo: dynamic_sampling must be off (DRPO drops one-sided groups itself)")
 
     def resolved_reward_options(self) -> dict:
         """The reward's options with defaults filled in (cap-relative ones from ``max_completion_length``)."""

@@ -164,3 +164,20 @@ REWARDS: dict[str, RewardSpec] = {
 }
 # the rewards whose targets Laser-D's monitor sets during training (frugalthink.peers.laser)
 MONITORED = ("laser_d", "laser_de")
+
+
+def check_recipe(recipe) -> None:
+    """A recipe's ``reward`` and ``reward_options``: a registered reward and options it takes."""
+    from frugalthink.util.errors import UserError
+
+    if recipe.reward not in REWARDS:
+        raise UserError(f"reward: unknown {recipe.reward!r} (one of {', '.join(REWARDS)})")
+    defaults = REWARDS[recipe.reward].defaults
+    unknown = set(recipe.reward_options) - set(defaults)
+    if unknown:
+        raise UserError(f"reward_options: {', '.join(sorted(unknown))} not an option of reward {recipe.reward!r} "
+                        f"(options: {', '.join(defaults) or 'none'})")
+    if recipe.reward == "l1_max":
+        lo, hi = recipe.resolved_reward_options()["targets"]
+        if not 0 < lo <= hi:
+            raise UserError(f"reward_options.targets must be [low, high] with 0 < low <= high, got {[lo, hi]}")

@@ -24,8 +24,6 @@ from collections.abc import Callable
 
 import torch
 
-UPDATE_RULES = ("official", "trl", "drpo")  # drpo: frugalthink.peers.drpo, a loss of its own
-
 
 def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
     """Leave-one-out advantages of scalar rewards (N,), grouped by position (rows ``i*k .. i*k+k-1`` are one prompt).

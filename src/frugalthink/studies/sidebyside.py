@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from frugalthink.config import load_yaml
+from frugalthink.config import from_dict, load_yaml
 from frugalthink.eval.evaluate import evaluate
 from frugalthink.report.comparison import point_of, write_comparison_report
 from frugalthink.report.family import load_family
@@ -28,15 +28,52 @@ from frugalthink.studies import demo as demo_cmd
 from frugalthink.studies.family import member_dir, train_runs
 from frugalthink.util.errors import UserError
 
-# Peer rewards for the embedded default; their rescaled options live in recipes/tiny/peers/<name>.yaml (per-token
-# weights are the papers' times 30: their traces run to thousands of tokens, the tiny model's to ~50-170; caps and
-# caches are fractions of our 256-token cap). See docs/comparison.md.
-PEER_NAMES = ("kimi", "l1_max", "shorter_better", "grpo_lead", "cosine", "dapo", "dler", "laser", "laser_d", "laser_de",
-              "drpo")
+STUDY = "studies/sidebyside"  # the study file (recipes/studies/sidebyside.yaml)
+
+
+@dataclass
+class SideBySideStudy:
+    """A side-by-side study file: the peers (name -> title), their knob variants, ours under DLER's setup, and the
+    baselines' settings. Peer rewards' rescaled options live in recipes/tiny/peers/<name>.yaml (per-token weights
+    are the papers' times 30: their traces run to thousands of tokens, the tiny model's to ~50-170; caps and caches
+    are fractions of our 256-token cap). See docs/comparison.md."""
+
+    peers: dict[str, str]
+    variants: dict[str, list[dict]] = field(default_factory=dict)
+    ours_dler_title: str = "ours, DLER's setup (alpha sweep)"
+    ours_dler_setup: dict = field(default_factory=dict)
+    cutoff_budgets: list[int] = field(default_factory=list)
+    l1_eval_targets: list[int] = field(default_factory=list)
+    shortest: dict = field(default_factory=dict)
+    sft_settings: list[list[float]] = field(default_factory=list)
+    dpo_settings: list[list[float]] = field(default_factory=list)
+    quick_budgets: list[int] = field(default_factory=list)
+    quick_l1_targets: list[int] = field(default_factory=list)
+    quick_shortest: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        unknown = [p for p in self.peers if p not in PEER_REWARDS]
+        if unknown:
+            raise UserError(f"peers: {', '.join(unknown)} has no recipe tiny/peers/<name>.yaml "
+                            f"(known: {', '.join(PEER_REWARDS)})")
+        bad = sorted(set(self.variants) - set(self.peers))
+        if bad:
+            raise UserError(f"variants: {', '.join(bad)} not among the study's peers")
+        for name in ("sft_settings", "dpo_settings"):
+            if any(len(x) != 2 for x in getattr(self, name)):
+                raise UserError(f"{name}: each entry is [learning_rate, sft_weight], got {getattr(self, name)}")
+
+
+# The peers with a shipped recipe (recipes/tiny/peers/<name>.yaml)
+PEER_REWARDS = ("kimi", "l1_max", "shorter_better", "grpo_lead", "cosine", "dapo", "dler", "laser", "laser_d",
+                "laser_de", "drpo")
+
+
+def load_study(path: str = STUDY) -> SideBySideStudy:
+    return from_dict(SideBySideStudy, load_yaml(path), where=str(path))
 # The optimisation options a peer's recipe may set besides its reward (DLER's setup, DRPO's loss).
 PEER_SETUP = ("batch_normalize", "epsilon_high", "dynamic_sampling", "update_rule", "updates_per_rollout", "beta",
               "drpo_options")
-DLER_SETUP = {"batch_normalize": True, "epsilon_high": 0.28, "dynamic_sampling": True}
 
 
 # Token lengths among the peers' options: the shipped peer recipes state them against the chain demo's cap
@@ -78,27 +115,6 @@ def peer_reward(peer: str) -> str:
     return load_yaml(f"tiny/peers/{peer}")["reward"]
 
 
-# Extra settings of a peer's own knob (seed 0 only): does it give a family too? Weaker than the defaults above.
-PEER_VARIANTS: dict[str, tuple[dict, ...]] = {
-    "kimi": ({"weight": 0.1}, {"weight": 0.3}),
-    "shorter_better": ({"beta": 0.003}, {"beta": 0.01}),
-}
-PEER_TITLES = {"kimi": "Kimi k1.5 length reward", "l1_max": "L1-Max", "shorter_better": "ShorterBetter",
-               "grpo_lead": "GRPO-LEAD reward", "cosine": "cosine reward (TRL)", "dapo": "DAPO overlong (TRL)",
-               "dler": "DLER truncation (DLER's setup)", "laser": "Laser", "laser_d": "Laser-D", "laser_de": "Laser-DE",
-               "drpo": "DRPO (its loss, 0/1 reward)"}
-OURS_DLER = "ours, DLER's setup (alpha sweep)"
-# for the chain demo's cap; `scaled` by `length_scale` on a task with another cap
-CUTOFF_BUDGETS = (24, 32, 40, 48, 64, 96, 128, 160, 192)
-L1_EVAL_TARGETS = (32, 64, 128)
-SHORTEST = {"num_prompts": 960, "samples": 8, "epochs": 2, "batch_size": 16, "beta": 0.1}
-# (learning rate, weight of an SFT loss on the chosen answer). One SFT setting (the demo RL's lr); DPO at three lrs
-# and once with the SFT term, because plain DPO collapses on the tiny model (docs/comparison.md).
-SFT_SETTINGS = ((2e-4, 0.0),)
-DPO_SETTINGS = ((2e-4, 0.0), (5e-5, 0.0), (2e-5, 0.0), (5e-5, 1.0))
-QUICK = {"budgets": (12, 24), "l1_targets": (16, 32), "shortest": {"num_prompts": 8, "samples": 4, "epochs": 1}}
-
-
 def peer_recipe(rl_recipe, peer: str, seed: int = 0, variant: dict | None = None):
     options = peer_options(peer, length_scale(rl_recipe.max_completion_length))
     return replace(rl_recipe, reward=peer_reward(peer), reward_options={**options, **(variant or {})},
@@ -118,14 +134,17 @@ def _titled(title: str, seed: int) -> str:
 
 
 def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int = 2,
-                   peers: list[str] | None = None, seeds: list[int] | None = None, task: str | None = None) -> dict:
+                   peers: list[str] | None = None, seeds: list[int] | None = None, task: str | None = None,
+                   study: SideBySideStudy | None = None) -> dict:
     """Every method on the demo's base, data, trainer and evaluation; each stage resumes.
 
     ``seeds``: training seeds of the RL methods (default [0]). Seed 0 of ours is the demo's family; other seeds
-    of ours are trained here (``OUT/ours/alpha-A-seedS``), with the peers (``OUT/<reward>-seedS``)."""
+    of ours are trained here (``OUT/ours/alpha-A-seedS``), with the peers (``OUT/<reward>-seedS``). ``study``: the
+    methods and their settings (default: recipes/studies/sidebyside.yaml)."""
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    peers, seeds = peers or list(PEER_NAMES), seeds or [0]
+    study = study or load_study()
+    peers, seeds = peers or list(study.peers), seeds or [0]
     task = demo_task(demo_dir, task)
     fam = _demo_family(demo_dir, quick, task)
     _, rl_recipe = demo_cmd.demo_recipes(demo_dir, quick, task)
@@ -133,18 +152,18 @@ def run_sidebyside(demo_dir: Path, out: Path, quick: bool = False, parallel: int
     base_point = point_of("base", _summary(fam["base"]["eval_dir"]), fam["base"]["eval_dir"])
     methods = _family_methods(fam)
     print("== 2/5 generation cutoff (answer forced at the budget)", flush=True)
-    methods.append(_cutoff_method(settings, out, quick))
+    methods.append(_cutoff_method(study, settings, out, quick))
     print("== 3/5 SFT on shortest correct / DPO shortest-vs-longest (TRL)", flush=True)
-    methods += _offline_methods(demo_dir, rl_recipe, settings, out, quick)
+    methods += _offline_methods(study, demo_dir, rl_recipe, settings, out, quick)
     print(f"== 4/5 peer rewards with the same RLOO trainer ({', '.join(peers)}; seeds {seeds})", flush=True)
     alphas = [m["alpha"] for m in fam["members"] if not m.get("seed")]
-    variants = [] if quick else [(r, v) for r in peers for v in PEER_VARIANTS.get(r, ())]
-    _train_rl_methods(rl_recipe, out, peers, seeds, alphas, variants, parallel)
+    variants = [] if quick else [(r, v) for r in peers for v in study.variants.get(r, ())]
+    _train_rl_methods(study, rl_recipe, out, peers, seeds, alphas, variants, parallel)
     print("== 5/5 evaluation and comparison", flush=True)
     methods += _extra_seed_methods(settings, out, seeds, alphas)
     if "dler" in peers:
-        methods.append(_ours_dler_method(settings, out, alphas))
-    methods += _peer_methods(settings, out, peers, seeds, variants, quick)
+        methods.append(_ours_dler_method(study, settings, out, alphas))
+    methods += _peer_methods(study, settings, out, peers, seeds, variants, quick)
     _order(methods)
     print("== latency, interleaved: one request at a time, every model in turn", flush=True)
     interleaved_latency([base_point] + [p for m in methods for p in m["points"]],
@@ -188,9 +207,9 @@ def _family_methods(fam: dict) -> list[dict]:
             {"method": "RL correctness only (alpha=0)", "kind": "RL baseline", "points": points(lambda a: a == 0)}]
 
 
-def _cutoff_method(settings, out: Path, quick: bool) -> dict:
+def _cutoff_method(study: SideBySideStudy, settings, out: Path, quick: bool) -> dict:
     cut = []
-    for b in QUICK["budgets"] if quick else scaled(CUTOFF_BUDGETS, length_scale(settings.max_new_tokens)):
+    for b in study.quick_budgets if quick else scaled(study.cutoff_budgets, length_scale(settings.max_new_tokens)):
         d = out / f"cutoff-{b}"
         cut.append(point_of(f"B={b}", evaluate(replace(settings, budget=b), d, quiet=True), d))
         print(f"   cutoff B={b}: accuracy {cut[-1]['accuracy']:.3f}, mean tokens {cut[-1]['mean_tokens']:.1f}",
@@ -198,13 +217,13 @@ def _cutoff_method(settings, out: Path, quick: bool) -> dict:
     return {"method": "generation cutoff", "kind": "inference baseline", "points": cut}
 
 
-def _offline_methods(demo_dir: Path, rl_recipe, settings, out: Path, quick: bool) -> list[dict]:
+def _offline_methods(study: SideBySideStudy, demo_dir: Path, rl_recipe, settings, out: Path, quick: bool) -> list[dict]:
     from frugalthink.rl.shortest import ShortestRecipe, train_shortest
 
-    sizes = {**SHORTEST, **(QUICK["shortest"] if quick else {})}
+    sizes = {**study.shortest, **(study.quick_shortest if quick else {})}
     methods = []
-    for method, title, grid in (("sft", "SFT on shortest correct", SFT_SETTINGS),
-                                ("dpo", "DPO short vs long", DPO_SETTINGS)):
+    for method, title, grid in (("sft", "SFT on shortest correct", study.sft_settings),
+                                ("dpo", "DPO short vs long", study.dpo_settings)):
         pts, notes = [], []
         for lr, sft_weight in grid:
             recipe = ShortestRecipe(model=str(demo_dir / "base"), method=method, task=rl_recipe.task,
@@ -227,7 +246,8 @@ def _offline_methods(demo_dir: Path, rl_recipe, settings, out: Path, quick: bool
     return methods
 
 
-def _train_rl_methods(rl_recipe, out: Path, peers, seeds, alphas, variants, parallel: int) -> None:
+def _train_rl_methods(study: SideBySideStudy, rl_recipe, out: Path, peers, seeds, alphas, variants,
+                      parallel: int) -> None:
     """Peers at every seed, ours at the seeds beyond the demo's, and the peer knob variants (seed 0)."""
     runs = [(peer_recipe(rl_recipe, r, seed), out / _seeded(r, seed), f"[{_seeded(r, seed)}]")
             for seed in seeds for r in peers]
@@ -236,7 +256,7 @@ def _train_rl_methods(rl_recipe, out: Path, peers, seeds, alphas, variants, para
     runs += [(peer_recipe(rl_recipe, r, 0, v), out / f"{r}-{_variant_tag(v)}", f"[{r}-{_variant_tag(v)}]")
              for r, v in variants]
     if "dler" in peers:  # DLER's claim: the setup matters more than the penalty -- our reward under that setup
-        runs += [(replace(rl_recipe, alpha=a, **DLER_SETUP), member_dir(out / "ours-dler", a, 0),
+        runs += [(replace(rl_recipe, alpha=a, **study.ours_dler_setup), member_dir(out / "ours-dler", a, 0),
                   f"[alpha={a:g} DLER setup]") for a in alphas if a > 0]
     train_runs(runs, parallel=parallel, console=True)
 
@@ -261,32 +281,32 @@ def _member_points(settings, root: Path, alphas, seed: int) -> list[dict]:
     return pts
 
 
-def _ours_dler_method(settings, out: Path, alphas) -> dict:
-    return {"method": OURS_DLER, "kind": "ours",
+def _ours_dler_method(study: SideBySideStudy, settings, out: Path, alphas) -> dict:
+    return {"method": study.ours_dler_title, "kind": "ours",
             "points": _member_points(settings, out / "ours-dler", [a for a in alphas if a > 0], 0)}
 
 
-def _peer_methods(settings, out: Path, peers, seeds, variants, quick: bool) -> list[dict]:
+def _peer_methods(study: SideBySideStudy, settings, out: Path, peers, seeds, variants, quick: bool) -> list[dict]:
     methods = []
     for seed in seeds:
         for reward in peers:
             run_dir = out / _seeded(reward, seed)
             if reward == "l1_max":  # one point per budget written into the prompt
                 pts = []
-                targets = scaled(L1_EVAL_TARGETS, length_scale(settings.max_new_tokens))
-                for t in QUICK["l1_targets"] if quick else targets:
+                targets = scaled(study.l1_eval_targets, length_scale(settings.max_new_tokens))
+                for t in study.quick_l1_targets if quick else targets:
                     d = run_dir / f"eval-target-{t}"
                     pts.append(point_of(f"target={t}", evaluate(
                         replace(settings, model=str(run_dir), length_target=t), d, quiet=True), d))
             else:
                 d = run_dir / "eval"
-                label = _variant_tag(peer_options(reward)) if reward in PEER_VARIANTS else reward
+                label = _variant_tag(peer_options(reward)) if reward in study.variants else reward
                 pts = [point_of(label, evaluate(replace(settings, model=str(run_dir)), d, quiet=True), d)]
                 for v in ([v for r, v in variants if r == reward] if not seed else []):
                     vdir = out / f"{reward}-{_variant_tag(v)}"
                     pts.append(point_of(_variant_tag({**peer_options(reward), **v}), evaluate(
                         replace(settings, model=str(vdir)), vdir / "eval", quiet=True), vdir / "eval"))
-            methods.append({"method": _titled(PEER_TITLES[reward], seed), "family": PEER_TITLES[reward],
+            methods.append({"method": _titled(study.peers[reward], seed), "family": study.peers[reward],
                             "seed": seed, "kind": "peer reward (RLOO)", "points": pts,
                             "train": json.loads((run_dir / "train_summary.json").read_text())})
     return methods
@@ -369,11 +389,12 @@ def _summary(eval_dir) -> dict:
 
 
 def run(args) -> int:
+    study = load_study(args.study)
     peers = args.peers.split(",") if args.peers else None
     if peers:
-        unknown = [p for p in peers if p not in PEER_NAMES]
+        unknown = [p for p in peers if p not in study.peers]
         if unknown:
-            raise UserError(f"--peers: unknown {', '.join(unknown)} (known: {', '.join(PEER_NAMES)})")
+            raise UserError(f"--peers: unknown {', '.join(unknown)} (known: {', '.join(study.peers)})")
     from frugalthink.studies.sweep import parse_seeds
 
     seeds = parse_seeds(args.seeds)
@@ -381,5 +402,5 @@ def run(args) -> int:
     demo = Path(args.demo or demo_cmd.demo_dir(task))
     task = demo_task(demo, task)
     run_sidebyside(demo, Path(args.out or f"runs/compare-{task}"), quick=args.quick, parallel=args.parallel,
-                   peers=peers, seeds=seeds, task=task)
+                   peers=peers, seeds=seeds, task=task, study=study)
     return 0

@@ -8,7 +8,7 @@ completion names each digit by its label, copies the running sum and writes the 
 
 (Labels turn "find the i-th digit" into a lookup, and copying the running sum puts both operands of each addition
 next to each other; without them the tiny model learned the format but not the arithmetic within the SFT
-budget -- see docs/LOG.md.)
+budget -- see dev/LOG.md.)
 
 A *verbose* completion is what an overthinking reasoner writes. It adds two kinds of content:
 
@@ -222,11 +222,11 @@ class ChainTask(Task):
         bare prompt. The tiny base never saw a control text. Written as a number (``A3B5C8D1 0.2:``) the alpha's
         digit reads like one more problem digit: a conditioned tally model told alpha 0 from the rest but wrote the
         same 53 tokens at every alpha > 0; as marks (a character no task text uses, so an attention head can count
-        it) its tokens fall with alpha and an unseen 0.3 (six marks) lands between 0.2 and 0.4 (docs/results.md).
+        it) its tokens fall with alpha and an unseen 0.3 (six marks) lands between 0.2 and 0.4 (docs/results/conditioned.md).
         A control line ``alpha=0.2`` in front of the prompt collapses the chain base (0.108 accuracy)."""
         return f"{problem.question[:-1]}{CONTROL_MARK * control_marks(alpha)}:"
 
     def budget_message(self, problem: Problem, tokens: int) -> str:
-        """``A3B5C8D1 48:`` -- the budget just before the colon. Of six placements tried on the base (docs/LOG.md),
+        """``A3B5C8D1 48:`` -- the budget just before the colon. Of six placements tried on the base (dev/LOG.md),
         this one disturbs it least (0.83 accuracy before any L1 training, vs 0.07-0.15 for a prefix)."""
         return f"{problem.question[:-1]} {tokens}:"

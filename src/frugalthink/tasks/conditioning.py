@@ -13,7 +13,7 @@ reads a number's digit as one more problem digit; `ChainTask.control_message`). 
 it, and the reward of their group uses that alpha (with ``paired_tiers`` every problem is trained at every alpha, its
 tiers in one rollout: `training_rows`). A recipe's ``tier_beta`` gives each tier its own KL
 coefficient (`row_betas`): the correctness-only alpha = 0 tier has nothing else to hold it near the reference
-while the penalised tiers pull the shared weights shorter (docs/results.md). At inference ``frugalthink eval
+while the penalised tiers pull the shared weights shorter (docs/results/conditioned.md). At inference ``frugalthink eval
 --alpha A`` writes the same text; ``--effort NAME`` looks the alpha up in the recipe's ``efforts`` (saved with the
 model; each must be a trained alpha; without them high / medium / low = the smallest / middle / largest trained
 alpha), the way ``reasoning_effort`` works in hosted APIs.
@@ -72,7 +72,7 @@ def row_betas(alphas: list[float | None], tier_beta: dict[float, float], beta: f
 def beyond_trained(alpha: float, trained: list[float]) -> str | None:
     """A one-line notice when ``alpha`` lies outside the range the model was trained on, else None. Inside the
     range an unseen alpha interpolates (0.3 between 0.2 and 0.4 on tally); past the largest one the conditioned
-    tally model does not get shorter, it gets less accurate (0.975 at 0.4, 0.855 at 0.6, 0.643 at 0.8, docs/LOG.md).
+    tally model does not get shorter, it gets less accurate (0.975 at 0.4, 0.855 at 0.6, 0.643 at 0.8, dev/LOG.md).
 
     >>> beyond_trained(0.3, [0.0, 0.2, 0.4]) is None
     True

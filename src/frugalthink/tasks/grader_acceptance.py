@@ -1,6 +1,6 @@
 """Grader acceptance on real benchmarks: reference solutions must grade correct, corrupted ones wrong.
 
-Usage: python -m frugalthink.tasks.grader_acceptance [--misses]   (numbers go to docs/grading.md)
+Usage: python -m frugalthink.tasks.grader_acceptance [--misses]   (numbers: docs/results/grader.md)
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ def test_quick_demo_end_to_end(tmp_path, task):
         log = [json.loads(x) for x in (out / f"alpha-{m['alpha']:g}" / "train_log.jsonl").read_text().splitlines()]
         assert [r["step"] for r in log] == [1, 2, 3, 4]  # 2 rollouts x 2 updates
     # (The quick base is near random, so its RL runs get no reward signal; that RL moves the weights and the clip
-    # acts is tested in tests/test_rl.py.)
+    # acts is tested in tests/rl/test_rl.py.)
     # a re-run reuses every finished part
     again = subprocess.run([sys.executable, "-m", "frugalthink.cli", "demo", "--quick", "--task", task, "--out",
                             str(out)], capture_output=True, text=True, timeout=300)
@@ -131,7 +131,7 @@ def test_sweep_with_an_r1_recipe_evaluates_on_the_papers_sets():
     from frugalthink.rl.train import load_recipe
     from frugalthink.studies.sweep import sweep_eval_settings
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     rec = load_recipe(str(root / "recipes/r1-distill-qwen-1.5b/rl.yaml"))
     args = Namespace(task=None, samples=None, temperature=None, max_new_tokens=None, limit=None, latency_requests=4)
     s = sweep_eval_settings(rec, args)

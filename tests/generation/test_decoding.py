@@ -163,7 +163,7 @@ def test_bench_script_compares_both_engines(model_dir, tmp_path):
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     res = subprocess.run([sys.executable, str(root / "scripts" / "bench_generation.py"), "--model", model_dir,
                           "--batch-sizes", "1,4", "--max-new-tokens", "8", "--repeats", "1", "--latency-requests", "2",
                           "--threads", "1", "--json", str(tmp_path / "b.json")],

@@ -15,7 +15,7 @@ from frugalthink.tasks import get_task
 from frugalthink.tasks.base import PAPER_INSTRUCTION, Problem
 from frugalthink.tasks.prompts import build_prompt, decode_completion, encode_prompt, opens_thinking
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROBLEM = Problem("p1", "Natalia sold 48 clips in April and half as many in May. How many in all?", "72")
 
 

@@ -16,7 +16,7 @@ from frugalthink.tasks import get_task
 from frugalthink.tasks.base import Problem
 from frugalthink.util.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("recipe", ["tiny/rl.yaml", "tiny/conditioned.yaml", "tiny/tally/rl.yaml",

@@ -146,7 +146,7 @@ def test_trainer_loss_and_gradients_match_plain_torch(tmp_path):
     ref = (current + 0.2 * torch.randn(current.shape, generator=g)) * mask
     batch = {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "completion_ids": completion_ids,
              "completion_mask": mask}
-    batch = trainer.official_advantages(batch, old, ref, torch.tensor(REWARDS).unsqueeze(1), BETA)
+    batch = trainer.rule.advantages(trainer, batch, old, ref, torch.tensor(REWARDS).unsqueeze(1), BETA)
 
     want_adv = reference_advantages(REWARDS, old.tolist(), ref.tolist(), LENGTHS, BETA, K)
     for i, n in enumerate(LENGTHS):
@@ -219,7 +219,7 @@ def test_trl_advantages_with_a_beta_per_row_match_the_loops(tmp_path):
     trainer, _ = _tiny_trainer(tmp_path)
     mask, old, ref = _batch()
     batch = {"completion_mask": mask}
-    batch = trainer.tiered_trl_advantages(batch, old, ref, torch.tensor(REWARDS), torch.tensor(ROW_BETAS),
+    batch = trainer.tiers.trl_advantages(trainer, batch, old, ref, torch.tensor(REWARDS), torch.tensor(ROW_BETAS),
                                           normalize=False)
     kl = [sum(old[i, t].item() - ref[i, t].item() for t in range(n)) for i, n in enumerate(LENGTHS)]
     penalised = [r - b * x for r, b, x in zip(REWARDS, ROW_BETAS, kl, strict=True)]
@@ -234,7 +234,7 @@ def test_a_trl_rollout_of_a_conditioned_run_takes_each_rows_beta_from_its_alpha(
     from trl import RLOOTrainer
 
     trainer, _ = _tiny_trainer(tmp_path, update_rule="trl")
-    trainer.tier_beta = {0.0: 0.05, 0.1: 0.0}  # the third tier (0.4) uses the recipe's beta
+    trainer.tiers.beta = {0.0: 0.05, 0.1: 0.0}  # the third tier (0.4) uses the recipe's beta
     mask, old, ref = _batch()
     inputs = [{"alpha": a} for a in (0.0, 0.4, 0.1) for _ in range(K)]
 
@@ -270,7 +270,7 @@ def test_a_tier_balanced_trl_rollout_rescales_each_tiers_advantages(tmp_path, mo
     from trl import RLOOTrainer
 
     trainer, _ = _tiny_trainer(tmp_path, update_rule="trl")
-    trainer.tier_balance = True  # no tier_beta: every row keeps the recipe's beta
+    trainer.tiers.balance = True  # no tier_beta: every row keeps the recipe's beta
     mask, old, ref = _batch()
     alphas = [a for a in (0.0, 0.4, 0.1) for _ in range(K)]
 
@@ -290,6 +290,6 @@ def test_a_tier_balanced_trl_rollout_rescales_each_tiers_advantages(tmp_path, mo
 
 def test_row_betas_come_from_each_rows_alpha(tmp_path):
     trainer, _ = _tiny_trainer(tmp_path)
-    trainer.tier_beta = {0.0: 0.05, 0.1: 0.0}
+    trainer.tiers.beta = {0.0: 0.05, 0.1: 0.0}
     rows = [{"alpha": 0.0}, {"alpha": 0.4}, {"alpha": 0.1}]
-    assert trainer._row_betas(rows, 0.001).tolist() == pytest.approx([0.05, 0.001, 0.0])
+    assert trainer.tiers.row_betas(trainer, rows, 0.001).tolist() == pytest.approx([0.05, 0.001, 0.0])

@@ -8,7 +8,7 @@ import pytest
 from frugalthink.organisms import anatomy as anatomy_mod
 from frugalthink.studies import tradeoff as checks_mod
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 

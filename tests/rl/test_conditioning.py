@@ -16,7 +16,7 @@ from frugalthink.tasks.conditioning import control_text, effort_alpha, prompt_al
 from frugalthink.tasks.prompts import build_prompt
 from frugalthink.util.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_prompt_alphas_are_fixed_by_id_and_seed_and_cover_the_set():
@@ -229,8 +229,8 @@ def test_conditioned_vs_separate_over_seeds(tmp_path):
 def test_paired_tiers_keep_a_problems_tiers_in_one_rollout(tmp_path):
     from trl.trainer.utils import RepeatSampler
 
+    from frugalthink.rl.tiers import BlockRepeatSampler
     from frugalthink.rl.train import load_recipe
-    from frugalthink.rl.trainer import BlockRepeatSampler
     from frugalthink.tasks.conditioning import training_rows
 
     assert training_rows(["a", "b", "c"], [0.0, 0.1, 0.4], 0, paired=True)[3:6] == [(1, 0.0), (1, 0.1), (1, 0.4)]

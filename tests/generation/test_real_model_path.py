@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_TRAIN = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 SHIPPED_TEST = ROOT / "src" / "frugalthink" / "data" / "gsm8k" / "test.jsonl"
 CHAT_TEMPLATE = (

@@ -22,7 +22,7 @@ from frugalthink.rl.train import load_recipe
 from frugalthink.tasks import get_task
 from frugalthink.util.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---- generation cutoff ----------------------------------------------------------------------------------------
@@ -177,19 +177,20 @@ def test_peer_recipes_extend_the_demo_recipe_and_change_only_the_reward():
     from dataclasses import asdict
 
     from frugalthink.studies.sidebyside import (
-        DLER_SETUP,
-        PEER_NAMES,
+        PEER_REWARDS,
         length_scale,
+        load_study,
         peer_options,
         peer_recipe,
         peer_reward,
         peer_setup,
     )
 
+    study = load_study()
     files = sorted(p.stem for p in (ROOT / "recipes" / "tiny" / "peers").glob("*.yaml"))
-    assert files == sorted(PEER_NAMES)
+    assert files == sorted(PEER_REWARDS) == sorted(study.peers)
     ours = asdict(load_recipe("tiny/rl"))
-    for reward in PEER_NAMES:
+    for reward in PEER_REWARDS:
         rec = asdict(load_recipe(f"tiny/peers/{reward}"))
         assert rec["reward"] == peer_reward(reward) and rec["reward_options"] == peer_options(reward)
         assert rec["reward"] == reward or reward == "drpo"
@@ -197,7 +198,7 @@ def test_peer_recipes_extend_the_demo_recipe_and_change_only_the_reward():
         assert {k for k in rec if rec[k] != ours[k]} <= {"reward", "reward_options", "alpha", *setup}
         built = asdict(peer_recipe(load_recipe("tiny/rl"), reward))  # what the side-by-side trains
         assert {k: built[k] for k in rec} == rec
-    assert peer_setup("dler") == DLER_SETUP and peer_setup("kimi") == {}
+    assert peer_setup("dler") == study.ours_dler_setup and peer_setup("kimi") == {}
     # on tally (a 384-token cap, chain's is 256) the peers' token lengths keep their share of the cap
     tally = load_recipe("tiny/tally/rl")
     assert length_scale(tally.max_completion_length) == 1.5
@@ -335,3 +336,17 @@ def test_the_demo_folder_decides_the_task(tmp_path):
         demo_task(tmp_path, "chain")
     (tmp_path / "summary.json").write_text(json.dumps({}))  # a demo from before tally: chain
     assert demo_task(tmp_path, None) == "chain"
+
+
+def test_a_study_file_names_known_peers_and_whole_settings(tmp_path):
+    from frugalthink.studies.sidebyside import load_study
+
+    good = (ROOT / "recipes" / "studies" / "sidebyside.yaml").read_text()
+    for bad, message in (("peers:\n  kimi: K\n  nope: N\n", "peers: nope has no recipe"),
+                         ("peers: {kimi: K}\nvariants: {laser: [{bonus: 1}]}\n", "variants: laser not among"),
+                         ("peers: {kimi: K}\ndpo_settings: [[0.1]]\n", "dpo_settings: each entry")):
+        (tmp_path / "s.yaml").write_text(bad)
+        with pytest.raises(UserError, match=message):
+            load_study(str(tmp_path / "s.yaml"))
+    (tmp_path / "ok.yaml").write_text(good)
+    assert load_study(str(tmp_path / "ok.yaml")) == load_study()

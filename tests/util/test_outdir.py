@@ -4,7 +4,7 @@ import pytest
 
 from frugalthink.cli import main
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 def _user_folder(tmp_path):

@@ -17,7 +17,7 @@ import torch
 
 from frugalthink.generation.model_files import export_folder, smollm2_gguf
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IM_END = "<|im_end|>"
 # GSM8K with a request for a short answer: about 6 of the first 16 problems end within 40 greedy tokens, each at its
 # own step; the others still reason and run to the cap.
@@ -206,7 +206,7 @@ def test_the_default_budget_is_cut_to_the_models_context(gguf, folder, capsys):
     assert fitted.max_new_tokens == 8192 - CONTEXT_MARGIN and "8192-token context" in capsys.readouterr().err
     tally = EvalSettings(model=folder, task="tally")  # 384 by default: fits, unchanged
     assert fit_to_context(tally) == tally
-    shipped = str(Path(__file__).resolve().parents[1] / "src" / "frugalthink" / "models" / "tally-base")
+    shipped = str(Path(__file__).resolve().parents[2] / "src" / "frugalthink" / "models" / "tally-base")
     assert context_length(shipped) == 512  # the tiny models: a short context that their own default fits
     assert fit_to_context(EvalSettings(model=shipped, task="tally")).max_new_tokens is None
     assert fit_to_context(EvalSettings(model=shipped, task="gsm8k")).max_new_tokens == 512 - 128
