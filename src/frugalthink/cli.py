@@ -102,7 +102,13 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory (records.jsonl, summary.json)")
     p.add_argument("--samples", type=count(1), default=None, help="samples per problem (default: per task)")
     p.add_argument("--temperature", type=nonneg_float, default=0.6, help="0 = greedy (default 0.6)")
+    p.add_argument("--top-p", type=nonneg_float, default=1.0,
+                   help="nucleus sampling in (0, 1]: sample from the most probable tokens whose probability reaches "
+                        "it (default 1.0: no nucleus; the R1 papers use 0.95)")
     p.add_argument("--max-new-tokens", type=count(1), default=None)
+    p.add_argument("--budgets", default=None, metavar="B1,B2,...",
+                   help="absolute token budgets at which the summary reads the accuracy off the samples (cut there, "
+                        "not re-generated; default on math benchmarks: 2048,4096,8192,16384,32768 up to the cap)")
     p.add_argument("--limit", type=count(1), default=None, help="evaluate the first K problems only")
     p.add_argument("--seed", type=count(0), default=0)
     p.add_argument("--batch-size", type=count(1), default=64)

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from frugalthink.generation.backends import HFGenerator, decoding, make_generator
+from frugalthink.generation import decoding
+from frugalthink.generation.backends import HFGenerator, make_generator
 from frugalthink.organisms.tiny import TinyModelConfig, build_model, build_tokenizer
 from frugalthink.tasks.chain import prompt_of
 from frugalthink.tasks.prompts import encode_prompt
@@ -164,7 +165,7 @@ def test_bench_script_compares_both_engines(model_dir, tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    res = subprocess.run([sys.executable, str(root / "scripts" / "bench_generation.py"), "--model", model_dir,
+    res = subprocess.run([sys.executable, str(root / "dev" / "bench_generation.py"), "--model", model_dir,
                           "--batch-sizes", "1,4", "--max-new-tokens", "8", "--repeats", "1", "--latency-requests", "2",
                           "--threads", "1", "--json", str(tmp_path / "b.json")],
                          capture_output=True, text=True, timeout=600)
@@ -236,3 +237,113 @@ def test_large_vocabulary_draw_follows_the_distribution():
     for ids in ([1], [7], [3000], [vocab - 2], list(range(8, 2500))):  # single tokens and a long run of tiny ones
         p = float(probs[ids].sum())
         assert abs(float(counts[ids].sum()) / n - p) < 4 * math.sqrt(p * (1 - p) / n), ids
+
+
+# --- top_p (nucleus) sampling -------------------------------------------------------------------------------------
+
+def test_nucleus_keeps_the_smallest_set_reaching_top_p():
+    """Probabilities .5 .3 .15 .05 (shuffled over the ids): the nucleus is taken in falling probability until its
+    mass is >= top_p, and always holds the most probable token."""
+    probs = torch.tensor([0.15, 0.5, 0.05, 0.3])
+    logits = probs.log()[None]
+    kept = lambda top_p: set(torch.nonzero(~decoding.nucleus(logits, top_p)[0].isinf()).flatten().tolist())  # noqa: E731
+    assert kept(1e-9) == kept(0.49) == {1}  # .5 alone reaches anything up to .5
+    assert kept(0.51) == kept(0.79) == {1, 3}  # .5 + .3 = .8
+    assert kept(0.81) == kept(0.94) == {1, 3, 0}  # + .15 = .95
+    assert kept(0.96) == {0, 1, 2, 3}
+    # the boundary, on four equal logits (probabilities exactly .25, cumulative .25 .5 .75 1): a nucleus whose mass
+    # reaches top_p exactly stops there; which of the equal tokens are kept is torch.sort's order, as in transformers
+    n_kept = lambda top_p: int((~decoding.nucleus(torch.zeros(1, 4), top_p).isinf()).sum())  # noqa: E731
+    assert [n_kept(p) for p in (0.25, 0.26, 0.5, 0.51, 0.75, 1.0)] == [1, 2, 2, 3, 3, 4]
+    kept_scores = decoding.nucleus(logits, 0.79)[0]
+    assert torch.equal(kept_scores[[1, 3]], logits[0, [1, 3]])  # kept scores untouched
+
+
+def test_nucleus_equals_transformers_top_p_warper():
+    """The same filtered scores as transformers' TopPLogitsWarper (the ``hf`` backend's), on random rows."""
+    from transformers.generation.logits_process import TopPLogitsWarper
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(64, 500, generator=g) * 3
+    for top_p in (0.05, 0.5, 0.9, 0.95, 0.999):
+        assert torch.equal(decoding.nucleus(scores, top_p), TopPLogitsWarper(top_p)(None, scores)), top_p
+
+
+@pytest.mark.parametrize("vocab", [50, decoding.MULTINOMIAL_MAX_VOCAB + 1000])
+def test_top_p_never_draws_outside_the_nucleus(vocab):
+    """Both draw paths (multinomial, inverse CDF): no token outside the nucleus; inside it, frequencies within 4 sigma
+    of the renormalised probabilities (.5 / .8 and .3 / .8 at top_p .75)."""
+    probs = torch.full((vocab,), 0.15 / (vocab - 3))  # .5 + .3 = .8 >= .75: the nucleus is {3, 17}
+    probs[[3, 17, 40]] = torch.tensor([0.5, 0.3, 0.05])
+    logits = probs.log()
+    n = 20_000
+    torch.manual_seed(1)
+    drawn = decoding.draw(torch.softmax(decoding.nucleus(logits.expand(n, vocab), 0.75), dim=-1))
+    counts = torch.bincount(drawn, minlength=vocab)
+    assert int(counts.sum()) == n and int(counts[3] + counts[17]) == n  # the rest is never drawn
+    for tok, p in ((3, 0.5 / 0.8), (17, 0.3 / 0.8)):
+        assert abs(int(counts[tok]) / n - p) < 4 * math.sqrt(p * (1 - p) / n)
+
+
+def _generate_ids_top_p(model, tok, rows, max_new, temperature, top_p, seed, eos):
+    """transformers' generate with nucleus sampling on left-padded ids, cut after the first EOS."""
+    pad = tok.pad_token_id
+    width = max(map(len, rows))
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=True,
+                             temperature=temperature, top_k=0, top_p=top_p, pad_token_id=pad, eos_token_id=sorted(eos))
+    result = []
+    for row in out[:, width:].tolist():
+        cut = next((i + 1 for i, t in enumerate(row) if t in eos), None)
+        result.append(row[:cut] if cut else row)
+    return result
+
+
+def test_top_p_sampled_tokens_equal_generate(model_dir):
+    """Under top_p the fast engine filters as generate does and draws from the same random stream: the same tokens
+    as long as no row leaves the batch; and top_p changes the samples (the nucleus cuts real mass here)."""
+    gen = HFGenerator(model_dir, device="cpu")
+    rows, eos = _rows(gen), gen.eos_ids
+    for temperature, top_p, seed in ((1.0, 0.7, 5), (0.6, 0.95, 11)):
+        torch.manual_seed(seed)
+        fast = decoding.sample(gen.model, rows, 30, temperature, eos, gen.tokenizer.pad_token_id, compact=False,
+                               top_p=top_p)
+        assert fast == _generate_ids_top_p(gen.model, gen.tokenizer, rows, 30, temperature, top_p, seed, eos)
+    torch.manual_seed(5)
+    plain = decoding.sample(gen.model, rows, 30, 1.0, eos, gen.tokenizer.pad_token_id, compact=False)
+    torch.manual_seed(5)
+    nucleus = decoding.sample(gen.model, rows, 30, 1.0, eos, gen.tokenizer.pad_token_id, compact=False, top_p=0.7)
+    assert plain != nucleus
+
+
+def test_top_p_reaches_both_engines_through_the_generator(model_dir):
+    """HFGenerator hands top_p to the fast loop and to generate: each equals its engine called directly."""
+    fast, slow = make_generator("fast", model_dir, device="cpu"), make_generator("hf", model_dir, device="cpu")
+    rows, eos, pad = _rows(fast), fast.eos_ids, fast.tokenizer.pad_token_id
+    torch.manual_seed(7)
+    direct = decoding.sample(fast.model, rows, 20, 1.0, eos, pad, top_p=0.8)
+    assert [g.tokens for g in fast.generate(PROMPTS, 20, 1.0, seed=7, top_p=0.8)] == [len(r) for r in direct]
+    via = slow.generate(PROMPTS, 20, 1.0, seed=7, top_p=0.8)
+    assert [g.tokens for g in via] == [len(r) for r in _generate_ids_top_p(slow.model, slow.tokenizer, rows, 20,
+                                                                            1.0, 0.8, 7, eos)]
+
+
+def test_top_p_one_runs_the_old_sampling_path(model_dir, monkeypatch):
+    """top_p = 1 never calls the nucleus filter (the ops and the random stream of the loop before top_p existed), and
+    an explicit 1.0 gives the records of a call without it."""
+    gen = HFGenerator(model_dir, device="cpu")
+    before = gen.generate(PROMPTS[:16], 12, 1.0, seed=3)
+
+    def refuse(*a, **k):
+        raise AssertionError("nucleus called at top_p 1")
+
+    monkeypatch.setattr(decoding, "nucleus", refuse)
+    assert gen.generate(PROMPTS[:16], 12, 1.0, seed=3, top_p=1.0) == before
+    with pytest.raises(AssertionError, match="nucleus called"):
+        gen.generate(PROMPTS[:2], 4, 1.0, seed=3, top_p=0.9)
+    assert gen.generate(PROMPTS[:2], 4, 0.0, seed=3, top_p=0.9) == gen.generate(PROMPTS[:2], 4, 0.0, seed=3)  # greedy
+    with pytest.raises(ValueError, match="top_p must lie in"):
+        decoding.sample(gen.model, _rows(gen)[:1], 2, 1.0, gen.eos_ids, gen.tokenizer.pad_token_id, top_p=0.0)

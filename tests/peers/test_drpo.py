@@ -159,3 +159,58 @@ def test_drpo_splits_a_rollout_into_micro_batches_of_whole_groups(tmp_path):
     for i, chunk in enumerate(chunks):
         assert chunk["drpo_group"].tolist() == [2 * i] * k + [2 * i + 1] * k
         assert chunk["completion_ids"].size(0) == 2 * k
+
+
+def _hinge_worker(rank, world, port, out_dir):
+    import torch.distributed as dist
+
+    from frugalthink.peers.drpo import kl_hinge
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    logps, old, mask = _hinge_batch()
+    rows = slice(rank * 2, rank * 2 + 2)
+    mine = logps[rows].clone().requires_grad_(True)
+
+    def all_reduce_sum(t):
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+
+    term, kl = kl_hinge(mine, old[rows], mask[rows], delta=1e-4, beta=10.0, all_reduce_sum=all_reduce_sum, world=world)
+    term.backward()
+    # DDP averages the processes' gradients: (1/world) of each, here on each process's own rows
+    torch.save({"kl": kl, "grad": mine.grad / world}, f"{out_dir}/h{rank}.pt")
+    dist.destroy_process_group()
+
+
+def _hinge_batch():
+    g = torch.Generator().manual_seed(4)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.float32)
+    old = -torch.rand(4, 4, generator=g) * mask
+    logps = (old - 0.05 * torch.rand(4, 4, generator=g)) * mask
+    return logps, old, mask
+
+
+def test_the_kl_hinge_is_taken_over_the_gathered_micro_batch(tmp_path):
+    """Two processes with uneven token counts: the KL is the token mean over both (DRPO's code gathers the micro-batch),
+    and the mean of their gradients is the gradient of the hinge on the whole batch."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from frugalthink.peers.drpo import kl_hinge
+
+    logps, old, mask = _hinge_batch()
+    whole = logps.clone().requires_grad_(True)
+    term, kl = kl_hinge(whole, old, mask, delta=1e-4, beta=10.0)
+    term.backward()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_hinge_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    parts = [torch.load(tmp_path / f"h{r}.pt") for r in (0, 1)]
+    assert parts[0]["kl"].item() == pytest.approx(kl.item()) and parts[1]["kl"].item() == pytest.approx(kl.item())
+    local = kl_hinge(logps[:2], old[:2], mask[:2], delta=1e-4, beta=10.0)[1]
+    assert local.item() != pytest.approx(kl.item(), rel=1e-3)  # per process it would differ
+    grad = torch.cat([parts[0]["grad"], parts[1]["grad"]])
+    assert torch.allclose(grad, whole.grad, atol=1e-7)

@@ -85,3 +85,39 @@ def test_trainer_drops_flat_groups_and_refills(tmp_path, rule):
     else:
         adv = batch["advantages"]  # TRL's normalisation, applied once over the final rollout
         assert abs(adv.mean().item()) < 1e-5 and abs(adv.std().item() - 1) < 1e-3
+
+
+class _FakeTrainer:
+    """What `DynamicSampling.rollout` uses of the trainer: every round of 2 groups of 2 is flat except where the
+    script says; rows carry their round and group in ``completion_ids``."""
+
+    def __init__(self, informative_rounds: set[int]):
+        from collections import defaultdict
+        from types import SimpleNamespace
+
+        self.num_generations, self.rounds, self.informative_rounds = 2, 0, informative_rounds
+        self.accelerator = SimpleNamespace(num_processes=1, process_index=0)
+        self._metrics = {"train": defaultdict(list)}
+        self._tokenizer = SimpleNamespace(pad_token_id=0)
+        self.train_dataset = [{"prompt": f"p{i}"} for i in range(10)]
+        self.args = SimpleNamespace(seed=0)
+
+    def _score_round(self, inputs):
+        r = self.rounds
+        self.rounds += 1
+        rewards = [1.0, 0.0, 1.0, 1.0] if r in self.informative_rounds else [1.0] * 4
+        ids = torch.tensor([[r, 0], [r, 0], [r, 1], [r, 1]])
+        return {"completion_ids": ids, "completion_mask": torch.ones_like(ids)}, rewards
+
+
+def test_the_round_limit_fills_or_stops_and_zero_means_no_limit():
+    inputs = [{"prompt": "a"}] * 4
+    fill = _FakeTrainer(informative_rounds={5})
+    batch = D.DynamicSampling(max_rounds=3).rollout(fill, inputs)
+    assert fill.rounds == 3 and batch["completion_ids"][:, 0].tolist() == [0, 0, 0, 0]  # round 0's flat groups
+    stop = _FakeTrainer(informative_rounds={5})
+    with pytest.raises(RuntimeError, match="0 of 2 prompt groups informative after 3 rounds"):
+        D.DynamicSampling(max_rounds=3, at_limit="error").rollout(stop, inputs)
+    endless = _FakeTrainer(informative_rounds={5, 6})  # DLER: no limit, until the rollout is full
+    batch = D.DynamicSampling(max_rounds=0).rollout(endless, inputs)
+    assert endless.rounds == 7 and batch["completion_ids"][:, 0].tolist() == [5, 5, 6, 6]

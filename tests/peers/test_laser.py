@@ -2,6 +2,7 @@
 rule, and its state across a resume."""
 
 import json
+import random
 
 import pytest
 from hypothesis import given
@@ -65,8 +66,9 @@ def test_laser_de_gives_long_wrong_answers_that_do_not_loop_the_bonus():
 def test_repetition_check_by_its_rules():
     distinct = list(range(1, 60))
     assert not repeats_itself(distinct) and not repeats_itself([7] * 8)  # <= 8 tokens never loops
-    assert not repeats_itself([5, 5, 5, 1, 2, 3, 4, 6, 7, 8, 9, 10])  # the n-gram (5, 5), one token repeated, is skipped
-    assert repeats_itself([5] * 20)  # ... but a run of one token repeats its 4-token spans
+    assert repeats_itself([5, 5, 5, 1, 2, 3, 4, 6, 7, 8, 9, 10])  # bigrams of one token repeated count (only n > 2 skips)
+    assert not repeats_itself([5, 5, 5, 1, 2, 3, 4, 6, 7, 8, 9, 10] + list(range(20, 40)))  # trigram (5, 5, 5): skipped
+    assert repeats_itself([5] * 40)  # ... but a run of one token repeats its 6-token spans
     # 12 tokens: bigrams, threshold 2, window 12 // 3 = 4 -> (1, 2) again 2 tokens later is a loop, 8 later is not
     assert repeats_itself([1, 2, 1, 2, 5, 6, 7, 8, 9, 10, 11, 12])
     assert not repeats_itself([1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 9, 10])
@@ -81,6 +83,72 @@ def test_repetition_check_by_its_rules():
     assert len(twice) == 210 and not repeats_itself(twice)
     thrice = long[:50] + [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4] + long[62:]
     assert len(thrice) == 210 and repeats_itself(thrice)
+
+
+def _published_detector(tokens: list[int]) -> bool:
+    """Test oracle: hkust-nlp/Laser ``detect_token_ngram_repetition_optimized_reversed``
+    (verl/utils/reward_score/compute_unique_tokens.py, commit c9e7c4e) as Laser-DE calls it (defaults n=4; a loop
+    when the returned position is short of the length), re-done step by step from its rules, scan order included."""
+    size = len(tokens)
+    if size <= 4 * 2:
+        return False
+    n = 2 if size < 30 else 3 if size < 100 else 4
+    threshold = 2 if size < 200 else 3
+    positions: dict[tuple, list[int]] = {}
+    for i in reversed(range(size - n + 1)):
+        gram = tuple(tokens[i : i + n])
+        if len(gram) > 2 and len(set(gram)) == 1:
+            continue
+        positions.setdefault(gram, []).append(i)
+        if len(positions[gram]) >= threshold:
+            ordered = sorted(positions[gram])
+            if any(ordered[k + 1] - ordered[k] < size // 3 for k in range(len(ordered) - 1)):
+                return True
+    if size >= 4 * n:
+        patterns: dict[tuple, int] = {}
+        for i in reversed(range(size - 2 * n + 1)):
+            pattern = tuple(tokens[i : i + 2 * n])
+            if pattern in patterns:
+                return True
+            patterns[pattern] = i
+    return False
+
+
+def _loopy_sequence(rng: random.Random) -> list[int]:
+    """1..400 tokens from a small or large vocabulary; half of them with one span copied to 1-3 random places."""
+    size = rng.randint(1, 400)
+    vocab = rng.choice([3, 8, 30, 200, 5000])
+    ids = [rng.randrange(vocab) for _ in range(size)]
+    if size > 4 and rng.random() < 0.5:
+        k = rng.randint(1, min(12, size // 2))
+        for at in rng.sample(range(size - k + 1), rng.randint(1, 3)):
+            ids[at : at + k] = ids[:k]
+    return ids
+
+
+# sequences on which the check (before issue 29's fix) and the published detector differed: the published one loops
+_DIFFERED = [
+    [0, 1, 2, 2, 1, 1, 1, 1, 2],  # bigram (1, 1) close by: one token repeated counts for bigrams
+    [0, 2, 0, 0, 0, 0, 1, 1, 0, 2],
+    [5, 5, 3, 7, 7, 5, 7, 2, 5, 5, 5, 0, 0, 2, 0],
+    [0, 4, 6, 1, 7, 5, 2, 2, 2, 6, 5, 0, 6, 4, 6, 2, 5],
+    # 210 tokens: (1, 2, 3, 4) at 0, 100, 104: three occurrences, and *some* successive two within 210 // 3
+    [1, 2, 3, 4] + list(range(1000, 1096)) + [1, 2, 3, 4] * 2 + list(range(2000, 2102)),
+]
+
+
+@pytest.mark.parametrize("ids", _DIFFERED, ids=[f"len{len(x)}" for x in _DIFFERED])
+def test_repetition_check_regressions_from_the_published_detector(ids):
+    assert _published_detector(ids) and repeats_itself(ids)
+
+
+def test_repetition_check_equals_the_published_detector_on_random_sequences():
+    rng = random.Random(29)
+    seqs = [_loopy_sequence(rng) for _ in range(3000)]
+    verdicts = [_published_detector(x) for x in seqs]
+    assert 0.3 < sum(verdicts) / len(seqs) < 0.7  # the draw has loops often, and not always
+    differ = [x for x, v in zip(seqs, verdicts, strict=True) if repeats_itself(x) != v]
+    assert not differ, f"{len(differ)} differ, the shortest: {min(differ, key=len)}"
 
 
 def test_target_rule_by_band():

@@ -47,7 +47,8 @@ def test_recipes_build_trainer_config_on_cpu(recipe, tmp_path):
         assert rec.learning_rate == (5e-6 if "1.5b" in recipe else 2e-6)
         assert rec.update_rule == "official" and cfg.warmup_steps == 6 and cfg.lr_scheduler_type == "constant_with_warmup"
         assert rec.task == "hf:daman1209arora/compression_dataset" and rec.task_options["gold"] == "boxed"
-        assert rec.eval["tasks"] == {"gsm8k": 1, "math500": 3, "aime24": 10} and rec.eval["temperature"] == 0.6
+        assert rec.eval["tasks"] == {"gsm8k": 1, "math500": 3, "aime24": 32} and rec.eval["temperature"] == 0.6
+        assert rec.eval["top_p"] == 0.95
 
 
 @pytest.mark.parametrize("text,message", [
@@ -64,7 +65,7 @@ def test_recipes_build_trainer_config_on_cpu(recipe, tmp_path):
     ("model: m\nupdates_per_rollout: 0\n", "updates_per_rollout must be positive"),
     ("model: m\neval: {tasks: {gsm9k: 1}}\n", "eval.tasks: unknown task 'gsm9k'"),
     ("model: m\neval: {temp: 0.6}\n", "eval: unknown key"),
-    ("model: m\neval: {top_p: 0.95}\n", r"bad.yaml: eval.top_p: 0.95 would be ignored"),
+    ("model: m\neval: {top_p: 1.5}\n", r"bad.yaml: eval.top_p: must be a number in"),
     ("model: m\nadam_beta2: 1.0\n", "adam_beta2 must be in"),
 ])
 def test_recipe_errors_name_the_field(tmp_path, text, message):
@@ -328,8 +329,10 @@ def test_dler_options_reach_trl_and_bad_values_name_the_field(tmp_path):
     assert build_rloo_config(load_recipe("tiny/rl", None, []), tmp_path).epsilon_high is None
     with pytest.raises(UserError, match="epsilon_high must be in"):
         load_recipe("tiny/rl", None, ["epsilon_high=1.5"])
-    with pytest.raises(UserError, match="already whitens"):
+    with pytest.raises(UserError, match="batch_normalize: the KL goes in as a loss"):
         load_recipe("tiny/rl", None, ["batch_normalize=true", "update_rule=official"])
+    official = load_recipe("tiny/rl", None, ["batch_normalize=true", "update_rule=official", "beta=0"])
+    assert build_rloo_config(official, tmp_path).normalize_advantages is True
 
 
 def test_upper_clip_is_its_own_bound():

@@ -135,10 +135,10 @@ def test_sweep_with_an_r1_recipe_evaluates_on_the_papers_sets():
     rec = load_recipe(str(root / "recipes/r1-distill-qwen-1.5b/rl.yaml"))
     args = Namespace(task=None, samples=None, temperature=None, max_new_tokens=None, limit=None, latency_requests=4)
     s = sweep_eval_settings(rec, args)
-    assert (s.task, s.samples, s.temperature, s.max_new_tokens) == ("gsm8k", 1, 0.6, 32768)
+    assert (s.task, s.samples, s.temperature, s.max_new_tokens, s.top_p) == ("gsm8k", 1, 0.6, 32768, 0.95)
     assert s.task_options == {"message": "{instruction} Question: {question}"}
     s = sweep_eval_settings(rec, Namespace(**{**vars(args), "task": "aime24"}))
-    assert (s.task, s.samples) == ("aime24", 10)
+    assert (s.task, s.samples, s.top_p) == ("aime24", 32, 0.95)  # the field's convention (docs/evaluation.md)
     tiny = load_recipe(str(root / "recipes/tiny/rl.yaml"))
     s = sweep_eval_settings(tiny, args)
     assert (s.task, s.temperature, s.task_options) == ("chain", 0.6, tiny.task_options or None)

@@ -198,7 +198,9 @@ def test_peer_recipes_extend_the_demo_recipe_and_change_only_the_reward():
         assert {k for k in rec if rec[k] != ours[k]} <= {"reward", "reward_options", "alpha", *setup}
         built = asdict(peer_recipe(load_recipe("tiny/rl"), reward))  # what the side-by-side trains
         assert {k: built[k] for k in rec} == rec
-    assert peer_setup("dler") == study.ours_dler_setup and peer_setup("kimi") == {}
+    assert peer_setup("kimi") == {}
+    assert peer_setup("dler")["kl_loss_coef"] == 0.0005 and peer_setup("laser")["advantage"] == "grpo"
+    assert peer_setup("drpo")["weight_decay"] == 0.01
     # on tally (a 384-token cap, chain's is 256) the peers' token lengths keep their share of the cap
     tally = load_recipe("tiny/tally/rl")
     assert length_scale(tally.max_completion_length) == 1.5
@@ -206,7 +208,7 @@ def test_peer_recipes_extend_the_demo_recipe_and_change_only_the_reward():
         assert peer_recipe(tally, reward).reward_options[name] == value
         assert peer_recipe(load_recipe("tiny/rl"), reward).reward_options[name] == peer_options(reward)[name]
     assert peer_recipe(tally, "kimi").reward_options == peer_options("kimi")  # no token lengths among its options
-    assert peer_setup("drpo") == {"update_rule": "drpo", "updates_per_rollout": 1, "beta": 0.0}
+    assert peer_setup("drpo") == {"update_rule": "drpo", "updates_per_rollout": 1, "beta": 0.0, "weight_decay": 0.01}
 
 
 def test_l1_targets_are_fixed_per_prompt_and_in_range():
@@ -296,7 +298,8 @@ def test_quick_sidebyside_end_to_end(tmp_path):
     drpo = json.loads((tmp_path / "cmp" / "drpo" / "frugalthink_run.json").read_text())["config"]
     assert drpo["update_rule"] == "drpo" and drpo["reward"] == "correctness"
     dler = json.loads((tmp_path / "cmp" / "dler" / "frugalthink_run.json").read_text())["config"]
-    assert dler["dynamic_sampling"] and dler["batch_normalize"] and dler["epsilon_high"] == 0.28
+    assert dler["dynamic_sampling"] and dler["kl_loss_coef"] == 0.0005 and dler["epsilon_high"] == 0.28
+    assert dler["update_rule"] == "official" and dler["loss_agg_mode"] == "token-mean" and dler["beta"] == 0.0
     log = [json.loads(x) for x in (tmp_path / "cmp" / "dler" / "train_log.jsonl").read_text().splitlines()]
     assert all(1 <= r["sampling_rounds"] <= 3 for r in log if "sampling_rounds" in r) and any(
         "sampling_rounds" in r for r in log)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from frugalthink.eval.summary import format_summary, summarize
+from frugalthink.generation.backends import top_p_kwargs
 from frugalthink.util.errors import UserError
 from frugalthink.util.jsonl import append_jsonl, read_jsonl_tolerant
 from frugalthink.util.outdir import claim
@@ -23,9 +24,14 @@ from frugalthink.util.progress import progress_bar
 
 # Settings that define what the records mean: a resume with different values would mix two experiments.
 # ``limit`` and ``samples`` may grow (an evaluation can be extended); everything else must match.
-_IDENTITY = ("model", "task", "split", "temperature", "max_new_tokens", "seed", "batch_size", "task_options",
-             "budget", "length_target", "backend", "alpha")
+_IDENTITY = ("model", "task", "split", "temperature", "top_p", "max_new_tokens", "seed", "batch_size",
+             "task_options", "budget", "length_target", "backend", "alpha")
 _GROWS = ("limit", "samples")
+_BEFORE = {"backend": "hf", "top_p": 1.0}  # the value of a setting in folders written before the setting existed
+
+# Absolute token budgets at which a math benchmark's accuracy is read off its records (those up to the generation
+# cap): the 2k-32k range the length-reduction papers report.
+MATH_BUDGETS = (2048, 4096, 8192, 16384, 32768)
 
 
 @dataclass
@@ -45,9 +51,11 @@ class EvalSettings:
     budget: int | None = None  # generation cutoff: at most this many tokens, answer forced (BudgetForcedGenerator)
     length_target: int | None = None  # token budget written into the prompt (L1-trained models)
     alpha: float | None = None  # control line of an alpha-conditioned model (`frugalthink.tasks.conditioning`)
+    top_p: float = 1.0  # nucleus sampling (1: none); `frugalthink.generation.decoding.nucleus`
+    budgets: list[int] | None = None  # absolute token budgets of the summary's accuracy_at_tokens (default: math)
 
     def resolved(self) -> EvalSettings:
-        from frugalthink.tasks import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SAMPLES, MATH_MAX_NEW_TOKENS
+        from frugalthink.tasks import BENCHMARKS, DEFAULT_MAX_NEW_TOKENS, DEFAULT_SAMPLES, MATH_MAX_NEW_TOKENS
 
         base = self.task.split(":")[0]
         for name in ("samples", "max_new_tokens", "limit", "budget", "length_target", "batch_size"):
@@ -58,24 +66,46 @@ class EvalSettings:
             raise UserError(f"--latency-requests must be an integer >= 0, got {self.latency_requests!r}")
         if not math.isfinite(self.temperature) or self.temperature < 0:
             raise UserError(f"--temperature must be a finite number >= 0, got {self.temperature}")
+        if isinstance(self.top_p, bool) or not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
+            raise UserError(f"--top-p must be a number in (0, 1], got {self.top_p!r}")
         samples = self.samples if self.samples is not None else DEFAULT_SAMPLES.get(base, 1)
         max_new = (self.max_new_tokens if self.max_new_tokens is not None
                    else DEFAULT_MAX_NEW_TOKENS.get(base, MATH_MAX_NEW_TOKENS))
-        return EvalSettings(**{**asdict(self), "samples": samples, "max_new_tokens": max_new})
+        budgets = self.budgets
+        if budgets is not None:
+            if isinstance(budgets, (str, bytes)) or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1
+                                                           for b in budgets):
+                raise UserError(f"--budgets must be positive integers, got {budgets!r}")
+            over = [b for b in budgets if b > max_new]
+            if over:
+                raise UserError(f"--budgets {', '.join(map(str, over))}: above --max-new-tokens {max_new}; accuracy "
+                                "at a budget past the generation cap is not observed (raise the cap or drop it)")
+            budgets = sorted(set(budgets))
+        elif base in BENCHMARKS:
+            budgets = [b for b in MATH_BUDGETS if b <= max_new]
+        return EvalSettings(**{**asdict(self), "samples": samples, "max_new_tokens": max_new, "top_p": float(self.top_p),
+                               "budgets": budgets})
 
 
 def check_eval_section(recipe) -> None:
-    """A recipe's ``eval:`` section: how the paper evaluates a trained model."""
+    """A recipe's ``eval:`` section: how a trained model is evaluated (tasks with their samples per problem,
+    temperature, top_p, max_new_tokens, the absolute token budgets of the summary, the prompt's message)."""
     from frugalthink.tasks import BENCHMARKS, EMBEDDED
 
-    known = {"tasks", "temperature", "top_p", "max_new_tokens", "message"}
+    known = {"tasks", "temperature", "top_p", "max_new_tokens", "budgets", "message"}
     unknown = set(recipe.eval) - known
     if unknown:
         raise UserError(f"eval: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
-    top_p = recipe.eval.get("top_p", 1.0)
-    if top_p != 1.0:  # every backend samples from softmax(logits / T) (frugalthink.generation.backends); no nucleus
-        raise UserError(f"eval.top_p: {top_p} would be ignored: evaluation samples with top_p 1.0 on every "
-                        "backend; set eval.top_p: 1.0 (or remove it)")
+    top_p = recipe.eval.get("top_p", 1.0)  # every backend samples from the nucleus (frugalthink.generation.backends)
+    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+        raise UserError(f"eval.top_p: must be a number in (0, 1], got {top_p!r}")
+    budgets = recipe.eval.get("budgets", [])
+    if not isinstance(budgets, list) or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1
+                                                for b in budgets):
+        raise UserError(f"eval.budgets: expected a list of positive token counts, got {budgets!r}")
+    cap = recipe.eval.get("max_new_tokens")
+    if isinstance(cap, int) and any(b > cap for b in budgets):
+        raise UserError(f"eval.budgets: {budgets} reach past eval.max_new_tokens {cap}")
     tasks = recipe.eval.get("tasks", {})
     if not isinstance(tasks, dict):
         raise UserError(f"eval.tasks: expected a mapping task -> samples, got {tasks!r}")
@@ -98,8 +128,9 @@ def _check_resume(out: Path, settings: EvalSettings, has_records: bool) -> None:
         raise UserError(f"{cfg_path}: unreadable; use another --out") from None
     new = asdict(settings)
     for key in _IDENTITY:
-        if old.get(key, "hf" if key == "backend" else None) != new[key]:
-            raise UserError(f"{out}: already holds an evaluation with {key}={old.get(key)!r}, not {new[key]!r}; "
+        before = old.get(key, _BEFORE.get(key))
+        if before != new[key]:
+            raise UserError(f"{out}: already holds an evaluation with {key}={before!r}, not {new[key]!r}; "
                             "use another --out")
     for key in _GROWS:
         before, now = old.get(key), new[key]
@@ -160,7 +191,7 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
         for b, _, batch in todo:
             t0 = time.perf_counter()
             gens = gen.generate([prompts[i] for i, _ in batch], settings.max_new_tokens, settings.temperature,
-                                seed=settings.seed * 1_000_003 + b)
+                                seed=settings.seed * 1_000_003 + b, **top_p_kwargs(settings.top_p))
             batch_ms = 1000 * (time.perf_counter() - t0)
             batch_problems = [problems[i] for i, _ in batch]
             grades = task.grade([g.text for g in gens], batch_problems, [g.truncated for g in gens],
@@ -183,7 +214,7 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
 
     _measure_latency(settings, gen, problems, prompts, latency_path, quiet)
     summary = summarize(read_jsonl_tolerant(records_path), read_jsonl_tolerant(latency_path), seed=settings.seed,
-                        cap=settings.max_new_tokens)
+                        cap=settings.max_new_tokens, budgets=settings.budgets)
     summary["settings"] = asdict(settings)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if not quiet:
@@ -231,10 +262,12 @@ def _measure_latency(settings, gen, problems, prompts, path: Path, quiet: bool) 
     todo = [i for i in chosen if problems[i].id not in done]
     if not todo:
         return
-    gen.timed(prompts[todo[0]], settings.max_new_tokens, settings.temperature, seed=settings.seed)  # warm-up
+    nucleus = top_p_kwargs(settings.top_p)
+    gen.timed(prompts[todo[0]], settings.max_new_tokens, settings.temperature, seed=settings.seed, **nucleus)  # warm-up
     with progress_bar("latency (one request at a time)", total=len(todo)) as bar:
         for k, i in enumerate(todo):
-            g, ms = gen.timed(prompts[i], settings.max_new_tokens, settings.temperature, seed=settings.seed + i)
+            g, ms = gen.timed(prompts[i], settings.max_new_tokens, settings.temperature, seed=settings.seed + i,
+                              **nucleus)
             append_jsonl(path, [{"problem_id": problems[i].id, "sample": 0, "tokens": g.tokens,
                                  "truncated": g.truncated, "latency_ms": round(ms, 3)}])
             bar(k + 1)
@@ -270,7 +303,8 @@ def run(args) -> int:
         max_new_tokens=args.max_new_tokens, limit=args.limit, seed=args.seed, batch_size=args.batch_size,
         latency_requests=args.latency_requests, backend=args.backend, budget=args.budget,
         length_target=args.length_target, task_options=parse_options(args.task_option, "--task-option") or None,
-        alpha=conditioning_alpha(args.model, args.alpha, args.effort),
+        alpha=conditioning_alpha(args.model, args.alpha, args.effort), top_p=args.top_p,
+        budgets=parse_budgets(args.budgets),
     )
     if args.backend in ("fast", "hf") and not Path(args.model).exists() and "/" not in args.model:
         raise UserError(f"--model {args.model}: no such directory")
@@ -278,6 +312,19 @@ def run(args) -> int:
         settings = fit_to_context(settings)
     evaluate(settings, args.out)
     return 0
+
+
+def parse_budgets(text: str | None) -> list[int] | None:
+    """``--budgets 2048,4096`` -> ``[2048, 4096]``; None when not given (the task's default)."""
+    if text is None:
+        return None
+    try:
+        budgets = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--budgets {text!r}: expected token counts separated by commas, e.g. 2048,4096") from None
+    if not budgets or min(budgets) < 1:
+        raise UserError(f"--budgets {text!r}: expected positive token counts separated by commas, e.g. 2048,4096")
+    return budgets
 
 
 CONTEXT_MARGIN = 1024  # prompt tokens left free when the default completion budget is cut to a short context

@@ -4,6 +4,12 @@ Hugging Face ``generate`` (``hf``, CPU/GPU) and vLLM (GPU, optional).
 Token accounting, the same everywhere in frugalthink: ``tokens`` = generated tokens up to and including the first
 EOS (the prompt is not counted); ``truncated`` = no EOS within ``max_new_tokens`` (then ``tokens`` =
 ``max_new_tokens``).
+
+Sampling, the same everywhere: ``softmax(logits / T)`` (argmax at ``T == 0``), restricted to the nucleus when
+``top_p < 1`` (the smallest set of most probable tokens whose probability reaches ``top_p``,
+`frugalthink.generation.decoding.nucleus`; ``generate`` and vLLM apply their own top-p with the same rule); no top-k.
+``top_p`` is a keyword with default 1.0, and wrappers pass it on only when it is below 1, so callers and generators
+written before it existed keep working unchanged.
 """
 
 from __future__ import annotations
@@ -87,7 +93,8 @@ class HFGenerator:
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
         return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
 
-    def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, seed: int) -> list[Generation]:
+    def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, seed: int,
+                 top_p: float = 1.0) -> list[Generation]:
         import torch
 
         from frugalthink.tasks.prompts import decode_completion, encode_prompt
@@ -99,7 +106,7 @@ class HFGenerator:
             from frugalthink.generation.decoding import sample
 
             rows = sample(self.model, [encode_prompt(self.tokenizer, p) for p in prompts], max_new_tokens,
-                          temperature, self.eos_ids, self.tokenizer.pad_token_id)
+                          temperature, self.eos_ids, self.tokenizer.pad_token_id, top_p=top_p)
             return [Generation(decode_completion(self.tokenizer, ids, self.eos_ids), len(ids),
                                not ids or ids[-1] not in self.eos_ids) for ids in rows]
         enc = self.encode(prompts)
@@ -110,7 +117,7 @@ class HFGenerator:
                 max_new_tokens=max_new_tokens,
                 do_sample=sample,
                 temperature=temperature if sample else None,
-                top_p=1.0 if sample else None,
+                top_p=top_p if sample else None,
                 top_k=0 if sample else None,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=sorted(self.eos_ids),
@@ -128,8 +135,9 @@ class HFGenerator:
 
             torch.cuda.synchronize()
 
-    def timed(self, prompt: str, max_new_tokens: int, temperature: float, seed: int) -> tuple[Generation, float]:
-        return time_one_request(self, prompt, max_new_tokens, temperature, seed)
+    def timed(self, prompt: str, max_new_tokens: int, temperature: float, seed: int,
+              top_p: float = 1.0) -> tuple[Generation, float]:
+        return time_one_request(self, prompt, max_new_tokens, temperature, seed, top_p)
 
 
 class VLLMGenerator:
@@ -168,10 +176,11 @@ class VLLMGenerator:
         ids = list(token_ids)
         return Generation(decode_completion(self.tokenizer, ids, self.eos_ids), len(ids), finish_reason == "length")
 
-    def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, seed: int) -> list[Generation]:
+    def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, seed: int,
+                 top_p: float = 1.0) -> list[Generation]:
         from vllm import SamplingParams
 
-        params = [SamplingParams(temperature=temperature, top_p=1.0, max_tokens=max_new_tokens, seed=s)
+        params = [SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=s)
                   for s in request_seeds(seed, len(prompts))]
         outs = self.llm.generate(self.requests(prompts), params, use_tqdm=False)
         return [self.completion(o.outputs[0].token_ids, o.outputs[0].finish_reason) for o in outs]
@@ -179,8 +188,9 @@ class VLLMGenerator:
     def sync(self) -> None:
         """vLLM's generate returns after its work is done."""
 
-    def timed(self, prompt: str, max_new_tokens: int, temperature: float, seed: int) -> tuple[Generation, float]:
-        return time_one_request(self, prompt, max_new_tokens, temperature, seed)
+    def timed(self, prompt: str, max_new_tokens: int, temperature: float, seed: int,
+              top_p: float = 1.0) -> tuple[Generation, float]:
+        return time_one_request(self, prompt, max_new_tokens, temperature, seed, top_p)
 
 
 class BudgetForcedGenerator:
@@ -213,14 +223,16 @@ class BudgetForcedGenerator:
             return self.force_text.split(self.think_close, 1)[1]
         return self.force_text
 
-    def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, seed: int) -> list[Generation]:
-        first = self.inner.generate(prompts, min(max_new_tokens, self.think_budget), temperature, seed)
+    def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, seed: int,
+                 top_p: float = 1.0) -> list[Generation]:
+        nucleus = top_p_kwargs(top_p)
+        first = self.inner.generate(prompts, min(max_new_tokens, self.think_budget), temperature, seed, **nucleus)
         cut = [i for i, g in enumerate(first) if g.truncated]
         if not cut:
             return first
         forced = {i: self._forced(first[i].text) for i in cut}
         second = self.inner.generate([prompts[i] + first[i].text + forced[i] for i in cut], self.answer_tokens,
-                                     temperature, seed + 7919)
+                                     temperature, seed + 7919, **nucleus)
         out = list(first)
         for i, g in zip(cut, second, strict=True):
             out[i] = Generation(first[i].text + forced[i] + g.text, first[i].tokens + self._count(forced[i]) + g.tokens,
@@ -230,8 +242,9 @@ class BudgetForcedGenerator:
     def sync(self) -> None:
         self.inner.sync()
 
-    def timed(self, prompt: str, max_new_tokens: int, temperature: float, seed: int) -> tuple[Generation, float]:
-        return time_one_request(self, prompt, max_new_tokens, temperature, seed)
+    def timed(self, prompt: str, max_new_tokens: int, temperature: float, seed: int,
+              top_p: float = 1.0) -> tuple[Generation, float]:
+        return time_one_request(self, prompt, max_new_tokens, temperature, seed, top_p)
 
 
 def request_seeds(seed: int, n: int) -> list[int]:
@@ -240,11 +253,18 @@ def request_seeds(seed: int, n: int) -> list[int]:
     return [random.Random(f"{seed}-{i}").getrandbits(31) for i in range(n)]
 
 
-def time_one_request(gen, prompt: str, max_new_tokens: int, temperature: float, seed: int) -> tuple[Generation, float]:
+def top_p_kwargs(top_p: float) -> dict:
+    """``{"top_p": top_p}`` below 1, else ``{}``: how a wrapper passes top-p on, so that at 1 the inner generator is
+    called exactly as before top-p existed."""
+    return {"top_p": top_p} if top_p < 1.0 else {}
+
+
+def time_one_request(gen, prompt: str, max_new_tokens: int, temperature: float, seed: int,
+                     top_p: float = 1.0) -> tuple[Generation, float]:
     """One request alone on ``gen``; returns the generation and its wall-clock latency in ms."""
     gen.sync()
     t0 = time.perf_counter()
-    (out,) = gen.generate([prompt], max_new_tokens, temperature, seed)
+    (out,) = gen.generate([prompt], max_new_tokens, temperature, seed, **top_p_kwargs(top_p))
     gen.sync()
     return out, 1000 * (time.perf_counter() - t0)
 

@@ -16,8 +16,9 @@ attention, MLP and rotary code are the library's, unchanged; the loop owns only 
 - compaction: once half of the rows have ended, the ended rows leave the batch (cache, mask, positions), so that
   long stragglers do not drag dead rows through every step.
 
-The semantics are those of ``generate`` with ``do_sample=T > 0, top_k=0, top_p=1``: left padding, position ids
-counted over real tokens, float32 logits of the last position, sampling on the global generator. Greedy decoding
+The semantics are those of ``generate`` with ``do_sample=T > 0, top_k=0`` and its ``top_p`` (1 by default, no
+nucleus; below 1 `nucleus` filters ``logits / T`` with the ops of transformers' ``TopPLogitsWarper``): left padding,
+position ids counted over real tokens, float32 logits of the last position, sampling on the global generator. Greedy decoding
 gives the tokens of ``generate`` (tested; the library's matmuls round differently for different row counts, so once
 rows leave the batch this is measured, not guaranteed: 16 / 16 GSM8K completions identical on SmolLM2-135M). Sampled
 decoding draws from the same distribution; for vocabularies up to `MULTINOMIAL_MAX_VOCAB` (the embedded tiny
@@ -133,8 +134,29 @@ FIRST_CAPACITY = 256  # generated positions the cache holds before its first dou
 MULTINOMIAL_MAX_VOCAB = 4096  # up to this vocabulary size a token is drawn as generate draws it (see `draw`)
 
 
+def nucleus(scores: torch.Tensor, top_p: float) -> torch.Tensor:
+    """``scores`` ``(rows, vocab)`` (``logits / T``) with every token outside the nucleus set to -inf.
+
+    The nucleus of a row is the smallest set of most probable tokens whose probability reaches ``top_p``: tokens are
+    taken in order of falling probability until their cumulative probability is >= ``top_p`` (the token that makes it
+    reach ``top_p`` is kept, the ones after it are not), and the most probable token is always kept. These are the
+    ops of transformers' ``TopPLogitsWarper`` (``min_tokens_to_keep=1``), so both engines filter identically: sort
+    ascending, drop a token when the cumulative probability up to it is <= ``1 - top_p``. Equal probabilities that
+    straddle the boundary are ordered by ``torch.sort`` as there (which of them is kept is that sort's order).
+
+    >>> nucleus(torch.tensor([[2.0, 1.0, 0.0, -1.0]]).log_softmax(-1), 0.9).isinf().tolist()   # p .64 .24 .09 .03
+    [[False, False, False, True]]
+    """
+    sorted_scores, order = torch.sort(scores, descending=False)
+    cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+    drop = cumulative <= (1 - top_p)
+    drop[..., -1:] = False
+    return scores.masked_fill(drop.scatter(1, order, drop), -float("inf"))
+
+
 def draw(probs: torch.Tensor) -> torch.Tensor:
-    """One token id per row of ``probs`` ``(rows, vocab)``, each row a distribution.
+    """One token id per row of ``probs`` ``(rows, vocab)``, each row a distribution; an entry of probability 0 (a
+    token outside the nucleus, `nucleus`) is never drawn by either path.
 
     Up to `MULTINOMIAL_MAX_VOCAB` entries: ``torch.multinomial``, as ``generate`` does, so that the two engines draw
     the same tokens from the same seed (the embedded tiny models, the demo). Above it, inverse CDF sampling with one
@@ -151,10 +173,14 @@ def draw(probs: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def sample(model, prompts: list[list[int]], max_new_tokens: int, temperature: float, eos_ids, pad_id: int,
-           compact: bool = True, check_every: int = 4) -> list[list[int]]:
+           compact: bool = True, check_every: int = 4, top_p: float = 1.0) -> list[list[int]]:
     """Completion token ids for each prompt (token id lists), each up to and including its first EOS, or
-    ``max_new_tokens`` ids when no EOS came. ``temperature == 0`` is greedy. The caller seeds the global generator
-    (``torch.manual_seed``) as for ``generate``. Ended rows are noticed every ``check_every`` steps."""
+    ``max_new_tokens`` ids when no EOS came. ``temperature == 0`` is greedy. ``top_p < 1`` samples from the nucleus
+    (`nucleus`); at 1 the sampling ops and the random stream are those of a loop without it. The caller seeds the
+    global generator (``torch.manual_seed``) as for ``generate``. Ended rows are noticed every ``check_every``
+    steps."""
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
     device = next(model.parameters()).device
     batch, width = len(prompts), max(len(p) for p in prompts)
     lengths = torch.tensor([len(p) for p in prompts], device=device)
@@ -188,7 +214,10 @@ def sample(model, prompts: list[list[int]], max_new_tokens: int, temperature: fl
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     steps = 0
     for t in range(max_new_tokens):
-        nxt = draw(torch.softmax(logits / temperature, dim=-1)) if temperature > 0 else logits.argmax(dim=-1)
+        if temperature > 0 and top_p < 1.0:
+            nxt = draw(torch.softmax(nucleus(logits / temperature, top_p), dim=-1))
+        else:
+            nxt = draw(torch.softmax(logits / temperature, dim=-1)) if temperature > 0 else logits.argmax(dim=-1)
         nxt = nxt.masked_fill(finished, pad_id)
         out[live, t] = nxt
         finished = finished | torch.isin(nxt, eos)

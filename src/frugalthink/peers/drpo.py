@@ -73,22 +73,33 @@ def drpo_objective(seq_logp: torch.Tensor, correct: torch.Tensor, weights: torch
 
 
 def kl_hinge(logps: torch.Tensor, old_logps: torch.Tensor, mask: torch.Tensor, delta: float = 1e-4,
-             beta: float = 1e3) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[max(beta (KL - delta), 0)]_detached * KL`` with KL the token mean of (old - logp); returns (term, KL)."""
+             beta: float = 1e3, all_reduce_sum=None, world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[max(beta (KL - delta), 0)]_detached * KL`` with KL the token mean of (old - logp) over the micro-batch of
+    every process (``all_reduce_sum`` sums a tensor across the ``world`` processes; None: this one), as DRPO's code
+    computes it on the gathered micro-batch. Each process's term carries its own tokens' share of the gradient,
+    scaled so that the mean over processes (DDP's gradient) is the gradient of the gathered term. Returns (term, KL).
+    """
     mask = mask.to(logps.dtype)
-    kl = ((old_logps - logps) * mask).sum() / mask.sum().clamp(min=1)
-    coef = torch.clamp(beta * (kl.detach() - delta), min=0.0)
-    return coef * kl, kl.detach()
+    local = ((old_logps - logps) * mask).sum()
+    if all_reduce_sum is None or world == 1:
+        kl = local / mask.sum().clamp(min=1)
+        coef = torch.clamp(beta * (kl.detach() - delta), min=0.0)
+        return coef * kl, kl.detach()
+    total, count = all_reduce_sum(torch.stack([local.detach(), mask.sum()]))
+    kl = total / count.clamp(min=1)
+    coef = torch.clamp(beta * (kl - delta), min=0.0)
+    return coef * local * world / count.clamp(min=1), kl
 
 
 def drpo_loss(logps: torch.Tensor, old_logps: torch.Tensor, mask: torch.Tensor, correct: torch.Tensor,
-              weights: torch.Tensor, groups: torch.Tensor, options: dict | None = None) -> tuple[torch.Tensor, dict]:
+              weights: torch.Tensor, groups: torch.Tensor, options: dict | None = None, all_reduce_sum=None,
+              world: int = 1) -> tuple[torch.Tensor, dict]:
     """The whole DRPO loss of one batch of completions: objective + KL hinge; per-token ``logps`` (B, T)."""
     o = {**DEFAULTS, **(options or {})}
     m = mask.to(logps.dtype)
     seq_logp = (logps * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)
     objective = drpo_objective(seq_logp, correct, weights, groups, o["tau"])
-    hinge, kl = kl_hinge(logps, old_logps, mask, o["kl_delta"], o["kl_beta"])
+    hinge, kl = kl_hinge(logps, old_logps, mask, o["kl_delta"], o["kl_beta"], all_reduce_sum, world)
     return objective + hinge, {"kl": kl}
 
 
@@ -162,7 +173,8 @@ class DrpoRule:
             model, torch.cat([prompt_ids, completion_ids], dim=1), torch.cat([prompt_mask, mask], dim=1),
             completion_ids.size(1), compute_entropy=True)
         loss, info = drpo_loss(logps, inputs["old_per_token_logps"], mask, inputs["drpo_correct"],
-                               inputs["drpo_weight"], inputs["drpo_group"], self.options)
+                               inputs["drpo_weight"], inputs["drpo_group"], self.options, trainer._all_reduce_sum,
+                               trainer.accelerator.num_processes)
         metrics = trainer._metrics["train"]
         n = mask.sum().clamp(min=1)
         metrics["entropy"].append((entropies * mask).sum().item() / n.item())

@@ -91,6 +91,10 @@ def merge_rows(parts: Sequence[dict], pad_id: int) -> dict:
 
 def check_recipe(recipe) -> None:
     """A recipe's ``dynamic_sampling``: every process decides on whole prompt groups."""
+    if recipe.max_sampling_rounds < 0:
+        raise UserError(f"max_sampling_rounds must be >= 0 (0: no limit, DLER's), got {recipe.max_sampling_rounds}")
+    if recipe.sampling_limit not in ("fill", "error"):
+        raise UserError(f"sampling_limit: unknown {recipe.sampling_limit!r} (fill or error)")
     if recipe.dynamic_sampling and recipe.prompts_per_rollout % recipe.num_processes:
         raise UserError(f"dynamic_sampling: each process must hold whole prompt groups: prompts_per_rollout "
                         f"({recipe.prompts_per_rollout}) must be a multiple of num_processes ({recipe.num_processes})")
@@ -98,10 +102,11 @@ def check_recipe(recipe) -> None:
 
 class DynamicSampling:
     """The trainer's side (recipe ``dynamic_sampling``): a rollout assembled from up to ``max_rounds`` rounds of
-    generation, flat groups dropped and refilled from further prompts of a seeded walk over the dataset."""
+    generation (0: until it is full), flat groups dropped and refilled from further prompts of a seeded walk over the
+    dataset. At the limit ``at_limit`` says what happens: ``fill`` with the flat groups, or ``error``."""
 
-    def __init__(self, max_rounds: int = 3) -> None:
-        self.max_rounds = max_rounds
+    def __init__(self, max_rounds: int = 3, at_limit: str = "fill") -> None:
+        self.max_rounds, self.at_limit = max_rounds, at_limit  # max_rounds 0: no limit
         self._refill_order: list[int] = []
         self._refill_epoch = 0
 
@@ -117,7 +122,14 @@ class DynamicSampling:
             batch, rewards = trainer._score_round(inputs_round)
             batches.append(self._gather_rows(trainer, batch) if world > 1 else batch)
             informative.append(informative_groups(rewards, k))
-            if sum(map(len, informative)) >= n_groups or len(batches) >= self.max_rounds:
+            if sum(map(len, informative)) >= n_groups:
+                break
+            if self.max_rounds and len(batches) >= self.max_rounds:
+                if self.at_limit == "error":  # DAPO's choice: say so instead of training on flat groups
+                    raise RuntimeError(
+                        f"dynamic sampling: {sum(map(len, informative))} of {n_groups} prompt groups informative "
+                        f"after {len(batches)} rounds (max_sampling_rounds); the data are too easy or too hard for "
+                        "this model (sampling_limit: fill trains on the flat groups instead)")
                 break
             inputs_round = self._refill_inputs(trainer, n_groups)[rank * n_local : (rank + 1) * n_local]
         picked = choose_groups(informative, n_groups)

@@ -255,17 +255,33 @@ def _bucket_targets(correct: Sequence[bool], groups: Sequence[Hashable], bucket_
 
 
 def repeats_itself(ids: Sequence[int]) -> bool:
-    """Laser-DE's repetition check on a completion's token ids (hkust-nlp/Laser, ``compute_unique_tokens.py``, its
-    defaults), written here from its rules: a completion of at most 8 tokens never repeats itself; otherwise an
-    n-gram (n = 2 below 30 tokens, 3 below 100, else 4) that is not one token repeated, seen ``threshold`` times (2
-    below 200 tokens, else 3) with two successive occurrences less than a third of the length apart, is a loop; so
-    is any span of 2n tokens that occurs twice (checked from 4n tokens on).
+    """Laser-DE's repetition check on a completion's token ids: hkust-nlp/Laser
+    ``detect_token_ngram_repetition_optimized_reversed`` (``verl/utils/reward_score/compute_unique_tokens.py``) with
+    its defaults, written here from its rules. It takes token ids, as this does, and returns where the repetition
+    starts or the length when there is none; ``compute_length_reward_larse_de`` calls a completion a loop when that
+    is short of the length, which is this True. The rules, for a completion of L tokens:
+
+    * L <= 8: never a loop.
+    * n-grams, n = 2 below 30 tokens, 3 below 100, else 4, scanned from the end backwards; an n-gram of one token
+      repeated is skipped only when n > 2 (a bigram such as (5, 5) counts). An n-gram seen ``threshold`` times or
+      more (2 below 200 tokens, else 3) is a loop when *any* two successive occurrences are less than L // 3 apart
+      (not only the latest two).
+    * Otherwise any span of 2n tokens that occurs twice (overlaps and one token repeated included) is a loop; the
+      published 4n-token minimum for this check holds at every L past 8.
+
+    (Laser-DE passes it a torch tensor, whose elements hash by identity, so there its n-grams hardly ever match;
+    this is the rule as written for a list of ids.)
 
     >>> repeats_itself([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])     # all distinct
     False
     >>> repeats_itself([1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 9, 10])       # (1, 2) twice, 8 apart: not within 12 // 3
     False
     >>> repeats_itself([1, 2, 1, 2, 5, 6, 7, 8, 9, 10, 11, 12])     # (1, 2) twice, 2 apart
+    True
+    >>> repeats_itself([5, 5, 5, 1, 2, 3, 4, 6, 7, 8, 9, 10])       # bigram (5, 5) twice, 1 apart
+    True
+    >>> loop = [1, 2, 3, 4]                                         # 210 tokens: at 0, 100 and 104, 4 apart
+    >>> repeats_itself(loop + list(range(1000, 1096)) + loop * 2 + list(range(2000, 2102)))
     True
     """
     n_tokens = len(ids)
@@ -274,22 +290,25 @@ def repeats_itself(ids: Sequence[int]) -> bool:
     n = 2 if n_tokens < 30 else (3 if n_tokens < 100 else 4)
     threshold = 2 if n_tokens < 200 else 3
     window = n_tokens // 3
-    seen: dict[tuple, list[int]] = {}
-    for start in range(n_tokens - n, -1, -1):  # from the end backwards, where a loop that ran to the cap sits
+    last: dict[tuple, int] = {}  # where each n-gram was last seen (scanning backwards: its previous occurrence)
+    count: dict[tuple, int] = {}
+    close: set[tuple] = set()  # n-grams with two successive occurrences less than ``window`` apart
+    for start in range(n_tokens - n, -1, -1):
         gram = tuple(ids[start : start + n])
-        if len(set(gram)) == 1:
+        if n > 2 and len(set(gram)) == 1:
             continue
-        where = seen.setdefault(gram, [])
-        if where and where[-1] - start < window and len(where) + 1 >= threshold:
+        if gram in last and last[gram] - start < window:
+            close.add(gram)
+        last[gram] = start
+        count[gram] = count.get(gram, 0) + 1
+        if gram in close and count[gram] >= threshold:
             return True
-        where.append(start)
-    if n_tokens >= 4 * n:
-        spans: set[tuple] = set()
-        for start in range(n_tokens - 2 * n + 1):
-            span = tuple(ids[start : start + 2 * n])
-            if span in spans:
-                return True
-            spans.add(span)
+    spans: set[tuple] = set()
+    for start in range(n_tokens - 2 * n + 1):
+        span = tuple(ids[start : start + 2 * n])
+        if span in spans:
+            return True
+        spans.add(span)
     return False
 
 

@@ -96,15 +96,28 @@ class RLRecipe:
     temperature: float = 1.0
     max_completion_length: int = 32768
     group_std_normalize: bool = False
-    # DLER's optimisation options (NVlabs/DLER): a higher upper clip (0.28 there) and batch-wise normalisation of the
-    # advantages, (A - batch mean) / batch std over the rollout's sequences (TRL's normalize_advantages; the
-    # official rule already whitens every token of the rollout, so it takes no extra normalisation).
+    # An upper clip of its own (DAPO's clip-higher: 0.28 in DAPO, DLER, Laser). batch_normalize: (A - batch mean) /
+    # batch std over the rollout's sequences (TRL's normalize_advantages); under the official rule it replaces the
+    # token whitening (DLER's own normalisation, group-centred rewards whitened per token, is the official rule's).
     epsilon_high: float | None = None
     batch_normalize: bool = False
+    # The peers' published setups under the official rule (verl's names; `frugalthink.rl.rules.OfficialRule`):
+    # advantage rloo | grpo (GRPO: (r - group mean) / (group std + 1e-6), no whitening); kl_loss_coef: the k3 KL to
+    # the reference as a loss term (verl's use_kl_loss with low_var_kl; beta is the KL in the reward); entropy_coeff:
+    # an entropy bonus; loss_agg_mode seq-mean-token-mean (the paper's) | token-mean (verl's default); ratio_level
+    # token (PPO) | sequence (TRL's RLOO: one ratio per completion).
+    advantage: str = "rloo"
+    kl_loss_coef: float = 0.0
+    entropy_coeff: float = 0.0
+    loss_agg_mode: str = "seq-mean-token-mean"
+    ratio_level: str = "token"
     # DAPO / DLER dynamic sampling: groups whose rewards are all equal are dropped and refilled from more prompts,
-    # at most max_sampling_rounds generation rounds per rollout (DAPO's max_num_gen_batches); one process only.
+    # at most max_sampling_rounds generation rounds per rollout (DAPO's max_num_gen_batches: 10 there; 0 = no limit,
+    # DLER's); at the limit, sampling_limit "fill" (the rollout is filled with flat groups, in their order) or
+    # "error" (DAPO: stop, the data are too easy or too hard).
     dynamic_sampling: bool = False
     max_sampling_rounds: int = 3
+    sampling_limit: str = "fill"
     # update_rule: drpo (frugalthink.peers.drpo): lambda, tau, kl_delta, kl_beta; the paper's values by default
     drpo_options: dict = field(default_factory=dict)
     # LoRA adapters instead of full fine-tuning (`LoraRecipe`); None (the default) trains every weight
@@ -126,16 +139,17 @@ class RLRecipe:
     deepspeed: str | None = None
     report_to: list[str] = field(default_factory=list)  # passed to TRL: "tensorboard", "wandb", ...
     # How the paper evaluates a trained model: {"tasks": {name: samples}, "temperature", "top_p", "max_new_tokens"};
-    # top_p must be 1.0 (the samplers have no nucleus, so another value is refused rather than ignored).
+    # and "budgets" (absolute token budgets of the summary; `frugalthink.eval.evaluate.check_eval_section`).
     eval: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         """Checked once, each group of fields by the feature that owns it; the trainer trusts a validated recipe."""
         from frugalthink.eval.evaluate import check_eval_section
         from frugalthink.peers import drpo, dynamic_sampling
-        from frugalthink.rl import rewards, tiers
+        from frugalthink.rl import rewards, rules, tiers
 
         self._check_core()
+        rules.check_recipe(self)
         check_eval_section(self)
         tiers.check_recipe(self)
         rewards.check_recipe(self)
@@ -163,7 +177,7 @@ class RLRecipe:
             raise UserError(f"num_generations must be >= 2 (RLOO needs a leave-one-out baseline), got {self.num_generations}")
         require_positive(self, ("rollouts", "prompts_per_rollout", "updates_per_rollout", "save_every",
                                 "max_completion_length", "learning_rate", "temperature", "gradient_accumulation_steps",
-                                "num_processes", "max_sampling_rounds"))
+                                "num_processes"))
 
     def _check_update(self) -> None:
         """How a rollout splits into updates, and the update's clip and KL."""
@@ -180,9 +194,6 @@ class RLRecipe:
             raise UserError(f"beta must be >= 0 and epsilon in (0, 1), got beta={self.beta}, epsilon={self.epsilon}")
         if self.epsilon_high is not None and not 0 < self.epsilon_high < 1:
             raise UserError(f"epsilon_high must be in (0, 1) (the upper clip, 0.28 in DAPO/DLER), got {self.epsilon_high}")
-        if self.batch_normalize and self.update_rule == "official":
-            raise UserError("batch_normalize: the official rule already whitens the rollout's token advantages; "
-                            "use it with update_rule: trl")
 
     def resolved_reward_options(self) -> dict:
         """The reward's options with defaults filled in (cap-relative ones from ``max_completion_length``)."""
@@ -228,7 +239,9 @@ def build_rloo_config(recipe: RLRecipe, out_dir: str | Path):
         temperature=recipe.temperature,
         top_p=1.0,
         top_k=0,
-        beta=recipe.beta,
+        # TRL builds the reference model only when its beta > 0; the KL as a loss needs it too (the trainer's own
+        # KL-in-reward coefficient is passed to it apart: `reward_beta`)
+        beta=recipe.beta or recipe.kl_loss_coef,
         epsilon=recipe.epsilon,
         epsilon_high=recipe.epsilon_high,
         num_iterations=1,

@@ -121,6 +121,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     from frugalthink.generation.model_files import load_causal_lm, load_tokenizer
     from frugalthink.rl.recipe import build_rloo_config, load_dtype
     from frugalthink.rl.reward_fn import LengthReward, l1_targets
+    from frugalthink.rl.rules import OFFICIAL_OPTIONS
     from frugalthink.rl.run_log import make_fault_callback, make_log_callback
     from frugalthink.rl.trainer import FrugalRLOOTrainer
     from frugalthink.tasks import get_task
@@ -188,6 +189,9 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
         tier_beta=recipe.tier_beta,
         tier_balance=recipe.tier_balance,
         tier_block=len(recipe.alphas) if recipe.paired_tiers else 1,
+        rule_options=({k: getattr(recipe, k) for k in OFFICIAL_OPTIONS} if recipe.update_rule == "official" else None),
+        sampling_limit=recipe.sampling_limit,
+        reward_beta=recipe.beta,
         model=model,
         peft_config=recipe.lora.peft_config() if recipe.lora else None,  # None: every weight is trained
         reward_funcs=[reward],

@@ -24,7 +24,7 @@ import torch
 from trl import RLOOTrainer
 
 from frugalthink.peers.dynamic_sampling import DynamicSampling
-from frugalthink.rl.rules import RULES
+from frugalthink.rl.rules import make_rule
 from frugalthink.rl.tiers import Tiers
 from frugalthink.tasks.prompts import encode_prompt
 
@@ -33,13 +33,16 @@ class FrugalRLOOTrainer(RLOOTrainer):
     def __init__(self, *args, update_rule: str = "official", generation_engine: str = "fast",
                  dynamic_sampling: bool = False, max_sampling_rounds: int = 3, drpo_options: dict | None = None,
                  tier_beta: dict[float, float] | None = None, tier_balance: bool = False, tier_block: int = 1,
+                 rule_options: dict | None = None, sampling_limit: str = "fill", reward_beta: float | None = None,
                  **kwargs) -> None:
         self.update_rule, self.generation_engine = update_rule, generation_engine
-        self.rule = RULES[update_rule](drpo_options) if update_rule == "drpo" else RULES[update_rule]()
-        self.dynamic = DynamicSampling(max_sampling_rounds) if dynamic_sampling else None
+        self.rule = make_rule(update_rule, drpo_options, **(rule_options or {}))
+        self.dynamic = DynamicSampling(max_sampling_rounds, sampling_limit) if dynamic_sampling else None
         self.tiers = Tiers(tier_beta, tier_balance, tier_block)
         self._capture: dict | None = None
         super().__init__(*args, **kwargs)
+        if reward_beta is not None:  # the KL in the reward; TRL's beta was raised to build a reference model
+            self.beta = reward_beta
         if self.generation_engine == "fast" and not self.use_vllm:
             from frugalthink.generation.decoding import check_supported
 

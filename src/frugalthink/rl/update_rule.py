@@ -15,6 +15,12 @@ frozen reference (``ref``), and the completion mask M (B, T) (1 on generated tok
 
 TRL's `RLOOTrainer` instead uses one ratio per sequence (summed log-probs), the KL summed into the scalar reward,
 and no whitening; `frugalthink.rl.trainer` selects between the two with the recipe's ``update_rule``.
+
+The peers' published setups (verl's options, named as verl names them) change steps 1, 4 and 5 of the official rule:
+GRPO advantages ``(r_i - mean_g) / (std_g + 1e-6)`` (`grpo_advantages`) or batch-normalised ones, without
+whitening; the KL as a k3 loss term (`k3_kl`, ``kl_loss_coef``); an entropy bonus (``entropy_coeff``); the loss
+aggregated as a token mean over the micro-batch (``loss_agg_mode: token-mean``, `aggregate`); one ratio per sequence
+(``ratio_level: sequence``). `ppo_loss` puts them together.
 Only torch is imported here: every function is testable on CPU against a hand computation (tests/test_update_rule.py).
 """
 
@@ -36,6 +42,52 @@ def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
     grouped = rewards.view(-1, k)
     baseline = (grouped.sum(dim=1, keepdim=True) - grouped) / (k - 1)
     return (grouped - baseline).view(-1)
+
+
+def grpo_advantages(rewards: torch.Tensor, k: int, eps: float = 1e-6) -> torch.Tensor:
+    """GRPO's advantages as verl computes them: ``(r_i - mean_g) / (std_g + eps)`` over each group of ``k`` consecutive
+    rewards, ``std_g`` the sample standard deviation (n - 1); a flat group gets 0.
+
+    >>> [round(x, 4) for x in grpo_advantages(torch.tensor([1.0, 0.0, 0.5, 0.5]), 2).tolist()]
+    [0.7071, -0.7071, 0.0, 0.0]
+    """
+    if rewards.numel() % k:
+        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {k}")
+    grouped = rewards.view(-1, k)
+    mean, std = grouped.mean(dim=1, keepdim=True), grouped.std(dim=1, keepdim=True)
+    return ((grouped - mean) / (std + eps)).view(-1)
+
+
+def k3_kl(logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
+    """The k3 estimate of KL(policy || reference) per token, ``exp(ref - logp) - (ref - logp) - 1`` (Schulman's
+    low-variance estimator; verl's ``low_var_kl``), clamped to [-10, 10] as verl does. Never negative, 0 where the
+    two agree.
+
+    >>> [round(x, 4) for x in k3_kl(torch.tensor([-1.0, -2.0]), torch.tensor([-1.0, -1.0])).tolist()]
+    [0.0, 0.7183]
+    """
+    d = ref_logps - logps
+    return (torch.exp(d) - d - 1).clamp(min=-10, max=10)
+
+
+LOSS_AGG_MODES = ("seq-mean-token-mean", "token-mean")
+
+
+def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: str = "seq-mean-token-mean") -> torch.Tensor:
+    """A per-token loss (B, T) to a scalar: ``seq-mean-token-mean`` (each sequence's token mean, then the mean over
+    sequences: every completion counts alike; the official rule) or ``token-mean`` (the mean over every token of
+    the micro-batch: a long completion counts by its tokens; verl's default, Laser's and DLER's).
+
+    >>> v, m = torch.tensor([[1.0, 1.0, 1.0], [4.0, 0.0, 0.0]]), torch.tensor([[1, 1, 1], [1, 0, 0]])
+    >>> aggregate(v, m).item(), aggregate(v, m, "token-mean").item()
+    (2.5, 1.75)
+    """
+    mask = mask.to(values.dtype)
+    if mode == "token-mean":
+        return (values * mask).sum() / mask.sum().clamp(min=1)
+    if mode == "seq-mean-token-mean":
+        return ((values * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).mean()
+    raise ValueError(f"loss_agg_mode must be one of {LOSS_AGG_MODES}, got {mode!r}")
 
 
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
@@ -128,3 +180,30 @@ def ppo_token_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: tor
         low = (((ratio < 1 - eps_low) & (advantages < 0)).to(mask.dtype) * mask).sum() / n
         high = (((ratio > 1 + eps_high) & (advantages > 0)).to(mask.dtype) * mask).sum() / n
     return per_sequence.mean(), {"clip_low": low, "clip_high": high}
+
+
+def ppo_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+             eps_low: float = 0.2, eps_high: float | None = None, ratio_level: str = "token",
+             loss_agg_mode: str = "seq-mean-token-mean") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The clipped surrogate with a choice of ratio and aggregation. ``ratio_level="token"``: ``q_t = exp(logp_t -
+    old_t)``, clipped per token (PPO, the official rule, verl); ``"sequence"``: one ratio per completion, ``q =
+    exp(sum_t (logp_t - old_t))`` (TRL's RLOO), clipped once and applied to every token's advantage. The default
+    pair is `ppo_token_loss` exactly.
+    """
+    if ratio_level == "token" and loss_agg_mode == "seq-mean-token-mean":
+        return ppo_token_loss(logps, old_logps, advantages, mask, eps_low, eps_high)
+    if ratio_level not in ("token", "sequence"):
+        raise ValueError(f"ratio_level must be token or sequence, got {ratio_level!r}")
+    eps_high = eps_low if eps_high is None else eps_high
+    m = mask.to(logps.dtype)
+    if ratio_level == "token":
+        ratio = torch.exp(logps - old_logps)
+    else:
+        ratio = torch.exp(((logps - old_logps) * m).sum(dim=1, keepdim=True)).expand_as(logps)
+    surrogate = torch.min(ratio * advantages, torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * advantages)
+    loss = aggregate(-surrogate, mask, loss_agg_mode)
+    n = m.sum().clamp(min=1)
+    with torch.no_grad():
+        low = (((ratio < 1 - eps_low) & (advantages < 0)).to(m.dtype) * m).sum() / n
+        high = (((ratio > 1 + eps_high) & (advantages > 0)).to(m.dtype) * m).sum() / n
+    return loss, {"clip_low": low, "clip_high": high}

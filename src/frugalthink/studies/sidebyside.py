@@ -41,7 +41,6 @@ class SideBySideStudy:
     peers: dict[str, str]
     variants: dict[str, list[dict]] = field(default_factory=dict)
     ours_dler_title: str = "ours, DLER's setup (alpha sweep)"
-    ours_dler_setup: dict = field(default_factory=dict)
     cutoff_budgets: list[int] = field(default_factory=list)
     l1_eval_targets: list[int] = field(default_factory=list)
     shortest: dict = field(default_factory=dict)
@@ -71,9 +70,10 @@ PEER_REWARDS = ("kimi", "l1_max", "shorter_better", "grpo_lead", "cosine", "dapo
 
 def load_study(path: str = STUDY) -> SideBySideStudy:
     return from_dict(SideBySideStudy, load_yaml(path), where=str(path))
-# The optimisation options a peer's recipe may set besides its reward (DLER's setup, DRPO's loss).
-PEER_SETUP = ("batch_normalize", "epsilon_high", "dynamic_sampling", "update_rule", "updates_per_rollout", "beta",
-              "drpo_options")
+# The optimisation options a peer's recipe may set besides its reward (its published setup: Laser's, DLER's, DRPO's).
+PEER_SETUP = ("update_rule", "advantage", "beta", "kl_loss_coef", "entropy_coeff", "loss_agg_mode", "ratio_level",
+              "temperature", "epsilon_high", "weight_decay", "batch_normalize", "dynamic_sampling",
+              "max_sampling_rounds", "sampling_limit", "updates_per_rollout", "drpo_options")
 
 
 # Token lengths among the peers' options: the shipped peer recipes state them against the chain demo's cap
@@ -248,7 +248,8 @@ def _offline_methods(study: SideBySideStudy, demo_dir: Path, rl_recipe, settings
 
 def _train_rl_methods(study: SideBySideStudy, rl_recipe, out: Path, peers, seeds, alphas, variants,
                       parallel: int) -> None:
-    """Peers at every seed, ours at the seeds beyond the demo's, and the peer knob variants (seed 0)."""
+    """Peers at every seed, ours at the seeds beyond the demo's, the peer knob variants (seed 0), and ours under
+    DLER's setup (that of recipes/tiny/peers/dler.yaml) when DLER runs."""
     runs = [(peer_recipe(rl_recipe, r, seed), out / _seeded(r, seed), f"[{_seeded(r, seed)}]")
             for seed in seeds for r in peers]
     runs += [(replace(rl_recipe, alpha=a, seed=seed), member_dir(out / "ours", a, seed), f"[alpha={a:g} seed={seed}]")
@@ -256,7 +257,7 @@ def _train_rl_methods(study: SideBySideStudy, rl_recipe, out: Path, peers, seeds
     runs += [(peer_recipe(rl_recipe, r, 0, v), out / f"{r}-{_variant_tag(v)}", f"[{r}-{_variant_tag(v)}]")
              for r, v in variants]
     if "dler" in peers:  # DLER's claim: the setup matters more than the penalty -- our reward under that setup
-        runs += [(replace(rl_recipe, alpha=a, **study.ours_dler_setup), member_dir(out / "ours-dler", a, 0),
+        runs += [(replace(rl_recipe, alpha=a, **peer_setup("dler")), member_dir(out / "ours-dler", a, 0),
                   f"[alpha={a:g} DLER setup]") for a in alphas if a > 0]
     train_runs(runs, parallel=parallel, console=True)
 

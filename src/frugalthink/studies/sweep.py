@@ -67,6 +67,7 @@ def sweep_eval_settings(recipe, args) -> EvalSettings:
                         temperature=args.temperature if args.temperature is not None else ev.get("temperature", 0.6),
                         max_new_tokens=(args.max_new_tokens or ev.get("max_new_tokens")
                                         or (recipe.max_completion_length if task == recipe.task else None)),
+                        top_p=ev.get("top_p", 1.0), budgets=ev.get("budgets"),
                         limit=args.limit, seed=0,
                         latency_requests=args.latency_requests, task_options=options)
 

@@ -2,6 +2,8 @@
 
 - `wilson_interval`: a single proportion's 95% interval that does not collapse at 0% or 100% (the percentile
   bootstrap prints [1.000, 1.000] for 470/470 right, as if there were no uncertainty);
+- `clustered_mean_interval`: pass@1 averaged over samples with a 95% interval clustered by problem (the problems,
+  not the samples, are the independent units; `t_quantile_975` its Student t quantile);
 - `mcnemar_exact`: two models' accuracy on the same (problem, sample) pairs -- the exact two-sided binomial test on
   the discordant pairs;
 - `paired_bootstrap`: the mean difference of a paired quantity (tokens) with a percentile interval and a two-sided
@@ -30,6 +32,73 @@ def wilson_interval(successes: float, n: int, z: float = 1.959964) -> tuple[floa
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def t_quantile_975(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` >= 1 degrees of freedom (the half-width factor of a two-sided
+    95% interval), by bisection on the exact finite-series CDF for integer ``df`` (Abramowitz & Stegun 26.7.3-4).
+
+    >>> [round(t_quantile_975(df), 3) for df in (1, 2, 10, 29)]   # the printed tables: 12.706 4.303 2.228 2.045
+    [12.706, 4.303, 2.228, 2.045]
+    """
+    if df < 1:
+        raise ValueError(f"t quantile needs df >= 1, got {df}")
+
+    def central(t: float) -> float:  # P(|T| <= t)
+        theta = math.atan(t / math.sqrt(df))
+        c2, term = math.cos(theta) ** 2, 1.0
+        if df % 2 == 0:
+            total = 1.0
+            for k in range(1, df // 2):  # 1 + 1/2 c^2 + 1*3/(2*4) c^4 + ...
+                term *= c2 * (2 * k - 1) / (2 * k)
+                total += term
+            return math.sin(theta) * total
+        if df == 1:
+            return 2 * theta / math.pi
+        total = math.cos(theta)
+        term = math.cos(theta)
+        for k in range(1, (df - 1) // 2):  # cos + 2/3 cos^3 + 2*4/(3*5) cos^5 + ...
+            term *= c2 * (2 * k) / (2 * k + 1)
+            total += term
+        return 2 / math.pi * (theta + math.sin(theta) * total)
+
+    lo, hi = 0.0, 1.0
+    while central(hi) < 0.95:
+        hi *= 2
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if central(mid) < 0.95 else (lo, mid)
+    return (lo + hi) / 2
+
+
+def clustered_mean_interval(cluster_means: Sequence[float]) -> tuple[float, tuple[float, float] | None]:
+    """The mean of per-cluster means and its 95% interval clustered by cluster: each cluster (a problem) is one unit,
+    its value the mean of its samples (the fraction of them that are right), and the interval is Student's t over
+    the clusters, ``mean +- t(0.975, n - 1) * sd / sqrt(n)`` with the sample standard deviation of the cluster means,
+    clipped to [0, 1]. Samples of one problem are not independent (an easy problem is right in most of them), so
+    this interval does not shrink as samples per problem grow, as it should not: with 30 AIME problems it stays as
+    wide as the spread between problems allows. The mean is pass@1 averaged over samples.
+
+    None for the interval with fewer than 2 clusters (no spread between problems to measure). It collapses to a point
+    when every cluster has the same mean (e.g. every sample of every problem right); Wilson's interval
+    (`wilson_interval`) does not.
+
+    Hand-computed: cluster means 0.5, 0.5, 0.75, 0.25 -> mean 0.5; squared deviations 0, 0, 1/16, 1/16 -> variance
+    (1/8) / 3 = 1/24, standard error sqrt(1/24 / 4) = 0.10206; t(0.975, 3) = 3.18245; half-width 0.32481:
+
+    >>> mean, (lo, hi) = clustered_mean_interval([0.5, 0.5, 0.75, 0.25])
+    >>> mean, round(lo, 4), round(hi, 4)
+    (0.5, 0.1752, 0.8248)
+    """
+    n = len(cluster_means)
+    if n == 0:
+        raise ValueError("no clusters")
+    mean = sum(cluster_means) / n
+    if n < 2:
+        return mean, None
+    var = sum((m - mean) ** 2 for m in cluster_means) / (n - 1)
+    half = t_quantile_975(n - 1) * math.sqrt(var / n)
+    return mean, (max(0.0, mean - half), min(1.0, mean + half))
 
 
 def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> dict:
