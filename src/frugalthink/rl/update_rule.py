@@ -21,7 +21,7 @@ GRPO advantages ``(r_i - mean_g) / (std_g + 1e-6)`` (`grpo_advantages`) or batch
 whitening; the KL as a k3 loss term (`k3_kl`, ``kl_loss_coef``); an entropy bonus (``entropy_coeff``); the loss
 aggregated as a token mean over the micro-batch (``loss_agg_mode: token-mean``, `aggregate`); one ratio per sequence
 (``ratio_level: sequence``). `ppo_loss` puts them together.
-Only torch is imported here: every function is testable on CPU against a hand computation (tests/test_update_rule.py).
+Only torch is imported here: every function is testable on CPU against a hand computation (tests/rl/test_update_rule.py).
 """
 
 from __future__ import annotations
