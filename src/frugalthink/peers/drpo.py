@@ -167,11 +167,8 @@ class DrpoRule:
     def loss(self, trainer, model, inputs: dict) -> torch.Tensor | None:
         if "drpo_weight" not in inputs:
             return None
-        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
-        completion_ids, mask = inputs["completion_ids"], inputs["completion_mask"]
-        logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
-            model, torch.cat([prompt_ids, completion_ids], dim=1), torch.cat([prompt_mask, mask], dim=1),
-            completion_ids.size(1), compute_entropy=True)
+        logps, entropies = trainer.policy_logps(model, inputs)
+        mask = inputs["completion_mask"]
         loss, info = drpo_loss(logps, inputs["old_per_token_logps"], mask, inputs["drpo_correct"],
                                inputs["drpo_weight"], inputs["drpo_group"], self.options, trainer._all_reduce_sum,
                                trainer.accelerator.num_processes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Sequence
 
-from frugalthink.util.groups import EPS, check_lengths, group_indices, mean_std
+from frugalthink.util.groups import check_lengths, correct_z_scores, group_indices
 
 
 def kimi_length_rewards(
@@ -108,16 +108,7 @@ def grpo_lead_rewards(
     >>> [round(r, 4) for r in grpo_lead_rewards([True, True, False], [10, 30, 20], ["q"] * 3, 0.1)]
     [1.1052, 0.9048, -1.0]
     """
-    check_lengths(correct, lengths, groups)
-    rewards = [-1.0] * len(correct)
-    for members in group_indices(groups).values():
-        ok = [i for i in members if correct[i]]
-        if not ok:
-            continue
-        mean, std = mean_std([float(lengths[i]) for i in ok])
-        for i in ok:
-            rewards[i] = math.exp(-alpha * (lengths[i] - mean) / (std + EPS))
-    return rewards
+    return [-1.0 if z is None else math.exp(-alpha * z) for z in correct_z_scores(correct, lengths, groups)]
 
 
 def cosine_rewards(

@@ -11,7 +11,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from frugalthink.peers import rewards as P
-from frugalthink.util.groups import EPS, check_lengths, check_sizes, group_indices, mean_std
+from frugalthink.util.groups import check_sizes, correct_z_scores, group_indices, mean_std
 
 
 def sigmoid(x: float) -> float:
@@ -48,16 +48,7 @@ def efficiency_rewards(
     """
     if not 0.0 <= alpha < 1.0:
         raise ValueError(f"alpha must be in [0, 1), got {alpha}")
-    check_lengths(correct, lengths, groups)
-    rewards = [0.0] * len(correct)
-    for members in group_indices(groups).values():
-        ok = [i for i in members if correct[i]]
-        if not ok:
-            continue
-        mean, std = mean_std([float(lengths[i]) for i in ok])
-        for i in ok:
-            rewards[i] = 1.0 - alpha * sigmoid((lengths[i] - mean) / (std + EPS))
-    return rewards
+    return [0.0 if z is None else 1.0 - alpha * sigmoid(z) for z in correct_z_scores(correct, lengths, groups)]
 
 
 def group_std_normalize(rewards: Sequence[float], groups: Sequence[Hashable], eps: float = 1e-4) -> list[float]:

@@ -133,6 +133,15 @@ class FrugalRLOOTrainer(RLOOTrainer):
         return super()._compute_loss(model, inputs) if loss is None else loss
 
     # ------------------------------------------------------------------------------------------ shared by the rules
+    def policy_logps(self, model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token log-probs and entropies (B, T) of ``model`` on a micro-batch's completions, with gradients."""
+        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
+        completion_ids, mask = inputs["completion_ids"], inputs["completion_mask"]
+        logps, entropies, _ = self._get_per_token_logps_and_entropies(
+            model, torch.cat([prompt_ids, completion_ids], dim=1), torch.cat([prompt_mask, mask], dim=1),
+            completion_ids.size(1), compute_entropy=True)
+        return logps, entropies
+
     def _log_kl(self, old: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> None:
         kl = ((old - ref) * mask).sum() / mask.sum().clamp(min=1)
         self._metrics["train"]["kl"].append(self.accelerator.reduce(kl, reduction="mean").item())

@@ -43,3 +43,22 @@ def check_sizes(**lists) -> None:
     sizes = {name: len(xs) for name, xs in lists.items()}
     if len(set(sizes.values())) > 1:
         raise ValueError("per-sample lists differ in size: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+
+
+def correct_z_scores(correct, lengths, groups) -> list[float | None]:
+    """Each correct sample's length as a z-score among the correct samples of its group, ``(len - mean) / (std +
+    EPS)`` with the population std; None for a wrong sample. One correct sample, or equal lengths, give 0.
+
+    >>> correct_z_scores([True, True, False], [10, 20, 5], ["q", "q", "q"])
+    [-0.99999998..., 0.99999998..., None]
+    """
+    check_lengths(correct, lengths, groups)
+    z: list[float | None] = [None] * len(correct)
+    for members in group_indices(groups).values():
+        ok = [i for i in members if correct[i]]
+        if not ok:
+            continue
+        mean, std = mean_std([float(lengths[i]) for i in ok])
+        for i in ok:
+            z[i] = (lengths[i] - mean) / (std + EPS)
+    return z
