@@ -98,7 +98,7 @@ def test_train_and_eval_on_real_math_prompts(kind, reward, tmp_path):
 def test_the_gpu_check_script_runs_its_whole_path_on_cpu(tmp_path):
     """dev/gpu_check.py is what a GPU session runs (bf16 on CUDA); here the same path in fp32, so that a session
     with a GPU spends its minutes on the GPU and not on fixing the script."""
-    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--out", str(tmp_path / "g"),
+    res = subprocess.run([sys.executable, str(ROOT / "dev" / "gpu_check.py"), "--out", str(tmp_path / "g"),
                           "--device", "cpu"], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((tmp_path / "g" / "gpu_check.json").read_text())

@@ -85,6 +85,20 @@ def test_tokens_over_the_fine_trace_are_reported(tmp_path, capsys):
     assert "tokens / fine trace by level" in capsys.readouterr().out
 
 
+def test_the_old_script_spelling_still_works_with_a_note(tmp_path):
+    import subprocess
+    import sys
+
+    fam = _family(tmp_path, {0.2: ({2: 15, 5: 48, 8: 80},)})
+    old = subprocess.run([sys.executable, str(ROOT / "scripts" / "tradeoff_checks.py"), str(fam)],
+                         capture_output=True, text=True, timeout=120)
+    new = subprocess.run([sys.executable, "-m", "frugalthink.cli", "check", str(fam)], capture_output=True, text=True,
+                         timeout=120)
+    assert old.stderr.strip() == "note: scripts/tradeoff_checks.py is now `frugalthink check`"
+    assert old.stdout == new.stdout and "tokens / fine trace by level" in old.stdout
+    assert old.returncode == new.returncode
+
+
 def test_members_of_one_seed(tmp_path):
     fam = _family(tmp_path, {0.2: ({2: 15, 5: 48, 8: 80},)})
     data = json.loads((fam / "family.json").read_text())
