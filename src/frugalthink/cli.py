@@ -135,6 +135,15 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="new or empty output folder")
 
 
+@command("merge", "a model between two of one architecture, by weight interpolation (no training)",
+         "frugalthink.generation.merge:run")
+def _merge_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", required=True, help="the model at t = 0 (its tokenizer and config are kept)")
+    p.add_argument("--other", required=True, help="the model at t = 1, e.g. a family's most frugal member")
+    p.add_argument("--t", type=nonneg_float, required=True, help="where between them, in [0, 1]")
+    p.add_argument("--out", required=True, help="new or empty output folder")
+
+
 @command("compare", "compare evaluation runs (first = base)", "frugalthink.eval.compare:run")
 def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("dirs", nargs="+", help="evaluation directories; the first is the reference")
