@@ -16,7 +16,6 @@ from frugalthink.peers import rewards as P
 from frugalthink.peers.shortest import preference_pairs, shortest_correct
 from frugalthink.report.comparison import comparison_table, matched_point, method_style
 from frugalthink.rl import rewards as R
-from frugalthink.rl.recipe import REWARD_OPTIONS
 from frugalthink.rl.reward_fn import LengthReward, l1_targets
 from frugalthink.rl.train import load_recipe
 from frugalthink.tasks import get_task
@@ -113,10 +112,10 @@ def _batch():
     return task, pids, answers, texts, ids, correct, [len(x) for x in ids]
 
 
-@pytest.mark.parametrize("kind", sorted(REWARD_OPTIONS))
+@pytest.mark.parametrize("kind", sorted(R.REWARDS))
 def test_length_reward_dispatch_equals_the_pure_function(kind):
     task, pids, answers, texts, ids, correct, lengths = _batch()
-    opts = {**REWARD_OPTIONS[kind]}
+    opts = {**R.REWARDS[kind].defaults}
     if kind in ("cosine", "dapo"):
         opts["max_len"] = 30
     if kind == "dapo":
@@ -163,7 +162,7 @@ def test_laser_de_reads_the_loop_check_from_the_token_ids():
     distinct = [list(range(10, 10 + len(x) - 1)) + [1] if i in (2, 5) else x for i, x in enumerate(ids)]
 
     def rewards(completion_ids):
-        return LengthReward(task, 0.0, {1}, reward="laser_de", options=dict(REWARD_OPTIONS["laser_de"]),
+        return LengthReward(task, 0.0, {1}, reward="laser_de", options=dict(R.REWARDS["laser_de"].defaults),
                             num_generations=4, monitor=monitor)(
             prompts=[""] * 8, completions=texts, completion_ids=completion_ids, answer=answers, problem_id=pids)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from frugalthink.rl import rewards as R
-from frugalthink.rl.recipe import RLRecipe
 from frugalthink.rl.reward_fn import LengthReward
 from frugalthink.tasks import Task, get_task
 
@@ -38,7 +37,7 @@ def eos_ids_of(eos_token_ids, tokenizer) -> set[int]:
 
 
 def reward_options(reward: str, options: dict | None, max_completion_length: int | None) -> dict:
-    """The reward's options, the papers' defaults filled in (`RLRecipe.resolved_reward_options`, the recipe rule:
+    """The reward's options, the papers' defaults filled in (`frugalthink.rl.rewards.resolve_options`, the recipe's rule:
     options given as a share of the generation cap are taken from ``max_completion_length``)."""
     if reward not in R.REWARDS:
         raise ValueError(f"reward: unknown {reward!r} (one of {', '.join(R.REWARDS)})")
@@ -55,8 +54,7 @@ def reward_options(reward: str, options: dict | None, max_completion_length: int
                          f"max_completion_length (the trainer's) or options={{{missing[0]!r}: ...}}")
     if max_completion_length is not None and (not isinstance(max_completion_length, int) or max_completion_length < 1):
         raise ValueError(f"max_completion_length must be a positive token count, got {max_completion_length!r}")
-    resolved = RLRecipe(model="", reward=reward, reward_options=options,
-                        max_completion_length=max_completion_length or 1).resolved_reward_options()
+    resolved = R.resolve_options(reward, options, max_completion_length or 1)
     if reward in R.MONITORED:  # Laser-D/DE: our trainer's monitor moves the targets; here they are given and fixed
         targets = resolved.get("bucket_targets")
         if not isinstance(targets, dict) or set(targets) != BUCKETS:

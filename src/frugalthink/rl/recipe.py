@@ -15,9 +15,6 @@ from frugalthink.config import require_positive
 from frugalthink.rl import rewards as R
 from frugalthink.util.errors import UserError
 
-# reward -> {option: default}: the papers' values, from the one registry (`frugalthink.rl.rewards.REWARDS`).
-REWARD_OPTIONS: dict[str, dict] = {name: spec.defaults for name, spec in R.REWARDS.items()}
-
 
 @dataclass
 class LoraRecipe:
@@ -197,13 +194,7 @@ class RLRecipe:
 
     def resolved_reward_options(self) -> dict:
         """The reward's options with defaults filled in (cap-relative ones from ``max_completion_length``)."""
-        opts = {**REWARD_OPTIONS[self.reward], **self.reward_options}
-        for name, share in R.REWARDS[self.reward].from_cap.items():
-            if opts.get(name) is None:
-                opts[name] = max(1, int(self.max_completion_length * share))
-        if self.reward == "dapo" and opts.get("cache") is None:
-            opts["cache"] = max(1, opts["max_len"] // 5)  # DAPO: a 4096-token cache of 20480
-        return opts
+        return R.resolve_options(self.reward, self.reward_options, self.max_completion_length)
 
     @property
     def per_device_batch_size(self) -> int:
