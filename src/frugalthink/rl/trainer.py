@@ -35,7 +35,7 @@ class FrugalRLOOTrainer(RLOOTrainer):
                  tier_beta: dict[float, float] | None = None, tier_balance: bool = False, tier_block: int = 1,
                  rule_options: dict | None = None, sampling_limit: str = "fill", reward_beta: float | None = None,
                  **kwargs) -> None:
-        self.update_rule, self.generation_engine = update_rule, generation_engine
+        self.generation_engine = generation_engine
         self.rule = make_rule(update_rule, drpo_options, **(rule_options or {}))
         self.dynamic = DynamicSampling(max_sampling_rounds, sampling_limit) if dynamic_sampling else None
         self.tiers = Tiers(tier_beta, tier_balance, tier_block)
