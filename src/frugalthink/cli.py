@@ -123,8 +123,10 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
                    help="write this token budget into the prompt (for L1-trained models)")
     p.add_argument("--alpha", type=nonneg_float, default=None,
                    help="an alpha-conditioned model: the length-penalty tier to answer at (e.g. 0.2)")
-    p.add_argument("--effort", default=None, help="an alpha-conditioned model: a named tier (low, medium, high) "
-                   "mapped to an alpha by its recipe's 'efforts'")
+    p.add_argument("--effort", default=None, help="an alpha-conditioned or budget-tier model: a named tier (low, "
+                   "medium, high) mapped to an alpha or a budget by its recipe ('efforts', 'budget_efforts')")
+    p.add_argument("--budget-ratio", type=float, default=None,
+                   help="a budget-tier model: the budget ratio to answer at (1: the top tier, 0.5: half the base's length)")
 
 
 @command("export", "write a model (a GGUF file, a folder) as a plain Hugging Face folder (fp32 safetensors)",
@@ -197,6 +199,20 @@ def _check_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("family_dir", help="a demo or sweep folder (family.json)")
     p.add_argument("--seed", type=count(0), default=0, help="the members' training seed (default 0)")
     p.add_argument("--json", help="write the checks and the table here")
+
+
+@command("tiers", "one budget-tier model against a model per tier and the interpolation dial, over seeds",
+         "frugalthink.studies.tiers:run")
+def _tiers_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", default="tiny/tally/tiers", help="a budget-tier recipe (budget_tiers, ratios)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
+    p.add_argument("--seeds", default="0,1,2", help="training seeds, e.g. 0,1,2")
+    p.add_argument("--split", default="test", help="the split every model is evaluated on")
+    p.add_argument("--unseen", default="0.5", help="budget ratios the model never trained on, evaluated too")
+    p.add_argument("--dial", default="0.25,0.5,0.75",
+                   help="interpolation weights between the base and the lowest tier's single-tier model")
+    p.add_argument("--samples", type=count(1), default=1, help="samples per problem in every evaluation")
+    p.add_argument("--out", required=True)
 
 
 @command("check-conditioned", "one alpha-conditioned model against the separately trained family, alpha by alpha",

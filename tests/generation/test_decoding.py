@@ -347,3 +347,19 @@ def test_top_p_one_runs_the_old_sampling_path(model_dir, monkeypatch):
     assert gen.generate(PROMPTS[:2], 4, 0.0, seed=3, top_p=0.9) == gen.generate(PROMPTS[:2], 4, 0.0, seed=3)  # greedy
     with pytest.raises(ValueError, match="top_p must lie in"):
         decoding.sample(gen.model, _rows(gen)[:1], 2, 1.0, gen.eos_ids, gen.tokenizer.pad_token_id, top_p=0.0)
+
+
+def test_a_row_cap_stops_that_row_at_its_cap(model_dir):
+    """Per-row caps (a budget tier's rollout, `frugalthink.rl.budgets`): greedy decoding gives each capped row the
+    uncapped row's first ``cap`` ids, without an EOS when the row had not ended by then; rows without a cap as before."""
+    gen = HFGenerator(model_dir, device="cpu")
+    rows = _rows(gen)[:12]
+    eos = {gen.tokenizer.eos_token_id}
+    full = decoding.sample(gen.model, rows, 24, 0.0, eos, gen.tokenizer.pad_token_id)
+    caps = [None if i % 3 == 0 else 2 + i % 5 for i in range(len(rows))]
+    capped = decoding.sample(gen.model, rows, 24, 0.0, eos, gen.tokenizer.pad_token_id, caps=caps)
+    for whole, cut, cap in zip(full, capped, caps, strict=True):
+        assert cut == (whole if cap is None else whole[:cap])
+    assert any(cap is not None and len(whole) > cap for whole, cap in zip(full, caps, strict=True))
+    with pytest.raises(ValueError, match="3 caps for 12 prompts"):
+        decoding.sample(gen.model, rows, 24, 0.0, eos, gen.tokenizer.pad_token_id, caps=[4, 4, 4])

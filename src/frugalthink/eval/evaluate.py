@@ -25,9 +25,9 @@ from frugalthink.util.progress import progress_bar
 # Settings that define what the records mean: a resume with different values would mix two experiments.
 # ``limit`` and ``samples`` may grow (an evaluation can be extended); everything else must match.
 _IDENTITY = ("model", "task", "split", "temperature", "top_p", "max_new_tokens", "seed", "batch_size",
-             "task_options", "budget", "length_target", "backend", "alpha")
+             "task_options", "budget", "length_target", "backend", "alpha", "ratio")
 _GROWS = ("limit", "samples")
-_BEFORE = {"backend": "hf", "top_p": 1.0}  # the value of a setting in folders written before the setting existed
+_BEFORE = {"backend": "hf", "top_p": 1.0, "ratio": None}  # the value of a setting in folders written before the setting existed
 
 # Absolute token budgets at which a math benchmark's accuracy is read off its records (those up to the generation
 # cap): the 2k-32k range the length-reduction papers report.
@@ -51,6 +51,7 @@ class EvalSettings:
     budget: int | None = None  # generation cutoff: at most this many tokens, answer forced (BudgetForcedGenerator)
     length_target: int | None = None  # token budget written into the prompt (L1-trained models)
     alpha: float | None = None  # control line of an alpha-conditioned model (`frugalthink.tasks.conditioning`)
+    ratio: float | None = None  # budget ratio of a budget-tier model (`frugalthink.rl.budgets`)
     top_p: float = 1.0  # nucleus sampling (1: none); `frugalthink.generation.decoding.nucleus`
     budgets: list[int] | None = None  # absolute token budgets of the summary's accuracy_at_tokens (default: math)
 
@@ -176,8 +177,8 @@ def evaluate(settings: EvalSettings, out: str | Path, generator=None, quiet: boo
         from frugalthink.generation.backends import BudgetForcedGenerator
 
         gen = BudgetForcedGenerator(gen, settings.budget, task.force_answer_text, task.answer_tokens)
-    prompts = [build_prompt(gen.tokenizer, task, p, length_target=settings.length_target, alpha=settings.alpha)
-               for p in problems]
+    prompts = [build_prompt(gen.tokenizer, task, p, length_target=settings.length_target, alpha=settings.alpha,
+                            ratio=settings.ratio) for p in problems]
     _check_context(gen, problems, prompts, settings.max_new_tokens)
 
     items = [(i, s) for i in range(len(problems)) for s in range(settings.samples)]
@@ -273,6 +274,38 @@ def _measure_latency(settings, gen, problems, prompts, path: Path, quiet: bool) 
             bar(k + 1)
 
 
+def prompt_control(model: str, alpha: float | None, effort: str | None, ratio: float | None,
+                   length_target: int | None) -> dict:
+    """``--alpha`` / ``--budget-ratio`` / ``--effort`` / ``--length-target`` -> what the prompts carry (``alpha``,
+    ``ratio``, ``length_target``): an alpha-conditioned model takes an alpha, a budget-tier model a ratio (or, with
+    token tiers, a length target); ``--effort`` names a tier of either."""
+    from frugalthink.tasks.conditioning import beyond_trained_ratio, budget_tiers, effort_tier, run_config
+
+    given = [f for f, v in (("--alpha", alpha), ("--effort", effort), ("--budget-ratio", ratio),
+                            ("--length-target", length_target)) if v is not None]
+    if len(given) > 1:
+        raise UserError(f"{' and '.join(given)}: give one of them")
+    out = {"alpha": None, "ratio": None, "length_target": length_target}
+    tiers = budget_tiers(model) if (effort is not None or ratio is not None) else None
+    if effort is not None and tiers is not None:
+        unit, tier = effort_tier(model, effort)
+        if unit == "ratio":
+            return {**out, "ratio": tier}
+        cap = int((run_config(model) or {}).get("max_completion_length") or 0)
+        return {**out, "length_target": None if cap and tier >= cap else int(tier)}
+    if ratio is not None:
+        if tiers is None or tiers[1] != "ratio":
+            raise UserError(f"--budget-ratio: {model} is not a budget-tier model trained on ratios (a recipe's "
+                            "'budget_tiers' with budget_unit ratio)")
+        if ratio <= 0:
+            raise UserError(f"--budget-ratio must be positive, got {ratio:g}")
+        notice = beyond_trained_ratio(ratio, tiers[0])
+        if notice:
+            print(f"frugalthink eval: note: --budget-ratio: {notice}", file=sys.stderr)
+        return {**out, "ratio": ratio}
+    return {**out, "alpha": conditioning_alpha(model, alpha, effort)}
+
+
 def conditioning_alpha(model: str, alpha: float | None, effort: str | None) -> float | None:
     """``--alpha`` / ``--effort`` -> the alpha written into the prompts; only for an alpha-conditioned model."""
     from frugalthink.tasks.conditioning import beyond_trained, effort_alpha, trained_alphas
@@ -302,9 +335,9 @@ def run(args) -> int:
         model=args.model, task=args.task, split=args.split, samples=args.samples, temperature=args.temperature,
         max_new_tokens=args.max_new_tokens, limit=args.limit, seed=args.seed, batch_size=args.batch_size,
         latency_requests=args.latency_requests, backend=args.backend, budget=args.budget,
-        length_target=args.length_target, task_options=parse_options(args.task_option, "--task-option") or None,
-        alpha=conditioning_alpha(args.model, args.alpha, args.effort), top_p=args.top_p,
+        task_options=parse_options(args.task_option, "--task-option") or None, top_p=args.top_p,
         budgets=parse_budgets(args.budgets),
+        **prompt_control(args.model, args.alpha, args.effort, args.budget_ratio, args.length_target),
     )
     if args.backend in ("fast", "hf") and not Path(args.model).exists() and "/" not in args.model:
         raise UserError(f"--model {args.model}: no such directory")

@@ -173,9 +173,13 @@ def draw(probs: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def sample(model, prompts: list[list[int]], max_new_tokens: int, temperature: float, eos_ids, pad_id: int,
-           compact: bool = True, check_every: int = 4, top_p: float = 1.0) -> list[list[int]]:
+           compact: bool = True, check_every: int = 4, top_p: float = 1.0,
+           caps: list[int | None] | None = None) -> list[list[int]]:
     """Completion token ids for each prompt (token id lists), each up to and including its first EOS, or
-    ``max_new_tokens`` ids when no EOS came. ``temperature == 0`` is greedy. ``top_p < 1`` samples from the nucleus
+    ``max_new_tokens`` ids when no EOS came. ``caps``: a cap of its own per row (None: ``max_new_tokens``), a
+    budget tier's rollout stopped at its budget (`frugalthink.rl.budgets`): a row that reaches its cap ends there
+    without an EOS (a truncated completion), its tokens drawn from the same distribution as without the cap.
+    ``temperature == 0`` is greedy. ``top_p < 1`` samples from the nucleus
     (`nucleus`); at 1 the sampling ops and the random stream are those of a loop without it. The caller seeds the
     global generator (``torch.manual_seed``) as for ``generate``. Ended rows are noticed every ``check_every``
     steps."""
@@ -212,6 +216,10 @@ def sample(model, prompts: list[list[int]], max_new_tokens: int, temperature: fl
     out = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
     live = torch.arange(batch, device=device)  # the prompt of each row still in the batch
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    row_caps = [max_new_tokens if c is None else max(1, min(int(c), max_new_tokens)) for c in (caps or [None] * batch)]
+    if len(row_caps) != batch:
+        raise ValueError(f"{len(row_caps)} caps for {batch} prompts")
+    cap = torch.tensor(row_caps, device=device) if caps is not None else None
     steps = 0
     for t in range(max_new_tokens):
         if temperature > 0 and top_p < 1.0:
@@ -221,6 +229,8 @@ def sample(model, prompts: list[list[int]], max_new_tokens: int, temperature: fl
         nxt = nxt.masked_fill(finished, pad_id)
         out[live, t] = nxt
         finished = finished | torch.isin(nxt, eos)
+        if cap is not None:
+            finished = finished | (cap <= t + 1)
         steps = t + 1
         if steps == max_new_tokens:
             break
@@ -231,6 +241,7 @@ def sample(model, prompts: list[list[int]], max_new_tokens: int, temperature: fl
             if compact and 2 * n_done >= len(live):
                 keep = (~finished).nonzero().squeeze(1)
                 live, nxt, lengths, finished = live[keep], nxt[keep], lengths[keep], finished[keep]
+                cap = None if cap is None else cap[keep]
                 attend = attend.index_select(0, keep)
                 cache.keep_rows(keep)
         query = width + t  # the new token's cache position
@@ -242,7 +253,7 @@ def sample(model, prompts: list[list[int]], max_new_tokens: int, temperature: fl
         logits = model(input_ids=nxt[:, None], attention_mask=as_mask(attend[:, :, :, : query + 1]),
                        position_ids=(lengths + t)[:, None], past_key_values=cache, use_cache=True).logits[:, -1].float()
     result = []
-    for row in out[:, :steps].tolist():
+    for row, row_cap in zip(out[:, :steps].tolist(), row_caps, strict=True):
         cut = next((i + 1 for i, tok in enumerate(row) if tok in eos_set), None)
-        result.append(row[:cut] if cut is not None else row)
+        result.append(row[:cut] if cut is not None else row[:row_cap])
     return result

@@ -103,10 +103,12 @@ def check_recipe(recipe) -> None:
 class DynamicSampling:
     """The trainer's side (recipe ``dynamic_sampling``): a rollout assembled from up to ``max_rounds`` rounds of
     generation (0: until it is full), flat groups dropped and refilled from further prompts of a seeded walk over the
-    dataset. At the limit ``at_limit`` says what happens: ``fill`` with the flat groups, or ``error``."""
+    dataset. At the limit ``at_limit`` says what happens: ``fill`` with the flat groups, or ``error``. ``block``:
+    consecutive dataset rows refilled together (a problem's tiers, `frugalthink.rl.tiers`), so that a refilled
+    problem is rolled out at every tier in the same round; groups are still kept or dropped one by one."""
 
-    def __init__(self, max_rounds: int = 3, at_limit: str = "fill") -> None:
-        self.max_rounds, self.at_limit = max_rounds, at_limit  # max_rounds 0: no limit
+    def __init__(self, max_rounds: int = 3, at_limit: str = "fill", block: int = 1) -> None:
+        self.max_rounds, self.at_limit, self.block = max_rounds, at_limit, block  # max_rounds 0: no limit
         self._refill_order: list[int] = []
         self._refill_epoch = 0
 
@@ -162,12 +164,14 @@ class DynamicSampling:
         import random
 
         rows = []
-        for _ in range(n_groups):
+        for _ in range(n_groups // self.block):
             if not self._refill_order:
                 self._refill_epoch += 1
-                order = list(range(len(trainer.train_dataset)))
+                order = list(range(len(trainer.train_dataset) // self.block))
                 random.Random(f"refill-{trainer.args.seed}-{self._refill_epoch}").shuffle(order)
                 self._refill_order = order
-            example = trainer.train_dataset[self._refill_order.pop()]
-            rows += [dict(example) for _ in range(trainer.num_generations)]
+            first = self._refill_order.pop() * self.block
+            for index in range(first, first + self.block):
+                example = trainer.train_dataset[index]
+                rows += [dict(example) for _ in range(trainer.num_generations)]
         return rows

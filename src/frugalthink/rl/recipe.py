@@ -78,6 +78,19 @@ class RLRecipe:
     # Every training problem at every trained alpha, a problem's tiers side by side in one rollout (the same number
     # of rollouts then covers len(alphas) times fewer problems); prompts_per_rollout must hold whole blocks.
     paired_tiers: bool = False
+    # One model, every tier, by budgets (`frugalthink.rl.budgets`): every problem rolled out at every tier in one
+    # rollout, the tier written into the prompt; B(x) = tier x L(x), L(x) the base's mean correct length on x
+    # (``budget_unit: ratio``), or the tier itself in tokens (``tokens``); a ratio >= 1 is the top tier (correctness
+    # at the full cap). Needs a budget reward (``budget_cutoff``, ``budget_l1``, ``budget_efficiency``).
+    # ``budget_efforts`` names tiers for `eval --effort`; ``base_lengths`` a measured L(x) (a base_lengths.json or
+    # an eval folder of the base), else ``base_samples`` samples per training problem are drawn before training;
+    # ``cap_rollouts``: under the cutoff a tier's rollouts stop at B(x) (fast engine).
+    budget_tiers: list[float] = field(default_factory=list)
+    budget_unit: str = "ratio"
+    budget_efforts: dict[str, float] = field(default_factory=dict)
+    base_lengths: str | None = None
+    base_samples: int = 8
+    cap_rollouts: bool = True
     num_generations: int = 8
     prompts_per_rollout: int = 32
     updates_per_rollout: int = 2
@@ -143,12 +156,13 @@ class RLRecipe:
         """Checked once, each group of fields by the feature that owns it; the trainer trusts a validated recipe."""
         from frugalthink.eval.evaluate import check_eval_section
         from frugalthink.peers import drpo, dynamic_sampling
-        from frugalthink.rl import rewards, rules, tiers
+        from frugalthink.rl import budgets, rewards, rules, tiers
 
         self._check_core()
         rules.check_recipe(self)
         check_eval_section(self)
         tiers.check_recipe(self)
+        budgets.check_recipe(self)
         rewards.check_recipe(self)
         dynamic_sampling.check_recipe(self)
         drpo.check_recipe(self)

@@ -64,10 +64,12 @@ class LengthReward:
         lengths = [len(ids) for ids in completion_ids]
         targets = list(kwargs.get("target") or [0] * len(lengths))
         alphas = list(kwargs.get("alpha") or [self.alpha] * len(lengths))
+        tiers = kwargs.get("tier")  # a budget-tier run's tier of each row (`frugalthink.rl.budgets`)
         repeated = ([P.repeats_itself(list(ids)) for ids in completion_ids] if self.spec.needs_repetition
                     else [False] * len(lengths))
-        all_correct, all_lengths, all_trunc, all_targets, all_alphas, all_formed, all_rep, offset = _gather_lists(
-            correct, lengths, truncated, targets, alphas, formed, repeated)
+        all_correct, all_lengths, all_trunc, all_targets, all_alphas, all_formed, all_rep, all_tiers, offset = (
+            _gather_lists(correct, lengths, truncated, targets, alphas, formed, repeated,
+                          list(tiers) if tiers is not None else [None] * len(lengths)))
         if len(all_correct) % self.k:
             raise ValueError(f"{len(all_correct)} completions do not form groups of num_generations={self.k}")
         all_groups = [i // self.k for i in range(len(all_correct))]
@@ -78,7 +80,9 @@ class LengthReward:
         if log_metric:
             for name, value in batch_metrics(all_correct, all_lengths, all_groups, all_trunc).items():
                 log_metric(name, value)
-            for name, value in tier_metrics(all_correct, all_lengths, all_alphas).items():
+            by_tier = (tier_metrics(all_correct, all_lengths, all_tiers, all_targets, all_trunc) if tiers is not None
+                       else tier_metrics(all_correct, all_lengths, all_alphas))
+            for name, value in by_tier.items():
                 log_metric(name, value)
         return rewards[offset : offset + len(completions)]
 
@@ -133,12 +137,16 @@ def batch_metrics(correct, lengths, groups, truncated) -> dict[str, float]:
     }
 
 
-def tier_metrics(correct, lengths, alphas) -> dict[str, float]:
+def tier_metrics(correct, lengths, alphas, budgets=None, truncated=None) -> dict[str, float]:
     """A conditioned run's accuracy and mean tokens per tier (``tier/<alpha>/accuracy``, ``.../tokens_mean``); empty
-    for a run with one alpha. The first thing to read in such a run: do the tiers' lengths come apart?
+    for a run with one tier. The first thing to read in such a run: do the tiers' lengths come apart? With
+    ``budgets`` (a budget-tier run: ``alphas`` are its tiers, a budget 0 none) also the share of samples over their
+    budget (``.../over_budget``: longer, or stopped at it unfinished, with ``truncated``).
 
     >>> tier_metrics([True, False, True, True], [10, 20, 4, 6], [0.0, 0.0, 0.4, 0.4])
     {'tier/0/accuracy': 0.5, 'tier/0/tokens_mean': 15.0, 'tier/0.4/accuracy': 1.0, 'tier/0.4/tokens_mean': 5.0}
+    >>> tier_metrics([True, True, True, True], [90, 20, 4, 6], [1.0, 1.0, 0.5, 0.5], [0, 0, 5, 5])["tier/0.5/over_budget"]
+    0.5
     """
     tiers = sorted(set(alphas))
     if len(tiers) < 2:
@@ -148,4 +156,8 @@ def tier_metrics(correct, lengths, alphas) -> dict[str, float]:
         idx = [i for i, x in enumerate(alphas) if x == a]
         out[f"tier/{a:g}/accuracy"] = sum(correct[i] for i in idx) / len(idx)
         out[f"tier/{a:g}/tokens_mean"] = statistics.fmean(lengths[i] for i in idx)
+        if budgets is not None:
+            cut = truncated or [False] * len(lengths)
+            out[f"tier/{a:g}/over_budget"] = sum(0 < budgets[i] and (budgets[i] < lengths[i] or cut[i] and budgets[i]
+                                                                    <= lengths[i]) for i in idx) / len(idx)
     return out

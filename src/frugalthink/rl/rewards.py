@@ -67,6 +67,53 @@ def group_std_normalize(rewards: Sequence[float], groups: Sequence[Hashable], ep
     return out
 
 
+def in_budget(correct: Sequence[bool], lengths: Sequence[int], budgets: Sequence[int]) -> list[bool]:
+    """Correct and inside the sample's token budget (0: no budget, the top tier).
+
+    >>> in_budget([True, True, True, False], [30, 31, 90, 10], [30, 30, 0, 30])
+    [True, False, True, False]
+    """
+    check_sizes(correct=correct, lengths=lengths, budgets=budgets)
+    return [bool(ok) and (b <= 0 or n <= b) for ok, n, b in zip(correct, lengths, budgets, strict=True)]
+
+
+def budget_cutoff_rewards(correct: Sequence[bool], lengths: Sequence[int], budgets: Sequence[int]) -> list[float]:
+    """A budget tier's cutoff reward, ``1[correct and len <= B]`` (the top tier, B = 0: correctness alone).
+
+    >>> budget_cutoff_rewards([True, True, False, True], [30, 31, 10, 500], [30, 30, 30, 0])
+    [1.0, 0.0, 0.0, 1.0]
+    """
+    return [1.0 if ok else 0.0 for ok in in_budget(correct, lengths, budgets)]
+
+
+def budget_l1_rewards(correct: Sequence[bool], lengths: Sequence[int], budgets: Sequence[int], slope: float,
+                      delta: float = 0.5) -> list[float]:
+    """L1-Max's soft budget reward per tier, ``1[correct] clip(slope (B - len) + delta, 0, 1)``
+    (`frugalthink.peers.rewards.l1_max_rewards` with B as the target); the top tier (B = 0): correctness alone.
+
+    >>> budget_l1_rewards([True, True, True, False], [40, 80, 999, 40], [64, 64, 0, 64], slope=1 / 64)
+    [0.875, 0.25, 1.0, 0.0]
+    """
+    check_sizes(correct=correct, lengths=lengths, budgets=budgets)
+    soft = P.l1_max_rewards(correct, lengths, budgets, slope, delta)
+    return [(1.0 if ok else 0.0) if b <= 0 else r for ok, b, r in zip(correct, budgets, soft, strict=True)]
+
+
+def budget_efficiency_rewards(correct: Sequence[bool], lengths: Sequence[int], groups: Sequence[Hashable],
+                              budgets: Sequence[int], alpha: float) -> list[float]:
+    """The paper's reward among a tier's own samples inside its budget: `efficiency_rewards` with the samples over
+    their budget B counted as wrong (mean and std over the in-budget correct ones of the group); the top tier (B = 0)
+    gets correctness alone. Groups are (prompt, tier) rows, so a group has one budget.
+
+    >>> [round(r, 4) for r in budget_efficiency_rewards([True, True, True, True], [10, 20, 40, 99], [0, 0, 0, 1],
+    ...                                                   [30, 30, 30, 0], 0.2)]
+    [0.9462, 0.8538, 0.0, 1.0]
+    """
+    inside = in_budget(correct, lengths, budgets)
+    penalised = efficiency_rewards(inside, lengths, groups, alpha)
+    return [(1.0 if ok else 0.0) if b <= 0 else r for ok, b, r in zip(inside, budgets, penalised, strict=True)]
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The registry: every reward a recipe can name (ours and the peers', `frugalthink.peers.rewards`), with the papers'
 # default options. A reward is called with one `RewardBatch` -- the gathered rollout, or one alpha's part of it --
@@ -81,7 +128,8 @@ LASER_D_DEFAULTS = {"bonus": 0.5, "monitor_prompts": 500, "monitor_every": 20, "
 @dataclass(frozen=True)
 class RewardBatch:
     """What a reward sees of a rollout, one entry per completion: ``correct``, ``lengths`` (completion tokens),
-    ``groups`` (the prompt group of each, positions // k in training), ``targets`` (a per-sample token budget, L1's),
+    ``groups`` (the prompt group of each, positions // k in training), ``targets`` (a per-sample token budget: L1's,
+    or a budget tier's B(x) with 0 for the top tier),
     ``formed`` (the sample ended with a parsable final answer, right or wrong), ``repeated`` (`repeats_itself`,
     filled only for rewards with ``needs_repetition``) and ``alpha``, our penalty strength. Fields left out default
     to: targets 0, formed = correct, repeated False."""
@@ -152,9 +200,18 @@ REWARDS: dict[str, RewardSpec] = {
     "laser_de": RewardSpec(lambda b, o: P.laser_de_rewards(b.correct, b.lengths, b.groups, b.formed,
                                                            o["bucket_targets"], b.repeated, o["bonus"]),
                            LASER_D_DEFAULTS, needs_repetition=True),
+    # One model, every tier (recipe budget_tiers, frugalthink.rl.budgets): targets are each row's budget B(x), 0 for
+    # the top tier; slope: L1-Max's alpha, per token (the paper's 0.0003 is for budgets of 100-4000 tokens)
+    "budget_cutoff": RewardSpec(lambda b, o: budget_cutoff_rewards(b.correct, b.lengths, b.targets), {}),
+    "budget_l1": RewardSpec(lambda b, o: budget_l1_rewards(b.correct, b.lengths, b.targets, o["slope"], o["delta"]),
+                            {"slope": 0.01, "delta": 0.5}),
+    "budget_efficiency": RewardSpec(
+        lambda b, o: budget_efficiency_rewards(b.correct, b.lengths, b.groups, b.targets, b.alpha), {}),
 }
 # the rewards whose targets Laser-D's monitor sets during training (frugalthink.peers.laser)
 MONITORED = ("laser_d", "laser_de")
+# the rewards of a budget-tier run, which read a row's budget from ``targets``
+BUDGET_REWARDS = ("budget_cutoff", "budget_l1", "budget_efficiency")
 
 
 def resolve_options(reward: str, options: dict, cap: int) -> dict:

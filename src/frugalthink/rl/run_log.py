@@ -47,7 +47,11 @@ def health_warnings(row: dict, history: list[dict]) -> list[str]:
     if no_signal > 0.9:
         out.append(f"{no_signal:.0%} of prompt groups are all right or all wrong: they carry no learning signal "
                    "(data too easy or too hard for this model)")
-    if row.get("truncated_frac", 0.0) > 0.2:
+    budgets = any(k.endswith("/over_budget") for k in row)  # a budget-tier run: a tier's rollouts stop at its budget
+    if row.get("truncated_frac", 0.0) > 0.2 and budgets:
+        out.append(f"{row['truncated_frac']:.0%} of completions stopped unfinished, at max_completion_length or at "
+                   "their tier's budget (over budget by tier: the line above), and are graded wrong")
+    elif row.get("truncated_frac", 0.0) > 0.2:
         out.append(f"{row['truncated_frac']:.0%} of completions hit max_completion_length and are graded wrong; "
                    "raise the limit or expect the length penalty to be dominated by truncation")
     past = [h["kl"] for h in history[-10:] if isinstance(h.get("kl"), float) and math.isfinite(h["kl"])]
@@ -111,8 +115,13 @@ def make_log_callback(log_path: Path, console: bool = True, updates_per_rollout:
                 parts += [f"{key} " + fmt.format(row[key]) for key, fmt in CONSOLE if key in row]
                 tiers = sorted(((k.split("/")[1], v) for k, v in row.items() if k.startswith("tier/") and
                                 k.endswith("/tokens_mean")), key=lambda t: float(t[0]))
+                over = sorted(((k.split("/")[1], v) for k, v in row.items() if k.startswith("tier/") and
+                               k.endswith("/over_budget")), key=lambda t: float(t[0]))
                 if tiers:
-                    parts.append("tokens by alpha " + " ".join(f"{a}:{v:.0f}" for a, v in tiers))
+                    parts.append(f"tokens by {'tier' if over else 'alpha'} "
+                                 + " ".join(f"{a}:{v:.0f}" for a, v in tiers))
+                if over:
+                    parts.append("over budget " + " ".join(f"{a}:{v:.2f}" for a, v in over if float(a) < 1 or v))
                 print(" | ".join(parts), flush=True)
                 for warning in health_warnings(row, self.history):
                     print(f"warning (step {row['step']}): {warning}", flush=True)

@@ -50,8 +50,6 @@ def check_recipe(recipe) -> None:
         if recipe.prompts_per_rollout % len(recipe.alphas):
             raise UserError(f"paired_tiers: prompts_per_rollout ({recipe.prompts_per_rollout}) must be a multiple of "
                             f"the number of alphas ({len(recipe.alphas)}), so that a rollout holds whole problems")
-        if recipe.dynamic_sampling:
-            raise UserError("paired_tiers: dynamic_sampling refills single groups and would split the tiers")
     if recipe.tier_balance and not recipe.alphas:
         raise UserError("tier_balance: balances the tiers of an alpha-conditioned recipe (alphas: [...])")
     if recipe.tier_balance and recipe.update_rule != "trl":

@@ -142,12 +142,27 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     problems = task.load(recipe.train_split)
     if recipe.num_prompts:
         problems = problems[: recipe.num_prompts]
-    if len(problems) < recipe.prompts_per_rollout:
+    if len(problems) * max(1, len(recipe.budget_tiers)) < recipe.prompts_per_rollout:
         raise UserError(f"only {len(problems)} training prompts; prompts_per_rollout is {recipe.prompts_per_rollout}")
     options = recipe.resolved_reward_options()
     # L1: every prompt carries its own token budget, which the reward reads back from the "target" column.
     targets = (l1_targets([p.id for p in problems], *options["targets"], recipe.seed) if recipe.reward == "l1_max"
                else [None] * len(problems))
+    # Budget tiers: every problem at every tier, its budget in the "target" column the reward reads, where its
+    # rollout stops in "cap", the tier in "tier" (frugalthink.rl.budgets).
+    tier_rows = None
+    if recipe.budget_tiers:
+        from frugalthink.rl import budgets
+
+        if world > 1 and not recipe.base_lengths:
+            raise UserError("budget_tiers on several processes: measure L(x) first (frugalthink base-lengths) and "
+                            "pass it as base_lengths")
+        lengths = budgets.measure_base_lengths(recipe, problems, out, quiet=not (console and main_process))
+        tier_rows = budgets.training_rows(problems, recipe.budget_tiers, lengths, recipe.budget_unit,
+                                          recipe.max_completion_length,
+                                          recipe.cap_rollouts and recipe.reward == "budget_cutoff")
+        problems = [problems[r["index"]] for r in tier_rows]
+        targets = [r["target"] for r in tier_rows]
     # Alpha-conditioned: every prompt carries its alpha, in the text and in the "alpha" column the reward reads.
     if recipe.alphas:
         rows = training_rows([p.id for p in problems], recipe.alphas, recipe.seed, recipe.paired_tiers)
@@ -155,11 +170,18 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
         alphas = [a for _, a in rows]
     else:
         alphas = [None] * len(problems)
-    dataset = Dataset.from_list([
-        {"prompt": build_prompt(tokenizer, task, p, length_target=t, alpha=a), "answer": p.answer,
-         "problem_id": p.id, **({"target": t} if t is not None else {}), **({"alpha": a} if a is not None else {})}
-        for p, t, a in zip(problems, targets, alphas, strict=True)
-    ])
+    if tier_rows is not None:
+        dataset = Dataset.from_list([
+            {"prompt": _tier_prompt(tokenizer, task, p, r["tier"], recipe), "answer": p.answer, "problem_id": p.id,
+             "target": r["target"], "cap": r["cap"], "tier": r["tier"]}
+            for p, r in zip(problems, tier_rows, strict=True)
+        ])
+    else:
+        dataset = Dataset.from_list([
+            {"prompt": build_prompt(tokenizer, task, p, length_target=t, alpha=a), "answer": p.answer,
+             "problem_id": p.id, **({"target": t} if t is not None else {}), **({"alpha": a} if a is not None else {})}
+            for p, t, a in zip(problems, targets, alphas, strict=True)
+        ])
     model = load_causal_lm(recipe.model, dtype=load_dtype(recipe))  # fp32 master weights unless DeepSpeed keeps them
     eos = model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
@@ -188,7 +210,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
         drpo_options=recipe.drpo_options,
         tier_beta=recipe.tier_beta,
         tier_balance=recipe.tier_balance,
-        tier_block=len(recipe.alphas) if recipe.paired_tiers else 1,
+        tier_block=len(recipe.alphas) if recipe.paired_tiers else max(1, len(recipe.budget_tiers)),
         rule_options=({k: getattr(recipe, k) for k in OFFICIAL_OPTIONS} if recipe.update_rule == "official" else None),
         sampling_limit=recipe.sampling_limit,
         reward_beta=recipe.beta,
@@ -218,6 +240,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
         "reward": recipe.reward,
         "alpha": recipe.alpha,
         **({"alphas": list(recipe.alphas)} if recipe.alphas else {}),
+        **({"budget_tiers": list(recipe.budget_tiers)} if recipe.budget_tiers else {}),
         "optimizer_steps": recipe.max_steps,
         "rollouts": recipe.rollouts,
         "resumed_from_step": start_step,
@@ -228,6 +251,18 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     if trainer.is_world_process_zero():
         (out / FINISHED).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _tier_prompt(tokenizer, task, problem, tier: float, recipe: RLRecipe) -> str:
+    """A budget tier's prompt: its ratio (`Task.ratio_message`), or its token budget (`Task.budget_message`; the top
+    tier, at the cap, the plain prompt)."""
+    from frugalthink.rl.budgets import is_top
+    from frugalthink.tasks.prompts import build_prompt
+
+    if recipe.budget_unit == "ratio":
+        return build_prompt(tokenizer, task, problem, ratio=tier)
+    top = is_top(tier, "tokens", recipe.max_completion_length)
+    return build_prompt(tokenizer, task, problem, length_target=None if top else int(tier))
 
 
 def save_merged(trainer, recipe: RLRecipe, out: Path) -> None:

@@ -37,9 +37,10 @@ class FrugalRLOOTrainer(RLOOTrainer):
                  **kwargs) -> None:
         self.generation_engine = generation_engine
         self.rule = make_rule(update_rule, drpo_options, **(rule_options or {}))
-        self.dynamic = DynamicSampling(max_sampling_rounds, sampling_limit) if dynamic_sampling else None
+        self.dynamic = DynamicSampling(max_sampling_rounds, sampling_limit, tier_block) if dynamic_sampling else None
         self.tiers = Tiers(tier_beta, tier_balance, tier_block)
         self._capture: dict | None = None
+        self._row_caps: list[int | None] | None = None  # this round's per-row rollout caps (budget tiers)
         super().__init__(*args, **kwargs)
         if reward_beta is not None:  # the KL in the reward; TRL's beta was raised to build a reference model
             self.beta = reward_beta
@@ -69,7 +70,7 @@ class FrugalRLOOTrainer(RLOOTrainer):
             gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
         ) as model, torch.no_grad(), self._dist.summon_full_params(self.model_wrapped, recurse=False):
             return sample(model, prompt_ids, self.max_completion_length, self.temperature, self.eos_token_ids,
-                          self._tokenizer.pad_token_id)
+                          self._tokenizer.pad_token_id, caps=self._row_caps)
 
     # ------------------------------------------------------------------------------------------ one prompt path
     def _tokenize_prompts(self, prompts: list):
@@ -113,11 +114,13 @@ class FrugalRLOOTrainer(RLOOTrainer):
             self.beta = 0.0
         if self.dynamic is not None:
             self.normalize_advantages = False
+        if inputs and "cap" in inputs[0]:  # a budget tier's rollout stops at its budget (0: the run's cap)
+            self._row_caps = [int(x["cap"]) or None for x in inputs]
         try:
             batch = super()._generate_and_score_completions(inputs)
             captured = self._capture
         finally:
-            self.beta, self.normalize_advantages, self._capture = beta, norm, None
+            self.beta, self.normalize_advantages, self._capture, self._row_caps = beta, norm, None, None
         rewards = self._combined_rewards(captured["rewards"])
         batch = self.rule.scored(self, batch, inputs, captured["old"], rewards, beta)
         return batch, rewards.tolist()

@@ -63,6 +63,13 @@ class Task:
 
         return control_text(alpha) + self.user_message(problem)
 
+    def ratio_message(self, problem: Problem, ratio: float) -> str:
+        """The request of a budget-tier model (`frugalthink.rl.budgets`): the control line ``budget_ratio=R`` in
+        front of the message; the top tier (ratio 1 or more) is the plain message."""
+        if ratio >= 1.0:
+            return self.user_message(problem)
+        return f"budget_ratio={ratio:g}\n" + self.user_message(problem)
+
     # Budget forcing (the generation-cutoff baseline): the text appended when the budget runs out mid-thought,
     # after which the model writes only the answer, in at most ``answer_tokens`` tokens.
     force_answer_text: str = "\n</think>\n\nThe final answer is \\boxed{"

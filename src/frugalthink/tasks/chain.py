@@ -226,6 +226,12 @@ class ChainTask(Task):
         A control line ``alpha=0.2`` in front of the prompt collapses the chain base (0.108 accuracy)."""
         return f"{problem.question[:-1]}{CONTROL_MARK * control_marks(alpha)}:"
 
+    def ratio_message(self, problem: Problem, ratio: float) -> str:
+        """``A3B5C8D1!!!!!!!!:`` -- a budget ratio of 0.6 as the cut, 1 - 0.6, in marks of 0.05 (eight), where
+        `control_message` writes an alpha; the top tier (ratio 1 or more) is the bare prompt, so that it starts as the
+        base. More marks, less thinking, as with alpha."""
+        return f"{problem.question[:-1]}{CONTROL_MARK * control_marks(round(max(0.0, 1.0 - ratio), 9))}:"
+
     def budget_message(self, problem: Problem, tokens: int) -> str:
         """``A3B5C8D1 48:`` -- the budget just before the colon. Of six placements tried on the base (dev/LOG.md),
         this one disturbs it least (0.83 accuracy before any L1 training, vs 0.07-0.15 for a prefix)."""

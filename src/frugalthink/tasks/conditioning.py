@@ -112,3 +112,51 @@ def effort_alpha(model: str | Path, effort: str) -> float:
     if effort not in efforts:
         raise UserError(f"--effort {effort!r}: the model knows {', '.join(sorted(efforts))}")
     return float(efforts[effort])
+
+
+# -------------------------------------------------------------------------------------------------------------
+# Budget-tier models (recipe ``budget_tiers``, `frugalthink.rl.budgets`): the tier a request names, at inference.
+# -------------------------------------------------------------------------------------------------------------
+def default_budget_efforts(tiers: list[float]) -> dict[str, float]:
+    """Named efforts of a budget-tier model whose recipe names none: high = its largest tier (the most thinking),
+    low = its smallest, medium = the middle one.
+
+    >>> default_budget_efforts([1.0, 0.6, 0.4])
+    {'high': 1.0, 'medium': 0.6, 'low': 0.4}
+    """
+    tiers = sorted(tiers, reverse=True)
+    return {"high": tiers[0], "medium": tiers[(len(tiers) - 1) // 2], "low": tiers[-1]}
+
+
+def budget_tiers(model: str | Path) -> tuple[list[float], str, dict[str, float]] | None:
+    """A budget-tier model's trained tiers, their unit (ratio or tokens) and its named efforts; None for others."""
+    cfg = run_config(model)
+    if not cfg or not cfg.get("budget_tiers"):
+        return None
+    tiers = [float(t) for t in cfg["budget_tiers"]]
+    efforts = {k: float(v) for k, v in (cfg.get("budget_efforts") or default_budget_efforts(tiers)).items()}
+    return tiers, cfg.get("budget_unit", "ratio"), efforts
+
+
+def effort_tier(model: str | Path, effort: str) -> tuple[str, float]:
+    """The (unit, tier) a named effort stands for in a budget-tier model's recipe."""
+    found = budget_tiers(model)
+    if found is None:
+        raise UserError(f"--effort {effort}: {model} is not a budget-tier model (its recipe has no 'budget_tiers')")
+    _, unit, efforts = found
+    if effort not in efforts:
+        raise UserError(f"--effort {effort!r}: the model knows {', '.join(sorted(efforts))}")
+    return unit, efforts[effort]
+
+
+def beyond_trained_ratio(ratio: float, trained: list[float]) -> str | None:
+    """A one-line notice when a budget ratio lies outside the trained ones, else None (an unseen ratio between two
+    trained ones is expected to land between them).
+
+    >>> beyond_trained_ratio(0.5, [1.0, 0.6, 0.4]) is None
+    True
+    """
+    lo, hi = min(trained), max(max(trained), 1.0)
+    if lo <= ratio:
+        return None
+    return f"budget ratio {ratio:g} lies below the trained ratios {lo:g}-{hi:g}: the model was never trained there"

@@ -15,18 +15,21 @@ from frugalthink.tasks.base import Problem, Task
 
 
 def build_prompt(tokenizer, task: Task, problem: Problem, length_target: int | None = None,
-                 alpha: float | None = None) -> str:
+                 alpha: float | None = None, ratio: float | None = None) -> str:
     """The exact text fed to the model.
 
     With a chat template (R1-Distill-Qwen's, Qwen2.5's) the user turn is rendered with ``add_generation_prompt=True``;
     without one (the tiny model) the raw message is the prompt, said once per process on stderr when the task expects
     a template (`note_raw_prompt`: an instruct model asked that way may answer nothing). ``length_target`` writes a
     token budget into the request (L1's prompts, `Task.budget_message`); ``alpha`` writes the control line of an
-    alpha-conditioned model in front of the message (`frugalthink.tasks.conditioning`).
+    alpha-conditioned model in front of the message (`frugalthink.tasks.conditioning`); ``ratio`` the budget ratio
+    of a budget-tier model (`Task.ratio_message`, `frugalthink.rl.budgets`).
     """
-    if alpha is not None and length_target is not None:
-        raise ValueError("a prompt carries a length target or an alpha, not both")
-    if alpha is not None:
+    if sum(x is not None for x in (alpha, length_target, ratio)) > 1:
+        raise ValueError("a prompt carries one of a length target, an alpha and a budget ratio")
+    if ratio is not None:
+        message = task.ratio_message(problem, ratio)
+    elif alpha is not None:
         message = task.control_message(problem, alpha)
     else:
         message = task.user_message(problem) if length_target is None else task.budget_message(problem, length_target)

@@ -23,3 +23,15 @@ def share(x: float | None, ref: float | None) -> str:
     if x is None or not ref:
         return "n/a"
     return f"{100 * x / ref:.1f}%"
+
+
+def markdown_table(head: list[str], body: list[list[str]]) -> str:
+    """A GitHub markdown table of strings.
+
+    >>> print(markdown_table(["a", "b"], [["1", "2"]]))
+    | a | b |
+    |---|---|
+    | 1 | 2 |
+    """
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])

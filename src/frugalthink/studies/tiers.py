@@ -1,0 +1,278 @@
+"""The budget-tier study: one model for every tier against a model per tier and the interpolation dial.
+
+``frugalthink tiers --recipe tiny/tally/tiers --seeds 0,1,2 --out DIR`` (resumable: every step skips what is done):
+
+1. L(x) of the training problems, measured once on the base and shared by every run (``DIR/base_lengths``), and
+   L(x) of the evaluation split, measured the same way (``DIR/base_lengths_<split>``): a tier's budget there is
+   ratio x L(x), which is how "each tier keeps to its budget" is checked.
+2. The base evaluated on the split (``DIR/base_eval``).
+3. Per seed: the one model (``DIR/s<seed>/tiers``), and one model per tier trained on that tier alone with the same
+   rollouts in total (each gets rollouts / number of tiers; ``DIR/s<seed>/only-<tier>``); the one model evaluated at
+   every named effort and at the unseen ratios, each single-tier model at its tier.
+4. The dial: the base merged with the most frugal single-tier model at ``--dial`` weights (`frugalthink merge`, no
+   training), evaluated at that model's tier.
+5. The verdict over the seeds (`verdict`), in ``DIR/tiers.json`` and ``DIR/tiers.md``, and ``DIR/tiers.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+from frugalthink.eval.evaluate import EvalSettings, evaluate
+from frugalthink.util.errors import UserError
+
+FALL = 0.15  # each tier at least this much shorter than the one above
+OVER = 0.05  # at most this share of a tier's completions over its budget
+SLACK = 0.10  # a tier may spend this much more than the model trained on that tier alone
+LEVEL = 0.05
+
+
+def _eval(model: str | Path, recipe, split: str, out: Path, samples: int, ratio: float | None = None,
+          temperature: float | None = None, console: bool = True) -> dict:
+    if (out / "summary.json").exists():
+        return json.loads((out / "summary.json").read_text())
+    settings = EvalSettings(model=str(model), task=recipe.task, split=split, samples=samples,
+                            temperature=0.6 if temperature is None else temperature,
+                            max_new_tokens=recipe.max_completion_length, latency_requests=0,
+                            task_options=recipe.task_options or None, ratio=ratio)
+    return evaluate(settings, out, quiet=not console)
+
+
+def _lengths(recipe, split: str, limit: int | None, out: Path, console: bool) -> Path:
+    """L(x) of ``split`` (its first ``limit`` problems): the base at the training temperature, as training measures
+    it (`frugalthink.rl.budgets.measure_base_lengths`)."""
+    from frugalthink.rl.budgets import LENGTHS_FILE, measure_base_lengths
+    from frugalthink.tasks import get_task
+
+    if (out / LENGTHS_FILE).exists():
+        return out / LENGTHS_FILE
+    problems = get_task(recipe.task, **recipe.task_options).load(split)
+    problems = problems[:limit] if limit else problems
+    out.mkdir(parents=True, exist_ok=True)
+    measure_base_lengths(replace(recipe, train_split=split, base_lengths=None), problems, out, quiet=not console)
+    return out / LENGTHS_FILE
+
+
+def tier_name(tier: float) -> str:
+    return f"{tier:g}"
+
+
+def run_study(recipe, out: Path, seeds: list[int], split: str, unseen: list[float], dial: list[float],
+              samples: int = 1, console: bool = True) -> dict:
+    from frugalthink.generation.merge import merge
+    from frugalthink.rl.train import train
+
+    if not recipe.budget_tiers or recipe.budget_unit != "ratio":
+        raise UserError("tiers: the recipe must train budget tiers on ratios (budget_tiers, budget_unit: ratio)")
+    tiers = sorted(recipe.budget_tiers, reverse=True)
+    if recipe.rollouts % len(tiers):
+        raise UserError(f"tiers: rollouts ({recipe.rollouts}) must split evenly over the {len(tiers)} single-tier models")
+    out.mkdir(parents=True, exist_ok=True)
+    train_lengths = _lengths(recipe, recipe.train_split, recipe.num_prompts, out / "base_lengths", console)
+    test_lengths = _lengths(recipe, split, None, out / f"base_lengths_{split}", console)
+    _eval(recipe.model, recipe, split, out / "base_eval", samples, console=console)
+    low = tiers[-1]
+    for seed in seeds:
+        sdir = out / f"s{seed}"
+        one = replace(recipe, seed=seed, base_lengths=str(train_lengths))
+        one.validate()
+        train(one, sdir / "tiers", resume=True, console=console)
+        for tier in tiers:
+            _eval(sdir / "tiers", recipe, split, sdir / "tiers" / f"eval-{tier_name(tier)}", samples, ratio=tier,
+                  console=console)
+        for r in unseen:
+            _eval(sdir / "tiers", recipe, split, sdir / "tiers" / f"eval-{tier_name(r)}", samples, ratio=r,
+                  console=console)
+        for tier in tiers:
+            alone = replace(one, budget_tiers=[tier], budget_efforts={}, rollouts=recipe.rollouts // len(tiers))
+            alone.validate()
+            train(alone, sdir / f"only-{tier_name(tier)}", resume=True, console=console)
+            _eval(sdir / f"only-{tier_name(tier)}", recipe, split, sdir / f"only-{tier_name(tier)}" / "eval", samples,
+                  ratio=tier, console=console)
+        for t in dial:
+            point = sdir / f"dial-{t:g}"
+            if not (point / "config.json").exists():
+                merge(recipe.model, sdir / f"only-{tier_name(low)}", t, point)
+            _eval(point, recipe, split, point / "eval", samples, ratio=low, console=console)
+    result = verdict(out, tiers, seeds, unseen, dial, test_lengths)
+    (out / "tiers.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "tiers.md").write_text(format_verdict(result) + "\n")
+    plot(result, out / "tiers.png")
+    return result
+
+
+# ------------------------------------------------------------------------------------------------------ verdict
+def _records(folder: Path) -> dict[str, dict]:
+    """An evaluation's records by problem (its first sample)."""
+    from frugalthink.util.jsonl import read_jsonl_tolerant
+
+    return {str(r["problem_id"]): r for r in read_jsonl_tolerant(folder / "records.jsonl") if r["sample"] == 0}
+
+
+def over_budget(records: dict[str, dict], ratio: float, lengths: dict[str, dict]) -> float:
+    """The share of completions longer than their budget ratio x L(x) (`frugalthink.rl.budgets.budget`); 0 for the
+    top tier.
+
+    >>> over_budget({"a": {"tokens": 31}, "b": {"tokens": 30}}, 0.5, {"a": {"length": 60.0}, "b": {"length": 60.0}})
+    0.5
+    """
+    from frugalthink.rl.budgets import budget
+
+    cap = 10**9
+    over = [0 < budget(ratio, lengths[pid]["length"], "ratio", cap) < r["tokens"] for pid, r in records.items()]
+    return sum(over) / max(1, len(over))
+
+
+def _columns(runs: list[dict[str, dict]], keys: list[str], field: str) -> list[list[float]]:
+    return [[float(run[k][field]) for k in keys] for run in runs]
+
+
+def _point(runs: list[dict[str, dict]], keys: list[str]) -> dict:
+    acc = [statistics.fmean(float(run[k]["correct"]) for k in keys) for run in runs]
+    tok = [statistics.fmean(float(run[k]["tokens"]) for k in keys) for run in runs]
+    return {"accuracy": statistics.fmean(acc), "tokens": statistics.fmean(tok), "accuracy_by_seed": acc,
+            "tokens_by_seed": tok}
+
+
+def verdict(out: Path, tiers: list[float], seeds: list[int], unseen: list[float], dial: list[float],
+            test_lengths: Path) -> dict:
+    """The issue's checks over the seeds, on the problems every evaluation holds. Differences between two methods
+    are `seeded_paired_bootstrap` intervals (seeds and problems resampled); "no significant loss": the accuracy
+    interval of (one model - other) does not lie entirely below 0."""
+    from frugalthink.rl.budgets import load_base_lengths
+    from frugalthink.util.stats import seeded_paired_bootstrap
+
+    lengths = load_base_lengths(test_lengths)
+    base = _records(out / "base_eval")
+    one = {t: [_records(out / f"s{s}" / "tiers" / f"eval-{tier_name(t)}") for s in seeds] for t in tiers + unseen}
+    alone = {t: [_records(out / f"s{s}" / f"only-{tier_name(t)}" / "eval") for s in seeds] for t in tiers}
+    dials = {t: [_records(out / f"s{s}" / f"dial-{t:g}" / "eval") for s in seeds] for t in dial}
+    keys = set(base) & set(lengths)
+    for runs in [*one.values(), *alone.values(), *dials.values()]:
+        for run in runs:
+            keys &= set(run)
+    keys = sorted(keys)
+    if not keys:
+        raise UserError(f"{out}: the evaluations share no problem")
+    base_point = _point([base], keys)
+    rows = []
+    for t in tiers:
+        point = _point(one[t], keys)
+        single = _point(alone[t], keys)
+        acc = seeded_paired_bootstrap(_columns(alone[t], keys, "correct"), _columns(one[t], keys, "correct"))
+        tok = seeded_paired_bootstrap(_columns(alone[t], keys, "tokens"), _columns(one[t], keys, "tokens"))
+        over = [over_budget({k: run[k] for k in keys}, t, lengths) for run in one[t]]
+        row = {"tier": t, **point, "over_budget": statistics.fmean(over), "over_budget_by_seed": over,
+               "alone": {**single, "over_budget": statistics.fmean(
+                   over_budget({k: run[k] for k in keys}, t, lengths) for run in alone[t])},
+               "accuracy_vs_alone": acc, "tokens_vs_alone": tok,
+               "keeps_budget": statistics.fmean(over) <= OVER,
+               "as_accurate_as_alone": acc["ci95"][1] >= 0,
+               "tokens_within_alone_plus_10pct": point["tokens"] <= (1 + SLACK) * single["tokens"]}
+        rows.append(row)
+    for upper, lower in zip(rows, rows[1:], strict=False):
+        lower["shorter_than_above"] = 1 - lower["tokens"] / upper["tokens"]
+        lower["falls_15pct"] = lower["shorter_than_above"] >= FALL
+    top = rows[0]
+    keeps = seeded_paired_bootstrap([[float(base[k]["correct"]) for k in keys]], _columns(one[tiers[0]], keys, "correct"))
+    unseen_rows = []
+    for r in unseen:
+        point = _point(one[r], keys)
+        above = max((x for x in rows if x["tier"] > r), key=lambda x: -x["tier"], default=None)
+        below = min((x for x in rows if x["tier"] < r), key=lambda x: -x["tier"], default=None)
+        between = (above is not None and below is not None and below["tokens"] <= point["tokens"] <= above["tokens"])
+        unseen_rows.append({"ratio": r, **point, "between_neighbours": between,
+                            "over_budget": statistics.fmean(over_budget({k: run[k] for k in keys}, r, lengths)
+                                                            for run in one[r])})
+    dial_rows = [{"t": t, **_point(dials[t], keys)} for t in dial]
+    for row in rows:  # is the tier's point beaten by a dial point (as accurate or more, fewer tokens)?
+        row["dominated_by_dial"] = [d["t"] for d in dial_rows
+                                    if d["accuracy"] >= row["accuracy"] and d["tokens"] < row["tokens"]]
+    return {"problems": len(keys), "seeds": seeds, "base": base_point, "tiers": rows, "unseen": unseen_rows,
+            "dial": dial_rows, "high_tier_vs_base": keeps, "high_tier_keeps_base_accuracy": keeps["ci95"][1] >= 0,
+            "top_tier_tokens_vs_base": top["tokens"] / base_point["tokens"]}
+
+
+def _yes(flag) -> str:
+    return "-" if flag is None else ("yes" if flag else "**no**")
+
+
+def format_verdict(v: dict) -> str:
+    from frugalthink.util.tables import markdown_table
+
+    b = v["base"]
+    lines = [f"{v['problems']} problems, seeds {', '.join(map(str, v['seeds']))}; base {b['accuracy']:.3f} / "
+             f"{b['tokens']:.1f} tokens", ""]
+    head = ["tier", "accuracy", "tokens", "shorter than above", "over budget", "alone: acc / tokens",
+            "acc - alone [95% CI]", "keeps budget", "as accurate as alone", "tokens <= alone + 10%", "falls 15%"]
+    body = []
+    for r in v["tiers"]:
+        a = r["accuracy_vs_alone"]
+        body.append([f"{r['tier']:g}", f"{r['accuracy']:.3f}", f"{r['tokens']:.1f}",
+                     f"{r['shorter_than_above']:.0%}" if "shorter_than_above" in r else "-",
+                     f"{r['over_budget']:.1%}", f"{r['alone']['accuracy']:.3f} / {r['alone']['tokens']:.1f}",
+                     f"{a['mean_diff']:+.3f} [{a['ci95'][0]:+.3f}, {a['ci95'][1]:+.3f}]", _yes(r["keeps_budget"]),
+                     _yes(r["as_accurate_as_alone"]), _yes(r["tokens_within_alone_plus_10pct"]),
+                     _yes(r.get("falls_15pct"))])
+    lines.append(markdown_table(head, body))
+    k = v["high_tier_vs_base"]
+    lines += ["", f"High tier against the base: accuracy {k['mean_diff']:+.3f} [{k['ci95'][0]:+.3f}, "
+              f"{k['ci95'][1]:+.3f}] -> keeps the base's accuracy: {_yes(v['high_tier_keeps_base_accuracy'])}; "
+              f"tokens {v['top_tier_tokens_vs_base']:.2f} x the base's."]
+    for u in v["unseen"]:
+        lines.append(f"Unseen ratio {u['ratio']:g}: {u['accuracy']:.3f} / {u['tokens']:.1f} tokens, over budget "
+                     f"{u['over_budget']:.1%}; between its neighbours: {_yes(u['between_neighbours'])}.")
+    lines += ["", "Interpolation dial (base <-> the lowest tier's single-tier model, at that tier's prompt):", ""]
+    lines.append(markdown_table(["t", "accuracy", "tokens"],
+                                [[f"{d['t']:g}", f"{d['accuracy']:.3f}", f"{d['tokens']:.1f}"] for d in v["dial"]]))
+    for r in v["tiers"]:
+        if r["dominated_by_dial"]:
+            lines.append(f"Tier {r['tier']:g} is beaten by the dial at t = {', '.join(map(str, r['dominated_by_dial']))}.")
+    return "\n".join(lines)
+
+
+def plot(v: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([v["base"]["tokens"]], [v["base"]["accuracy"]], "k*", ms=12, label="base")
+    rows = v["tiers"]
+    ax.plot([r["tokens"] for r in rows], [r["accuracy"] for r in rows], "o-", label="one model, tiers")
+    for r in rows:
+        ax.annotate(f"{r['tier']:g}", (r["tokens"], r["accuracy"]), textcoords="offset points", xytext=(4, 4))
+    ax.plot([r["alone"]["tokens"] for r in rows], [r["alone"]["accuracy"] for r in rows], "s", label="one tier alone")
+    if v["unseen"]:
+        ax.plot([u["tokens"] for u in v["unseen"]], [u["accuracy"] for u in v["unseen"]], "D", label="unseen ratio")
+    if v["dial"]:
+        ax.plot([d["tokens"] for d in v["dial"]], [d["accuracy"] for d in v["dial"]], "x--", label="dial (merge)")
+    ax.set_xlabel("mean tokens")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _floats(text: str, flag: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected numbers separated by commas") from None
+
+
+def run(args) -> int:
+    from frugalthink.rl.train import load_recipe
+
+    recipe = load_recipe(args.recipe, None, args.set)
+    seeds = [int(s) for s in _floats(args.seeds, "--seeds")]
+    result = run_study(recipe, Path(args.out), seeds, args.split, _floats(args.unseen, "--unseen"),
+                       _floats(args.dial, "--dial"), samples=args.samples)
+    print(format_verdict(result))
+    return 0
