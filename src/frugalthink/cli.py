@@ -87,7 +87,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 @command("shortest", "baselines: SFT on the shortest correct self-sample, or DPO short-vs-long (TRL)",
          "frugalthink.rl.shortest:run")
 def _shortest_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", choices=["sft", "dpo"], default=None, help="default: the recipe's, else sft")
+    p.add_argument("--method", choices=["sft", "dpo", "tiers"], default=None, help="default: the recipe's, else sft")
     p.add_argument("--model", default=None, help="the model to improve (also the sampler of the pool)")
     p.add_argument("--recipe", default=None, help="YAML recipe (fields of ShortestRecipe; see recipes/tiny/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
@@ -212,6 +212,20 @@ def _tiers_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dial", default="0.25,0.5,0.75",
                    help="interpolation weights between the base and the lowest tier's single-tier model")
     p.add_argument("--samples", type=count(1), default=1, help="samples per problem in every evaluation")
+    p.add_argument("--base", default=None, help="the base, when the recipe's model is a warm start of it (then "
+                   "--set base_lengths=WARM/pool)")
+    p.add_argument("--out", required=True)
+
+
+@command("tier-family", "a budget-tier model evaluated at each of its tiers, as a family for report and pick",
+         "frugalthink.studies.tiers:run_tier_family")
+def _tier_family_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a model trained with a budget-tier recipe (budget_tiers)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--samples", type=count(1), default=1, help="samples per problem")
+    p.add_argument("--ratios", default=None, help="budget ratios it never trained on, evaluated too (e.g. 0.5)")
+    p.add_argument("--base-eval", default=None, help="an evaluation of the base on the same split (else evaluated)")
+    p.add_argument("--limit", type=count(1), default=None, help="only the first N problems of the split")
     p.add_argument("--out", required=True)
 
 

@@ -37,7 +37,7 @@ def test_control_line_is_in_the_user_turn_with_or_without_a_chat_template(tmp_pa
     with pytest.raises(UserError, match="alpha 0.13: the embedded tasks write alpha as marks of 0.05"):
         build_prompt(None, chain, p, alpha=0.13)
     assert build_prompt(None, chain, p) == p.question
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="one of a length target, an alpha and a budget ratio"):
         build_prompt(None, chain, p, alpha=0.2, length_target=40)
     from transformers import AutoTokenizer
 

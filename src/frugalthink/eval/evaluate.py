@@ -291,7 +291,8 @@ def prompt_control(model: str, alpha: float | None, effort: str | None, ratio: f
         unit, tier = effort_tier(model, effort)
         if unit == "ratio":
             return {**out, "ratio": tier}
-        cap = int((run_config(model) or {}).get("max_completion_length") or 0)
+        cfg = run_config(model) or {}
+        cap = int(cfg.get("max_completion_length") or cfg.get("max_new_tokens") or 0)
         return {**out, "length_target": None if cap and tier >= cap else int(tier)}
     if ratio is not None:
         if tiers is None or tiers[1] != "ratio":

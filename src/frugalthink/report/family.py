@@ -34,11 +34,25 @@ def _plt():
 
 
 def _members(fam):
-    return sorted(fam["members"], key=lambda m: (m.get("seed", 0), m["alpha"]))
+    return sorted(fam["members"], key=lambda m: (m.get("seed", 0), *member_order(m)))
+
+
+def member_order(m: dict) -> tuple:
+    """Members in order of falling thinking: alphas upwards, then the tiers of a budget-tier model downwards."""
+    return (0, m["alpha"]) if m.get("tier") is None else (1, -m["tier"])
+
+
+def member_name(m: dict) -> str:
+    """``alpha=0.2``, or a budget-tier model's ``tier 0.6 (medium)`` / ``ratio 0.5 (unseen)``."""
+    if m.get("tier") is None:
+        return f"alpha={m['alpha']:g}"
+    if m.get("effort"):
+        return f"tier {m['tier']:g} ({m['effort']})"
+    return f"ratio {m['tier']:g}" + ("" if m.get("seen_in_training", True) else " (unseen)")
 
 
 def _label(m) -> str:
-    return f"alpha={m['alpha']:g}" + (f" s{m['seed']}" if m.get("seed") else "")
+    return member_name(m) + (f" s{m['seed']}" if m.get("seed") else "")
 
 
 def plot_pareto(fam: dict, path: Path) -> None:
@@ -241,7 +255,7 @@ def family_table(fam: dict) -> str:
     head = ("| model | accuracy [95% CI] | acc. / base | mean tokens | tokens vs base | x oracle | "
             "p50 latency ms | latency vs base |")
     lines = [head, "|" + "---|" * 8]
-    rows = [("base", base)] + [(f"alpha={m['alpha']:g}" + (f" (seed {m['seed']})" if m.get("seed") else ""), m)
+    rows = [("base", base)] + [(member_name(m) + (f" (seed {m['seed']})" if m.get("seed") else ""), m)
                                for m in fam["members"]]
     for name, m in rows:
         lo, hi = m["accuracy_ci95"]

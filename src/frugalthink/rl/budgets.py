@@ -8,9 +8,11 @@ r; with ``budget_unit: tokens`` an absolute budget, `Task.budget_message`). A ti
 
 where L(x) is the base model's mean length of its *correct* samples on x (all its samples when none is correct),
 measured once before training (`measure_base_lengths`) and stored with the run, so a hard problem keeps a larger
-budget. The top tier (r >= 1, or a token budget at the cap) has no budget: correctness alone at the full cap, which
-keeps the long traces alive. The per-tier rewards are in `frugalthink.rl.rewards` (``budget_cutoff``, ``budget_l1``,
-``budget_efficiency``); with the cutoff a tier's rollouts stop at B(x) (``cap_rollouts``). RLOO baselines are within
+budget. The top tier (r >= 1, or a token budget at the cap) has no budget: correctness alone at the full cap. The
+per-tier rewards are in `frugalthink.rl.rewards` (``budget_cutoff``, ``budget_l1``, ``budget_efficiency``); with the
+cutoff a tier's rollouts stop at B(x) (``cap_rollouts``). Their option ``under`` makes the targets two-sided: a
+correct sample shorter than its tier's target (the top tier's: L(x)) loses a share of its reward, so that every tier
+is pulled up toward its target as well as held under its budget (`rewards.pull_up`). RLOO baselines are within
 each (problem, tier) group; ``batch_normalize`` divides by the standard deviation over the whole rollout.
 """
 
@@ -33,14 +35,13 @@ def is_top(tier: float, unit: str, cap: int) -> bool:
 
 
 def budget(tier: float, length: float, unit: str, cap: int) -> int:
-    """B(x) of one tier on one problem (0: no budget, the top tier): ``round(tier * L(x))`` for a ratio, the tier
-    itself for tokens; at least 1 token and never past the cap.
+    """A tier's target on one problem: ``round(tier * L(x))`` for a ratio, the tier itself for tokens; at least 1
+    token and never past the cap. Below the top tier it is the budget B(x); the top tier's (L(x) at ratio 1) has no
+    cutoff and is read only by the pull toward it (the budget rewards' ``under``).
 
     >>> budget(0.5, 81.0, "ratio", 384), budget(1.0, 81.0, "ratio", 384), budget(48, 81.0, "tokens", 384)
-    (40, 0, 48)
+    (40, 81, 48)
     """
-    if is_top(tier, unit, cap):
-        return 0
     value = tier * length if unit == "ratio" else tier
     return int(min(cap, max(1, round(value))))
 
@@ -118,27 +119,59 @@ def measure_base_lengths(recipe, problems: list, out: Path, quiet: bool = False)
                         "from": str(recipe.base_lengths or out / "base_lengths_eval")})
     if not quiet:
         found = [lengths[str(p.id)]["length"] for p in problems]
-        print(f"L(x): the base's mean correct length on {len(problems)} training problems, mean {statistics.fmean(found):.1f} "
-              f"tokens (min {min(found):.0f}, max {max(found):.0f}); {out / LENGTHS_FILE}")
+        print(f"L(x): the base's mean correct length on {len(problems)} problems of {recipe.train_split}, mean "
+              f"{statistics.fmean(found):.1f} tokens (min {min(found):.0f}, max {max(found):.0f}); {out / LENGTHS_FILE}")
     return lengths
 
 
 def training_rows(problems: list, tiers: list[float], lengths: dict[str, dict], unit: str, cap: int,
                   cap_rollouts: bool) -> list[dict]:
     """One row per problem and tier, a problem's tiers consecutive (one block): the problem's index, the tier,
-    ``target`` its budget B(x) (0: the top tier) and ``cap`` where its rollout stops (B(x) with ``cap_rollouts``,
-    else 0: the run's cap).
+    ``target`` its target length (`budget`), ``top`` (the top tier: no budget) and ``cap`` where its rollout stops
+    (the budget with ``cap_rollouts``, else 0: the run's cap).
 
     >>> from types import SimpleNamespace as P
     >>> training_rows([P(id="a")], [1.0, 0.5], {"a": {"length": 60.0}}, "ratio", 384, True)
-    [{'index': 0, 'tier': 1.0, 'target': 0, 'cap': 0}, {'index': 0, 'tier': 0.5, 'target': 30, 'cap': 30}]
+    [{'index': 0, 'tier': 1.0, 'target': 60, 'top': True, 'cap': 0}, {'index': 0, 'tier': 0.5, 'target': 30, 'top': False, 'cap': 30}]
     """
     rows = []
     for i, p in enumerate(problems):
         for tier in tiers:
             b = budget(tier, lengths[str(p.id)]["length"] if unit == "ratio" else 0.0, unit, cap)
-            rows.append({"index": i, "tier": float(tier), "target": b, "cap": b if cap_rollouts else 0})
+            top = is_top(tier, unit, cap)
+            rows.append({"index": i, "tier": float(tier), "target": b, "top": top,
+                         "cap": b if cap_rollouts and not top else 0})
     return rows
+
+
+def warm_start_targets(records: list[dict], tiers: list[float], unit: str, cap: int) -> list[tuple[str, float, dict]]:
+    """The optional warm start's data (`frugalthink shortest --method tiers`): the model's own correct samples
+    bucketed into tiers by length. For each problem and tier, the longest correct, finished sample inside the tier's
+    budget B(x) (the most thinking the tier allows; L(x) from the same samples); for the top tier the correct
+    sample closest to L(x). A tier whose budget no correct sample of the problem fits is left out there.
+
+    >>> recs = [{"problem_id": "a", "sample": i, "tokens": n, "correct": True, "truncated": False}
+    ...         for i, n in enumerate((20, 40, 60))]
+    >>> [(t, r["tokens"]) for _, t, r in warm_start_targets(recs, [1.0, 0.6, 0.3], "ratio", 384)]
+    [(1.0, 40), (0.6, 20)]
+    """
+    lengths = lengths_from_records(records)
+    by_problem: dict[str, list[dict]] = {}
+    for r in records:
+        if r["correct"] and not r.get("truncated"):
+            by_problem.setdefault(str(r["problem_id"]), []).append(r)
+    out = []
+    for pid in sorted(by_problem):
+        rs, mean = by_problem[pid], lengths[pid]["length"]
+        for tier in tiers:
+            b = budget(tier, mean, unit, cap)
+            if is_top(tier, unit, cap):
+                out.append((pid, tier, min(rs, key=lambda r: (abs(r["tokens"] - mean), r["sample"]))))
+                continue
+            fits = [r for r in rs if r["tokens"] <= b]
+            if fits:
+                out.append((pid, tier, max(fits, key=lambda r: (r["tokens"], -r["sample"]))))
+    return out
 
 
 def check_recipe(recipe) -> None:
@@ -154,8 +187,6 @@ def check_recipe(recipe) -> None:
         return
     if reward not in BUDGET_REWARDS:
         raise UserError(f"budget_tiers: needs a budget reward ({', '.join(BUDGET_REWARDS)}), not {reward!r}")
-    if recipe.alphas:
-        raise UserError("budget_tiers and alphas: a model is conditioned on budgets or on alphas, not both")
     if recipe.budget_unit not in UNITS:
         raise UserError(f"budget_unit: unknown {recipe.budget_unit!r} (ratio or tokens)")
     if any(isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0 for t in tiers):

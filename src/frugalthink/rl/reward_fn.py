@@ -64,34 +64,39 @@ class LengthReward:
         lengths = [len(ids) for ids in completion_ids]
         targets = list(kwargs.get("target") or [0] * len(lengths))
         alphas = list(kwargs.get("alpha") or [self.alpha] * len(lengths))
-        tiers = kwargs.get("tier")  # a budget-tier run's tier of each row (`frugalthink.rl.budgets`)
+        tiers = kwargs.get("tier")  # a budget-tier run's tier of each row (`frugalthink.rl.budgets`), and its top tier
+        tops = [bool(t) for t in kwargs.get("top") or [False] * len(lengths)]
         repeated = ([P.repeats_itself(list(ids)) for ids in completion_ids] if self.spec.needs_repetition
                     else [False] * len(lengths))
-        all_correct, all_lengths, all_trunc, all_targets, all_alphas, all_formed, all_rep, all_tiers, offset = (
+        all_correct, all_lengths, all_trunc, all_targets, all_alphas, all_formed, all_rep, all_tiers, all_top, offset = (
             _gather_lists(correct, lengths, truncated, targets, alphas, formed, repeated,
-                          list(tiers) if tiers is not None else [None] * len(lengths)))
+                          list(tiers) if tiers is not None else [None] * len(lengths), tops))
         if len(all_correct) % self.k:
             raise ValueError(f"{len(all_correct)} completions do not form groups of num_generations={self.k}")
         all_groups = [i // self.k for i in range(len(all_correct))]
-        rewards = self.rewards(all_correct, all_lengths, all_groups, all_targets, all_alphas, all_formed, all_rep)
+        rewards = self.rewards(all_correct, all_lengths, all_groups, all_targets, all_alphas, all_formed, all_rep,
+                               all_top)
         if self.group_std:
             rewards = R.group_std_normalize(rewards, all_groups)
         log_metric = kwargs.get("log_metric")
         if log_metric:
             for name, value in batch_metrics(all_correct, all_lengths, all_groups, all_trunc).items():
                 log_metric(name, value)
-            by_tier = (tier_metrics(all_correct, all_lengths, all_tiers, all_targets, all_trunc) if tiers is not None
+            budgets = [0 if top else t for t, top in zip(all_targets, all_top, strict=True)]
+            by_tier = (tier_metrics(all_correct, all_lengths, all_tiers, budgets, all_trunc) if tiers is not None
                        else tier_metrics(all_correct, all_lengths, all_alphas))
             for name, value in by_tier.items():
                 log_metric(name, value)
         return rewards[offset : offset + len(completions)]
 
-    def rewards(self, correct, lengths, groups, targets, alphas=None, formed=None, repeated=None) -> list[float]:
+    def rewards(self, correct, lengths, groups, targets, alphas=None, formed=None, repeated=None,
+                top=None) -> list[float]:
         """The reward of every sample; with per-sample ``alphas`` (a conditioned run, constant within a group) each
         alpha's groups are scored with that alpha. ``formed``: the sample has a final answer (default: correct);
-        ``repeated``: it loops (`rewards.repeats_itself`; default: none does)."""
+        ``repeated``: it loops (`rewards.repeats_itself`; default: none does); ``top``: a budget-tier run's top-tier
+        rows (no budget)."""
         alphas = alphas or [self.alpha] * len(correct)
-        batch = R.RewardBatch(correct, lengths, groups, targets, formed or (), repeated or ())
+        batch = R.RewardBatch(correct, lengths, groups, targets, formed or (), repeated or (), top=top or ())
         options = self.options
         if self.monitor is not None:  # Laser-D/DE: this moment's targets; a band without one: the longest response
             options = {**options, "bucket_targets": self.monitor.bucket_targets(fallback=max(lengths))}

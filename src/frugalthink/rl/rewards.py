@@ -67,51 +67,77 @@ def group_std_normalize(rewards: Sequence[float], groups: Sequence[Hashable], ep
     return out
 
 
-def in_budget(correct: Sequence[bool], lengths: Sequence[int], budgets: Sequence[int]) -> list[bool]:
-    """Correct and inside the sample's token budget (0: no budget, the top tier).
+def _tops(top: Sequence[bool] | None, n: int) -> list[bool]:
+    return [False] * n if not top else list(top)
 
-    >>> in_budget([True, True, True, False], [30, 31, 90, 10], [30, 30, 0, 30])
+
+def in_budget(correct: Sequence[bool], lengths: Sequence[int], budgets: Sequence[int],
+              top: Sequence[bool] | None = None) -> list[bool]:
+    """Correct and inside the sample's token budget (``top``: the top tier, which has none).
+
+    >>> in_budget([True, True, True, False], [30, 31, 90, 10], [30, 30, 60, 30], [False, False, True, False])
     [True, False, True, False]
     """
     check_sizes(correct=correct, lengths=lengths, budgets=budgets)
-    return [bool(ok) and (b <= 0 or n <= b) for ok, n, b in zip(correct, lengths, budgets, strict=True)]
+    tops = _tops(top, len(correct))
+    return [bool(ok) and (t or n <= b) for ok, n, b, t in zip(correct, lengths, budgets, tops, strict=True)]
 
 
-def budget_cutoff_rewards(correct: Sequence[bool], lengths: Sequence[int], budgets: Sequence[int]) -> list[float]:
-    """A budget tier's cutoff reward, ``1[correct and len <= B]`` (the top tier, B = 0: correctness alone).
+def budget_cutoff_rewards(correct: Sequence[bool], lengths: Sequence[int], budgets: Sequence[int],
+                          top: Sequence[bool] | None = None) -> list[float]:
+    """A budget tier's cutoff reward, ``1[correct and len <= B]`` (the top tier: correctness alone).
 
-    >>> budget_cutoff_rewards([True, True, False, True], [30, 31, 10, 500], [30, 30, 30, 0])
+    >>> budget_cutoff_rewards([True, True, False, True], [30, 31, 10, 500], [30, 30, 30, 60], [0, 0, 0, 1])
     [1.0, 0.0, 0.0, 1.0]
     """
-    return [1.0 if ok else 0.0 for ok in in_budget(correct, lengths, budgets)]
+    return [1.0 if ok else 0.0 for ok in in_budget(correct, lengths, budgets, top)]
 
 
 def budget_l1_rewards(correct: Sequence[bool], lengths: Sequence[int], budgets: Sequence[int], slope: float,
-                      delta: float = 0.5) -> list[float]:
+                      delta: float = 0.5, top: Sequence[bool] | None = None) -> list[float]:
     """L1-Max's soft budget reward per tier, ``1[correct] clip(slope (B - len) + delta, 0, 1)``
-    (`frugalthink.peers.rewards.l1_max_rewards` with B as the target); the top tier (B = 0): correctness alone.
+    (`frugalthink.peers.rewards.l1_max_rewards` with B as the target); the top tier: correctness alone.
 
-    >>> budget_l1_rewards([True, True, True, False], [40, 80, 999, 40], [64, 64, 0, 64], slope=1 / 64)
+    >>> budget_l1_rewards([True, True, True, False], [40, 80, 999, 40], [64, 64, 64, 64], 1 / 64, top=[0, 0, 1, 0])
     [0.875, 0.25, 1.0, 0.0]
     """
     check_sizes(correct=correct, lengths=lengths, budgets=budgets)
     soft = P.l1_max_rewards(correct, lengths, budgets, slope, delta)
-    return [(1.0 if ok else 0.0) if b <= 0 else r for ok, b, r in zip(correct, budgets, soft, strict=True)]
+    return [(1.0 if ok else 0.0) if t else r
+            for ok, t, r in zip(correct, _tops(top, len(correct)), soft, strict=True)]
 
 
 def budget_efficiency_rewards(correct: Sequence[bool], lengths: Sequence[int], groups: Sequence[Hashable],
-                              budgets: Sequence[int], alpha: float) -> list[float]:
+                              budgets: Sequence[int], alpha: float, top: Sequence[bool] | None = None) -> list[float]:
     """The paper's reward among a tier's own samples inside its budget: `efficiency_rewards` with the samples over
-    their budget B counted as wrong (mean and std over the in-budget correct ones of the group); the top tier (B = 0)
-    gets correctness alone. Groups are (prompt, tier) rows, so a group has one budget.
+    their budget B counted as wrong (mean and std over the in-budget correct ones of the group); the top tier gets
+    correctness alone. Groups are (prompt, tier) rows, so a group has one budget.
 
     >>> [round(r, 4) for r in budget_efficiency_rewards([True, True, True, True], [10, 20, 40, 99], [0, 0, 0, 1],
-    ...                                                   [30, 30, 30, 0], 0.2)]
+    ...                                                   [30, 30, 30, 60], 0.2, [0, 0, 0, 1])]
     [0.9462, 0.8538, 0.0, 1.0]
     """
-    inside = in_budget(correct, lengths, budgets)
+    inside = in_budget(correct, lengths, budgets, top)
     penalised = efficiency_rewards(inside, lengths, groups, alpha)
-    return [(1.0 if ok else 0.0) if b <= 0 else r for ok, b, r in zip(inside, budgets, penalised, strict=True)]
+    return [(1.0 if ok else 0.0) if t else r
+            for ok, t, r in zip(inside, _tops(top, len(correct)), penalised, strict=True)]
+
+
+def pull_up(rewards: Sequence[float], lengths: Sequence[int], targets: Sequence[int], under: float) -> list[float]:
+    """Two-sided tier targets: a sample shorter than its tier's target T keeps ``max(0, 1 - under (1 - len / T))``
+    of its reward (all of it at T or above; with ``under`` 2 nothing at half the target), so a tier is pulled up
+    toward its target as its budget holds it under; ``under`` 0 leaves the rewards as they are.
+
+    >>> pull_up([1.0, 1.0, 1.0, 0.0], [30, 60, 90, 10], [60, 60, 60, 60], 0.5)
+    [0.75, 1.0, 1.0, 0.0]
+    >>> pull_up([1.0, 1.0], [20, 45], [60, 60], 2.0)
+    [0.0, 0.5]
+    """
+    check_sizes(rewards=rewards, lengths=lengths, targets=targets)
+    if not under:
+        return list(map(float, rewards))
+    return [r * max(0.0, 1.0 - under * max(0.0, 1.0 - n / t)) if t > 0 else float(r)
+            for r, n, t in zip(rewards, lengths, targets, strict=True)]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -129,10 +155,11 @@ LASER_D_DEFAULTS = {"bonus": 0.5, "monitor_prompts": 500, "monitor_every": 20, "
 class RewardBatch:
     """What a reward sees of a rollout, one entry per completion: ``correct``, ``lengths`` (completion tokens),
     ``groups`` (the prompt group of each, positions // k in training), ``targets`` (a per-sample token budget: L1's,
-    or a budget tier's B(x) with 0 for the top tier),
+    or a budget tier's target length, its budget B(x) below the top tier),
     ``formed`` (the sample ended with a parsable final answer, right or wrong), ``repeated`` (`repeats_itself`,
-    filled only for rewards with ``needs_repetition``) and ``alpha``, our penalty strength. Fields left out default
-    to: targets 0, formed = correct, repeated False."""
+    filled only for rewards with ``needs_repetition``), ``alpha``, our penalty strength, and ``top`` (a budget-tier
+    run's top-tier rows, which have no budget). Fields left out default to: targets 0, formed = correct, repeated and
+    top False."""
 
     correct: Sequence[bool]
     lengths: Sequence[int]
@@ -141,21 +168,22 @@ class RewardBatch:
     formed: Sequence[bool] = ()
     repeated: Sequence[bool] = ()
     alpha: float = 0.0
+    top: Sequence[bool] = ()
 
     def __post_init__(self) -> None:
         n = len(self.correct)
-        for name, fill in (("targets", 0), ("formed", None), ("repeated", False)):
+        for name, fill in (("targets", 0), ("formed", None), ("repeated", False), ("top", False)):
             value = getattr(self, name)
             if not value:
                 object.__setattr__(self, name, list(self.correct) if fill is None else [fill] * n)
         check_sizes(correct=self.correct, lengths=self.lengths, groups=self.groups, targets=self.targets,
-                    formed=self.formed, repeated=self.repeated)
+                    formed=self.formed, repeated=self.repeated, top=self.top)
 
     def part(self, idx: Sequence[int], alpha: float) -> RewardBatch:
         """The samples at ``idx`` (whole groups), scored at ``alpha``."""
         pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
         return RewardBatch(pick(self.correct), pick(self.lengths), pick(self.groups), pick(self.targets),
-                           pick(self.formed), pick(self.repeated), alpha)
+                           pick(self.formed), pick(self.repeated), alpha, pick(self.top))
 
 
 @dataclass(frozen=True)
@@ -200,13 +228,17 @@ REWARDS: dict[str, RewardSpec] = {
     "laser_de": RewardSpec(lambda b, o: P.laser_de_rewards(b.correct, b.lengths, b.groups, b.formed,
                                                            o["bucket_targets"], b.repeated, o["bonus"]),
                            LASER_D_DEFAULTS, needs_repetition=True),
-    # One model, every tier (recipe budget_tiers, frugalthink.rl.budgets): targets are each row's budget B(x), 0 for
-    # the top tier; slope: L1-Max's alpha, per token (the paper's 0.0003 is for budgets of 100-4000 tokens)
-    "budget_cutoff": RewardSpec(lambda b, o: budget_cutoff_rewards(b.correct, b.lengths, b.targets), {}),
-    "budget_l1": RewardSpec(lambda b, o: budget_l1_rewards(b.correct, b.lengths, b.targets, o["slope"], o["delta"]),
-                            {"slope": 0.01, "delta": 0.5}),
+    # One model, every tier (recipe budget_tiers, frugalthink.rl.budgets): targets are each row's target length, its
+    # budget B(x) below the top tier; slope: L1-Max's alpha, per token (the paper's 0.0003 for budgets of 100-4000)
+    # the top tier's rows (top) have no budget; under: the pull toward each tier's target (pull_up), 0 = one-sided
+    "budget_cutoff": RewardSpec(lambda b, o: pull_up(budget_cutoff_rewards(b.correct, b.lengths, b.targets, b.top),
+                                                     b.lengths, b.targets, o["under"]), {"under": 0.0}),
+    "budget_l1": RewardSpec(lambda b, o: pull_up(budget_l1_rewards(b.correct, b.lengths, b.targets, o["slope"],
+                                                                   o["delta"], b.top), b.lengths, b.targets, o["under"]),
+                            {"slope": 0.01, "delta": 0.5, "under": 0.0}),
     "budget_efficiency": RewardSpec(
-        lambda b, o: budget_efficiency_rewards(b.correct, b.lengths, b.groups, b.targets, b.alpha), {}),
+        lambda b, o: pull_up(budget_efficiency_rewards(b.correct, b.lengths, b.groups, b.targets, b.alpha, b.top),
+                             b.lengths, b.targets, o["under"]), {"under": 0.0}),
 }
 # the rewards whose targets Laser-D's monitor sets during training (frugalthink.peers.laser)
 MONITORED = ("laser_d", "laser_de")
@@ -240,6 +272,9 @@ def check_recipe(recipe) -> None:
     if unknown:
         raise UserError(f"reward_options: {', '.join(sorted(unknown))} not an option of reward {recipe.reward!r} "
                         f"(options: {', '.join(defaults) or 'none'})")
+    if recipe.reward in BUDGET_REWARDS and recipe.resolved_reward_options()["under"] < 0:
+        raise UserError(f"reward_options.under must be >= 0 (0: one-sided budgets), got "
+                        f"{recipe.resolved_reward_options()['under']}")
     if recipe.reward == "l1_max":
         lo, hi = recipe.resolved_reward_options()["targets"]
         if not 0 < lo <= hi:

@@ -1,5 +1,7 @@
 """`frugalthink shortest`: the offline baselines -- SFT on the shortest correct of k self-generated samples, and DPO
-on (shortest correct, longest correct) pairs -- with TRL's SFTTrainer / DPOTrainer.
+on (shortest correct, longest correct) pairs -- with TRL's SFTTrainer / DPOTrainer; and ``method: tiers``, the
+optional warm start of a budget-tier model: SFT on the model's own correct samples bucketed into its tiers by length
+(`frugalthink.rl.budgets.warm_start_targets`), each written under its tier's prompt.
 
 1. pool: k samples per training prompt from the model itself (temperature 1, as in RL), graded by the one grader;
    it is a `frugalthink eval` run on the train split, so it is resumable and can be shared by SFT and DPO;
@@ -26,7 +28,10 @@ FINISHED = "train_summary.json"
 @dataclass
 class ShortestRecipe:
     model: str
-    method: str = "sft"  # sft | dpo
+    method: str = "sft"  # sft | dpo | tiers
+    # method tiers: the budget tiers (and their unit) of the budget-tier run it warm-starts (`frugalthink.rl.budgets`)
+    tiers: list[float] = field(default_factory=list)
+    budget_unit: str = "ratio"
     task: str = "chain"
     task_options: dict = field(default_factory=dict)
     train_split: str = "train"
@@ -43,8 +48,12 @@ class ShortestRecipe:
     threads: int | None = 2
 
     def validate(self) -> None:
-        if self.method not in ("sft", "dpo"):
-            raise UserError(f"method must be sft or dpo, got {self.method!r}")
+        if self.method not in ("sft", "dpo", "tiers"):
+            raise UserError(f"method must be sft, dpo or tiers, got {self.method!r}")
+        if self.method == "tiers" and not self.tiers:
+            raise UserError("method tiers: name the budget tiers to warm-start (tiers: [1.0, 0.6, 0.4])")
+        if self.method != "tiers" and self.tiers:
+            raise UserError(f"tiers: read by method tiers only, not {self.method!r}")
         require_positive(self, ("num_prompts", "samples", "max_new_tokens", "epochs", "batch_size"))
         if self.sft_weight < 0:
             raise UserError(f"sft_weight must be >= 0, got {self.sft_weight}")
@@ -92,8 +101,21 @@ def train_shortest(recipe: ShortestRecipe, out: str | Path, pool_dir: str | Path
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     task = get_task(recipe.task, **recipe.task_options)
-    prompts = {p.id: build_prompt(tokenizer, task, p) for p in task.load(recipe.train_split)[: recipe.num_prompts]}
-    if recipe.method == "sft":
+    problems = {p.id: p for p in task.load(recipe.train_split)[: recipe.num_prompts]}
+    prompts = {pid: build_prompt(tokenizer, task, p) for pid, p in problems.items()}
+    if recipe.method == "tiers":
+        from frugalthink.rl.budgets import is_top, warm_start_targets
+
+        def tier_prompt(pid, tier):
+            if recipe.budget_unit == "ratio":
+                return build_prompt(tokenizer, task, problems[pid], ratio=tier)
+            top = is_top(tier, "tokens", recipe.max_new_tokens)
+            return build_prompt(tokenizer, task, problems[pid], length_target=None if top else int(tier))
+
+        chosen_tiers = warm_start_targets(records, recipe.tiers, recipe.budget_unit, recipe.max_new_tokens)
+        rows = [{"prompt": tier_prompt(pid, tier), "completion": r["completion"]} for pid, tier, r in chosen_tiers]
+        data_tokens = sum(r["tokens"] for _, _, r in chosen_tiers) / max(1, len(chosen_tiers))
+    elif recipe.method == "sft":
         chosen = shortest_correct(records)
         rows = [{"prompt": prompts[pid], "completion": r["completion"]} for pid, r in sorted(chosen.items())]
         data_tokens = sum(r["tokens"] for r in chosen.values()) / max(1, len(chosen))
@@ -103,7 +125,7 @@ def train_shortest(recipe: ShortestRecipe, out: str | Path, pool_dir: str | Path
                 for pid, (s, lg) in sorted(pairs.items())]
         data_tokens = sum(s["tokens"] for s, _ in pairs.values()) / max(1, len(pairs))
     if not rows:
-        raise UserError(f"{pool_dir}: no usable {'targets' if recipe.method == 'sft' else 'pairs'} "
+        raise UserError(f"{pool_dir}: no usable {'pairs' if recipe.method == 'dpo' else 'targets'} "
                         "(no prompt has a correct sample); the model is too weak for this baseline")
     pool_tokens = sum(r["tokens"] for r in records) / len(records)
     if console:
@@ -118,7 +140,7 @@ def train_shortest(recipe: ShortestRecipe, out: str | Path, pool_dir: str | Path
     log_path.unlink(missing_ok=True)
     callbacks = [make_log_callback(log_path, console=False)]
     t0 = time.perf_counter()
-    if recipe.method == "sft":
+    if recipe.method in ("sft", "tiers"):
         from trl import SFTConfig, SFTTrainer
 
         trainer = SFTTrainer(model=model, args=SFTConfig(**common, completion_only_loss=True),

@@ -173,7 +173,7 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     if tier_rows is not None:
         dataset = Dataset.from_list([
             {"prompt": _tier_prompt(tokenizer, task, p, r["tier"], recipe), "answer": p.answer, "problem_id": p.id,
-             "target": r["target"], "cap": r["cap"], "tier": r["tier"]}
+             "target": r["target"], "top": r["top"], "cap": r["cap"], "tier": r["tier"]}
             for p, r in zip(problems, tier_rows, strict=True)
         ])
     else:

@@ -200,8 +200,10 @@ def pick(fam: dict, min_accuracy: float | None = None, max_tokens: float | None 
     """The cheapest member (fewest mean tokens; the base counts as a member) meeting every given constraint."""
     if min_accuracy is None and max_tokens is None and max_latency_ms is None:
         raise UserError("give a constraint: --min-accuracy, --max-tokens or --max-latency-ms")
+    from frugalthink.report.family import member_name
+
     candidates = [{"alpha": None, "name": "base", **fam["base"]}] + [
-        {"name": f"alpha={m['alpha']:g}", **m} for m in fam["members"]
+        {"name": member_name(m), **m} for m in fam["members"]
     ]
     ok = []
     for c in candidates:

@@ -136,4 +136,6 @@ def run_pick(args) -> int:
     lat_s = f"{lat:.1f} ms" if lat is not None else "n/a"
     print(f"{choice['name']}: model {choice['model']} | accuracy {choice['accuracy']:.3f} | "
           f"mean tokens {choice['mean_tokens']:.1f} | p50 latency {lat_s}")
+    if choice.get("ask"):  # a tier of a budget-tier model: how to request it
+        print(f"ask with: frugalthink eval --model {choice['model']} {choice['ask']}")
     return 0

@@ -5,13 +5,17 @@
 1. L(x) of the training problems, measured once on the base and shared by every run (``DIR/base_lengths``), and
    L(x) of the evaluation split, measured the same way (``DIR/base_lengths_<split>``): a tier's budget there is
    ratio x L(x), which is how "each tier keeps to its budget" is checked.
-2. The base evaluated on the split (``DIR/base_eval``).
-3. Per seed: the one model (``DIR/s<seed>/tiers``), and one model per tier trained on that tier alone with the same
-   rollouts in total (each gets rollouts / number of tiers; ``DIR/s<seed>/only-<tier>``); the one model evaluated at
-   every named effort and at the unseen ratios, each single-tier model at its tier.
+2. The base evaluated on the split (``DIR/base_eval-<split>``).
+3. Per seed: the one model (``DIR/s<seed>/tiers``), evaluated at every tier and at the unseen ratios as a family
+   (`tier_family`, ``DIR/s<seed>/tiers-<split>/family.json``: `frugalthink report` and `pick` read it), and one model
+   per tier trained on that tier alone with the same rollouts in total (each gets rollouts / number of tiers;
+   ``DIR/s<seed>/only-<tier>``), evaluated at its tier.
 4. The dial: the base merged with the most frugal single-tier model at ``--dial`` weights (`frugalthink merge`, no
    training), evaluated at that model's tier.
-5. The verdict over the seeds (`verdict`), in ``DIR/tiers.json`` and ``DIR/tiers.md``, and ``DIR/tiers.png``.
+5. The verdict over the seeds (`verdict`), in ``DIR/tiers-<split>.json``, ``.md`` and ``.png``.
+
+Evaluations are named by split, so one folder holds the validation run that chose the
+settings and the test run that reports them, the trained models shared.
 """
 
 from __future__ import annotations
@@ -60,8 +64,67 @@ def tier_name(tier: float) -> str:
     return f"{tier:g}"
 
 
+def tier_family(model: str | Path, out: str | Path, split: str = "test", samples: int = 1,
+                ratios: list[float] = (), base_eval: str | Path | None = None, console: bool = True,
+                limit: int | None = None) -> dict:
+    """A budget-tier model as a family (``frugalthink tier-family``): the model evaluated at each trained tier (named
+    by its efforts) and at ``ratios`` it never trained on, and its base (``base_eval``, or evaluated into
+    ``out/base_eval``), written to ``out/family.json`` for `frugalthink report` and `frugalthink pick`. Each member
+    says how to ask for it (``--effort NAME`` or ``--budget-ratio R``)."""
+    from frugalthink.studies.family import _member_record, metrics_of
+    from frugalthink.tasks.conditioning import budget_tiers, run_config
+
+    found = budget_tiers(model)
+    if found is None:
+        raise UserError(f"{model}: not a budget-tier model (its recipe has no 'budget_tiers')")
+    trained, unit, efforts = found
+    if ratios and unit != "ratio":
+        raise UserError("--ratios: the model's tiers are token budgets (budget_unit tokens), not ratios")
+    cfg = run_config(model)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cap = int(cfg.get("max_completion_length") or cfg["max_new_tokens"])  # an RL run's, or its warm start's
+    settings = EvalSettings(model=str(model), task=cfg["task"], split=split, samples=samples, temperature=0.6,
+                            max_new_tokens=cap, latency_requests=0, limit=limit,
+                            task_options=cfg.get("task_options") or None)
+    base_dir = Path(base_eval) if base_eval else out / "base_eval"
+    base_summary = (json.loads((base_dir / "summary.json").read_text()) if (base_dir / "summary.json").exists()
+                    else evaluate(replace(settings, model=cfg["model"]), base_dir, quiet=not console))
+    names = {v: k for k, v in efforts.items()}
+    members = []
+    for tier in sorted(set(trained) | set(ratios), reverse=True):
+        eval_dir = out / f"eval-{tier_name(tier)}"
+        if unit == "ratio":
+            control = {"ratio": tier}
+        else:
+            control = {"length_target": None if tier >= cap else int(tier)}
+        summary = (json.loads((eval_dir / "summary.json").read_text()) if (eval_dir / "summary.json").exists()
+                   else evaluate(replace(settings, **control), eval_dir, quiet=not console))
+        ask = f"--effort {names[tier]}" if tier in names else f"--budget-ratio {tier:g}"
+        members.append({**_member_record(None, cfg.get("seed", 0), Path(model), eval_dir, summary), "tier": tier,
+                        "effort": names.get(tier), "seen_in_training": tier in trained, "ask": ask})
+    family = {"task": cfg["task"], "tiered": True, "eval_settings": {"split": split, "samples": samples},
+              "recipe": cfg, "base": {"model": cfg["model"], "eval_dir": str(base_dir), **metrics_of(base_summary)},
+              "members": members}
+    (out / "family.json").write_text(json.dumps(family, indent=2) + "\n")
+    return family
+
+
+def run_tier_family(args) -> int:
+    from frugalthink.report.family import family_table
+
+    fam = tier_family(args.model, args.out, args.split, args.samples, _floats(args.ratios, "--ratios")
+                      if args.ratios else [], args.base_eval, limit=args.limit)
+    print(family_table(fam))
+    print(f"family: {Path(args.out) / 'family.json'} (frugalthink report / pick read it)")
+    return 0
+
+
 def run_study(recipe, out: Path, seeds: list[int], split: str, unseen: list[float], dial: list[float],
-              samples: int = 1, console: bool = True) -> dict:
+              samples: int = 1, console: bool = True, base: str | None = None) -> dict:
+    """The study (module docstring). ``base``: the base model when the recipe's model is not it (a warm start,
+    `frugalthink shortest --method tiers`): L(x), the base's evaluation and the dial's far end are the base's; the
+    recipe's ``base_lengths`` then names the training problems' L(x) (the warm start's pool)."""
     from frugalthink.generation.merge import merge
     from frugalthink.rl.train import train
 
@@ -71,36 +134,38 @@ def run_study(recipe, out: Path, seeds: list[int], split: str, unseen: list[floa
     if recipe.rollouts % len(tiers):
         raise UserError(f"tiers: rollouts ({recipe.rollouts}) must split evenly over the {len(tiers)} single-tier models")
     out.mkdir(parents=True, exist_ok=True)
-    train_lengths = _lengths(recipe, recipe.train_split, recipe.num_prompts, out / "base_lengths", console)
-    test_lengths = _lengths(recipe, split, None, out / f"base_lengths_{split}", console)
-    _eval(recipe.model, recipe, split, out / "base_eval", samples, console=console)
+    base = base or recipe.model
+    if base != recipe.model and not recipe.base_lengths:
+        raise UserError("--base: the recipe's model is not the base, so L(x) of the training problems must come "
+                        "from the base: set base_lengths (e.g. the warm start's pool)")
+    of_base = replace(recipe, model=base)
+    train_lengths = (Path(recipe.base_lengths) if recipe.base_lengths
+                     else _lengths(of_base, recipe.train_split, recipe.num_prompts, out / "base_lengths", console))
+    test_lengths = _lengths(of_base, split, None, out / f"base_lengths_{split}", console)
+    _eval(base, recipe, split, out / f"base_eval-{split}", samples, console=console)
     low = tiers[-1]
     for seed in seeds:
         sdir = out / f"s{seed}"
         one = replace(recipe, seed=seed, base_lengths=str(train_lengths))
         one.validate()
         train(one, sdir / "tiers", resume=True, console=console)
-        for tier in tiers:
-            _eval(sdir / "tiers", recipe, split, sdir / "tiers" / f"eval-{tier_name(tier)}", samples, ratio=tier,
-                  console=console)
-        for r in unseen:
-            _eval(sdir / "tiers", recipe, split, sdir / "tiers" / f"eval-{tier_name(r)}", samples, ratio=r,
-                  console=console)
+        tier_family(sdir / "tiers", sdir / f"tiers-{split}", split, samples, unseen, out / f"base_eval-{split}",
+                    console=console)
         for tier in tiers:
             alone = replace(one, budget_tiers=[tier], budget_efforts={}, rollouts=recipe.rollouts // len(tiers))
             alone.validate()
             train(alone, sdir / f"only-{tier_name(tier)}", resume=True, console=console)
-            _eval(sdir / f"only-{tier_name(tier)}", recipe, split, sdir / f"only-{tier_name(tier)}" / "eval", samples,
-                  ratio=tier, console=console)
+            _eval(sdir / f"only-{tier_name(tier)}", recipe, split, sdir / f"only-{tier_name(tier)}" / f"eval-{split}",
+                  samples, ratio=tier, console=console)
         for t in dial:
             point = sdir / f"dial-{t:g}"
             if not (point / "config.json").exists():
-                merge(recipe.model, sdir / f"only-{tier_name(low)}", t, point)
-            _eval(point, recipe, split, point / "eval", samples, ratio=low, console=console)
-    result = verdict(out, tiers, seeds, unseen, dial, test_lengths)
-    (out / "tiers.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "tiers.md").write_text(format_verdict(result) + "\n")
-    plot(result, out / "tiers.png")
+                merge(base, sdir / f"only-{tier_name(low)}", t, point)
+            _eval(point, recipe, split, point / f"eval-{split}", samples, ratio=low, console=console)
+    result = verdict(out, tiers, seeds, unseen, dial, test_lengths, split)
+    (out / f"tiers-{split}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"tiers-{split}.md").write_text(format_verdict(result) + "\n")
+    plot(result, out / f"tiers-{split}.png")
     return result
 
 
@@ -119,10 +184,11 @@ def over_budget(records: dict[str, dict], ratio: float, lengths: dict[str, dict]
     >>> over_budget({"a": {"tokens": 31}, "b": {"tokens": 30}}, 0.5, {"a": {"length": 60.0}, "b": {"length": 60.0}})
     0.5
     """
-    from frugalthink.rl.budgets import budget
+    from frugalthink.rl.budgets import budget, is_top
 
-    cap = 10**9
-    over = [0 < budget(ratio, lengths[pid]["length"], "ratio", cap) < r["tokens"] for pid, r in records.items()]
+    if is_top(ratio, "ratio", 0):
+        return 0.0
+    over = [budget(ratio, lengths[pid]["length"], "ratio", 10**9) < r["tokens"] for pid, r in records.items()]
     return sum(over) / max(1, len(over))
 
 
@@ -138,7 +204,7 @@ def _point(runs: list[dict[str, dict]], keys: list[str]) -> dict:
 
 
 def verdict(out: Path, tiers: list[float], seeds: list[int], unseen: list[float], dial: list[float],
-            test_lengths: Path) -> dict:
+            test_lengths: Path, split: str = "test") -> dict:
     """The issue's checks over the seeds, on the problems every evaluation holds. Differences between two methods
     are `seeded_paired_bootstrap` intervals (seeds and problems resampled); "no significant loss": the accuracy
     interval of (one model - other) does not lie entirely below 0."""
@@ -146,10 +212,11 @@ def verdict(out: Path, tiers: list[float], seeds: list[int], unseen: list[float]
     from frugalthink.util.stats import seeded_paired_bootstrap
 
     lengths = load_base_lengths(test_lengths)
-    base = _records(out / "base_eval")
-    one = {t: [_records(out / f"s{s}" / "tiers" / f"eval-{tier_name(t)}") for s in seeds] for t in tiers + unseen}
-    alone = {t: [_records(out / f"s{s}" / f"only-{tier_name(t)}" / "eval") for s in seeds] for t in tiers}
-    dials = {t: [_records(out / f"s{s}" / f"dial-{t:g}" / "eval") for s in seeds] for t in dial}
+    base = _records(out / f"base_eval-{split}")
+    one = {t: [_records(out / f"s{s}" / f"tiers-{split}" / f"eval-{tier_name(t)}") for s in seeds]
+           for t in tiers + unseen}
+    alone = {t: [_records(out / f"s{s}" / f"only-{tier_name(t)}" / f"eval-{split}") for s in seeds] for t in tiers}
+    dials = {t: [_records(out / f"s{s}" / f"dial-{t:g}" / f"eval-{split}") for s in seeds] for t in dial}
     keys = set(base) & set(lengths)
     for runs in [*one.values(), *alone.values(), *dials.values()]:
         for run in runs:
@@ -191,7 +258,7 @@ def verdict(out: Path, tiers: list[float], seeds: list[int], unseen: list[float]
     for row in rows:  # is the tier's point beaten by a dial point (as accurate or more, fewer tokens)?
         row["dominated_by_dial"] = [d["t"] for d in dial_rows
                                     if d["accuracy"] >= row["accuracy"] and d["tokens"] < row["tokens"]]
-    return {"problems": len(keys), "seeds": seeds, "base": base_point, "tiers": rows, "unseen": unseen_rows,
+    return {"split": split, "problems": len(keys), "seeds": seeds, "base": base_point, "tiers": rows, "unseen": unseen_rows,
             "dial": dial_rows, "high_tier_vs_base": keeps, "high_tier_keeps_base_accuracy": keeps["ci95"][1] >= 0,
             "top_tier_tokens_vs_base": top["tokens"] / base_point["tokens"]}
 
@@ -273,6 +340,6 @@ def run(args) -> int:
     recipe = load_recipe(args.recipe, None, args.set)
     seeds = [int(s) for s in _floats(args.seeds, "--seeds")]
     result = run_study(recipe, Path(args.out), seeds, args.split, _floats(args.unseen, "--unseen"),
-                       _floats(args.dial, "--dial"), samples=args.samples)
+                       _floats(args.dial, "--dial"), samples=args.samples, base=args.base)
     print(format_verdict(result))
     return 0

@@ -230,7 +230,11 @@ class ChainTask(Task):
         """``A3B5C8D1!!!!!!!!:`` -- a budget ratio of 0.6 as the cut, 1 - 0.6, in marks of 0.05 (eight), where
         `control_message` writes an alpha; the top tier (ratio 1 or more) is the bare prompt, so that it starts as the
         base. More marks, less thinking, as with alpha."""
-        return f"{problem.question[:-1]}{CONTROL_MARK * control_marks(round(max(0.0, 1.0 - ratio), 9))}:"
+        cut = round(max(0.0, 1.0 - ratio), 9)
+        if abs(round(cut / MARK_STEP) * MARK_STEP - cut) > 1e-9:
+            raise UserError(f"budget ratio {ratio:g}: the embedded tasks write a ratio as marks of {MARK_STEP:g} "
+                            f"(1, 0.95, 0.9, ...); {ratio:g} is not one")
+        return f"{problem.question[:-1]}{CONTROL_MARK * control_marks(cut)}:"
 
     def budget_message(self, problem: Problem, tokens: int) -> str:
         """``A3B5C8D1 48:`` -- the budget just before the colon. Of six placements tried on the base (dev/LOG.md),

@@ -129,11 +129,13 @@ def default_budget_efforts(tiers: list[float]) -> dict[str, float]:
 
 
 def budget_tiers(model: str | Path) -> tuple[list[float], str, dict[str, float]] | None:
-    """A budget-tier model's trained tiers, their unit (ratio or tokens) and its named efforts; None for others."""
+    """A budget-tier model's trained tiers, their unit (ratio or tokens) and its named efforts (a budget-tier RL run,
+    or its warm start: `frugalthink shortest --method tiers`); None for others."""
     cfg = run_config(model)
-    if not cfg or not cfg.get("budget_tiers"):
+    found = (cfg or {}).get("budget_tiers") or ((cfg or {}).get("method") == "tiers" and (cfg or {}).get("tiers"))
+    if not found:
         return None
-    tiers = [float(t) for t in cfg["budget_tiers"]]
+    tiers = [float(t) for t in found]
     efforts = {k: float(v) for k, v in (cfg.get("budget_efforts") or default_budget_efforts(tiers)).items()}
     return tiers, cfg.get("budget_unit", "ratio"), efforts
 
