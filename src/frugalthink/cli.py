@@ -212,6 +212,9 @@ def _tiers_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dial", default="0.25,0.5,0.75",
                    help="interpolation weights between the base and the lowest tier's single-tier model")
     p.add_argument("--samples", type=count(1), default=1, help="samples per problem in every evaluation")
+    p.add_argument("--warm-start", default=None, metavar="RECIPE",
+                   help="fine-tune the base on its own samples bucketed into the tiers first (a `shortest --method "
+                   "tiers` recipe, e.g. tiny/tally/tiers_warm); every run starts from it")
     p.add_argument("--base", default=None, help="the base, when the recipe's model is a warm start of it (then "
                    "--set base_lengths=WARM/pool)")
     p.add_argument("--out", required=True)

@@ -29,8 +29,12 @@ def test_the_per_tier_rewards_by_hand():
         [1 - 0.5 / 3, 1.0, 0.0, 0.0, 1.0])
     # the registry reads each row's target from targets and its top tier from top
     batch = R.RewardBatch(correct, [20, 30, 31, 10, 30], groups, budgets, alpha=0.2, top=top)
-    assert R.REWARDS["budget_cutoff"].compute(batch, {"under": 0.0}) == [1.0, 1.0, 0.0, 0.0, 1.0]
-    assert R.REWARDS["budget_cutoff"].compute(batch, {"under": 1.0}) == pytest.approx([2 / 3, 1.0, 0.0, 0.0, 0.5])
+    options = lambda **o: R.resolve_options("budget_cutoff", o, 384)  # noqa: E731
+    assert R.REWARDS["budget_cutoff"].compute(batch, options()) == [1.0, 1.0, 0.0, 0.0, 1.0]
+    assert R.REWARDS["budget_cutoff"].compute(batch, options(under=1.0)) == pytest.approx([2 / 3, 1.0, 0.0, 0.0, 0.5])
+    # margin 0.5: the tier's pull aims at 15 tokens, which 20 and 30 both reach; the top tier's target stays L(x)
+    assert R.REWARDS["budget_cutoff"].compute(batch, options(under=1.0, margin=0.5)) == pytest.approx(
+        [1.0, 1.0, 0.0, 0.0, 0.5])
 
 
 def test_budgets_rows_and_lengths():
@@ -79,6 +83,9 @@ def test_base_lengths_files(tmp_path):
     (["reward=budget_cutoff", "budget_tiers=[384, 40.5]", "budget_unit=tokens"], "whole numbers"),
     (["reward=budget_cutoff", "budget_tiers=[1.0, 0.5]", "budget_unit=words"], "budget_unit: unknown"),
     (["base_lengths=x.json"], "for a budget-tier recipe only"),
+    (["warm_start=tiny/tally/tiers_warm"], "for a budget-tier recipe only"),
+    (["reward=budget_cutoff", "budget_tiers=[1.0, 0.5]", "warm_start=w", "base_lengths=x"], "give one"),
+    (["reward=budget_cutoff", "budget_tiers=[1.0, 0.5]", "reward_options={margin: 1.5}"], "margin must be in"),
     (["reward=budget_cutoff", "budget_tiers=[1.0, 0.5]", "reward_options={under: -1}"], "under must be >= 0"),
 ])
 def test_recipe_checks(sets, message):
@@ -96,6 +103,7 @@ def test_the_tally_recipe_and_the_tier_prompts():
 
     recipe = load_recipe("tiny/tally/tiers", None, [])
     assert recipe.budget_tiers == [1.0, 0.6, 0.4] and recipe.reward == "budget_cutoff" and recipe.batch_normalize
+    assert recipe.warm_start == "tiny/tally/tiers_warm"
     task = get_task("tally", config={"min_level": 2, "max_level": 3})
     p = task.load("test")[0]
     tok = build_tokenizer()
@@ -128,7 +136,8 @@ def test_a_tiers_rollouts_stop_at_its_budget_in_the_trainer(tmp_path, monkeypatc
         return real(model, prompts, max_new, temperature, eos, pad, **kw)
 
     monkeypatch.setattr(decoding, "sample", spy)
-    recipe = load_recipe("tiny/tally/tiers", None, [f"model={tmp_path / 'm'}", "rollouts=2", "num_prompts=4",
+    recipe = load_recipe("tiny/tally/tiers", None, [f"model={tmp_path / 'm'}", "warm_start=null", "rollouts=2",
+                                                    "num_prompts=4",
                                                     "prompts_per_rollout=4", "budget_tiers=[1.0, 0.5]",
                                                     "budget_efforts={}", "base_samples=2", "max_completion_length=24",
                                                     "updates_per_rollout=1", "threads=1", "save_every=1"])
@@ -235,3 +244,20 @@ def test_the_warm_start_buckets_own_samples_into_tiers(tmp_path):
     assert (tmp_path / "w" / "model.safetensors").exists()
     with pytest.raises(UserError, match="method tiers: name the budget tiers"):
         load_shortest_recipe("tiny/tally/tiers_warm", ["tiers=[]"], None, None).validate()
+
+
+def test_a_recipes_warm_start_runs_once_and_the_run_starts_from_it(tmp_path, monkeypatch):
+    from frugalthink.rl import shortest
+    from frugalthink.rl.train import load_recipe
+
+    calls = []
+    monkeypatch.setattr(shortest, "train_shortest", lambda recipe, out, console=True: calls.append((recipe, out)))
+    recipe = load_recipe("tiny/tally/tiers", None, [])
+    started = B.warm_start(recipe, tmp_path / "warm", console=False)
+    (warm, out), = calls
+    assert warm.method == "tiers" and warm.tiers == recipe.budget_tiers and warm.model == recipe.model
+    assert out == tmp_path / "warm" and started.model == str(tmp_path / "warm")
+    assert started.base_lengths == str(tmp_path / "warm" / "pool") and started.warm_start is None
+    with pytest.raises(UserError, match="its tiers .* are not the recipe's"):
+        B.warm_start(load_recipe("tiny/tally/tiers", None, ["budget_tiers=[1.0, 0.5]", "budget_efforts={}"]),
+                     tmp_path / "w2")

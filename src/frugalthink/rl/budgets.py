@@ -174,6 +174,25 @@ def warm_start_targets(records: list[dict], tiers: list[float], unit: str, cap: 
     return out
 
 
+def warm_start(recipe, folder: Path, console: bool = True):
+    """The recipe's ``warm_start``: the model fine-tuned on its own correct samples bucketed into the recipe's tiers
+    (`frugalthink.rl.shortest`, ``method: tiers``) into ``folder`` (once; a finished one is reused); returns the
+    recipe that starts from it, its pool of the model's samples as L(x), and no warm start of its own."""
+    from dataclasses import replace
+
+    from frugalthink.rl.shortest import load_shortest_recipe, train_shortest
+
+    warm = load_shortest_recipe(recipe.warm_start, [], recipe.model, "tiers")
+    if sorted(warm.tiers) != sorted(recipe.budget_tiers) or warm.budget_unit != recipe.budget_unit:
+        raise UserError(f"warm_start {recipe.warm_start}: its tiers {warm.tiers} ({warm.budget_unit}) are not the "
+                        f"recipe's {recipe.budget_tiers} ({recipe.budget_unit})")
+    if recipe.num_prompts and warm.num_prompts < recipe.num_prompts:
+        raise UserError(f"warm_start {recipe.warm_start}: {warm.num_prompts} problems, fewer than the recipe's "
+                        f"num_prompts {recipe.num_prompts} (L(x) comes from its pool)")
+    train_shortest(warm, folder, console=console)
+    return replace(recipe, model=str(folder), base_lengths=str(folder / "pool"), warm_start=None)
+
+
 def check_recipe(recipe) -> None:
     """A recipe's budget-tier fields: ``budget_tiers`` with a budget reward (and only with one), a known unit,
     tiers that fill whole rollouts, efforts among the tiers, and capped rollouts only where the engine can cap."""
@@ -181,7 +200,7 @@ def check_recipe(recipe) -> None:
     if reward in BUDGET_REWARDS and not tiers:
         raise UserError(f"reward {reward}: a budget reward needs budget_tiers (e.g. [1.0, 0.6, 0.4])")
     if not tiers:
-        for name in ("budget_efforts", "base_lengths"):
+        for name in ("budget_efforts", "base_lengths", "warm_start"):
             if getattr(recipe, name):
                 raise UserError(f"{name}: set for a budget-tier recipe only (budget_tiers: [...])")
         return
@@ -207,6 +226,8 @@ def check_recipe(recipe) -> None:
         raise UserError("cap_rollouts: rollouts stop at their budget with generation_engine fast only (no vLLM, no "
                         "generate); set cap_rollouts: false there (the cutoff reward is the same, the rollout runs "
                         "to the cap)")
-    for name in ("tier_beta", "tier_balance", "paired_tiers"):
+    if recipe.warm_start and recipe.base_lengths:
+        raise UserError("warm_start and base_lengths: a warm start measures L(x) itself (its pool); give one")
+    for name in ("tier_beta", "paired_tiers"):
         if getattr(recipe, name):
             raise UserError(f"{name}: an option of alpha-conditioned tiers (alphas); budget tiers are always paired")

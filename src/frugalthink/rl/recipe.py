@@ -91,6 +91,9 @@ class RLRecipe:
     base_lengths: str | None = None
     base_samples: int = 8
     cap_rollouts: bool = True
+    # An optional warm start (a `frugalthink shortest --method tiers` recipe): the model is first fine-tuned on its
+    # own correct samples bucketed into the tiers (OUT/warm), RL starts from it, and its pool is L(x)
+    warm_start: str | None = None
     num_generations: int = 8
     prompts_per_rollout: int = 32
     updates_per_rollout: int = 2

@@ -123,7 +123,17 @@ def budget_efficiency_rewards(correct: Sequence[bool], lengths: Sequence[int], g
             for ok, t, r in zip(inside, _tops(top, len(correct)), penalised, strict=True)]
 
 
-def pull_up(rewards: Sequence[float], lengths: Sequence[int], targets: Sequence[int], under: float) -> list[float]:
+def pull_targets(targets: Sequence[int], top: Sequence[bool], margin: float) -> list[float]:
+    """Where `pull_up` pulls each tier: ``margin`` x its budget (so that the pull's optimum sits inside the budget),
+    the top tier's target (L(x)) as it is.
+
+    >>> pull_targets([60, 40, 100], [False, False, True], 0.8)
+    [48.0, 32.0, 100.0]
+    """
+    return [float(t) if up else margin * t for t, up in zip(targets, top, strict=True)]
+
+
+def pull_up(rewards: Sequence[float], lengths: Sequence[int], targets: Sequence[float], under: float) -> list[float]:
     """Two-sided tier targets: a sample shorter than its tier's target T keeps ``max(0, 1 - under (1 - len / T))``
     of its reward (all of it at T or above; with ``under`` 2 nothing at half the target), so a tier is pulled up
     toward its target as its budget holds it under; ``under`` 0 leaves the rewards as they are.
@@ -138,6 +148,11 @@ def pull_up(rewards: Sequence[float], lengths: Sequence[int], targets: Sequence[
         return list(map(float, rewards))
     return [r * max(0.0, 1.0 - under * max(0.0, 1.0 - n / t)) if t > 0 else float(r)
             for r, n, t in zip(rewards, lengths, targets, strict=True)]
+
+
+def _pulled(rewards: list[float], b: RewardBatch, o: dict) -> list[float]:
+    """A budget reward with its two-sided pull (options ``under`` and ``margin``)."""
+    return pull_up(rewards, b.lengths, pull_targets(b.targets, b.top, o["margin"]), o["under"])
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -231,14 +246,14 @@ REWARDS: dict[str, RewardSpec] = {
     # One model, every tier (recipe budget_tiers, frugalthink.rl.budgets): targets are each row's target length, its
     # budget B(x) below the top tier; slope: L1-Max's alpha, per token (the paper's 0.0003 for budgets of 100-4000)
     # the top tier's rows (top) have no budget; under: the pull toward each tier's target (pull_up), 0 = one-sided
-    "budget_cutoff": RewardSpec(lambda b, o: pull_up(budget_cutoff_rewards(b.correct, b.lengths, b.targets, b.top),
-                                                     b.lengths, b.targets, o["under"]), {"under": 0.0}),
-    "budget_l1": RewardSpec(lambda b, o: pull_up(budget_l1_rewards(b.correct, b.lengths, b.targets, o["slope"],
-                                                                   o["delta"], b.top), b.lengths, b.targets, o["under"]),
-                            {"slope": 0.01, "delta": 0.5, "under": 0.0}),
+    "budget_cutoff": RewardSpec(lambda b, o: _pulled(budget_cutoff_rewards(b.correct, b.lengths, b.targets, b.top),
+                                                     b, o), {"under": 0.0, "margin": 1.0}),
+    "budget_l1": RewardSpec(lambda b, o: _pulled(budget_l1_rewards(b.correct, b.lengths, b.targets, o["slope"],
+                                                                   o["delta"], b.top), b, o),
+                            {"slope": 0.01, "delta": 0.5, "under": 0.0, "margin": 1.0}),
     "budget_efficiency": RewardSpec(
-        lambda b, o: pull_up(budget_efficiency_rewards(b.correct, b.lengths, b.groups, b.targets, b.alpha, b.top),
-                             b.lengths, b.targets, o["under"]), {"under": 0.0}),
+        lambda b, o: _pulled(budget_efficiency_rewards(b.correct, b.lengths, b.groups, b.targets, b.alpha, b.top),
+                             b, o), {"under": 0.0, "margin": 1.0}),
 }
 # the rewards whose targets Laser-D's monitor sets during training (frugalthink.peers.laser)
 MONITORED = ("laser_d", "laser_de")
@@ -272,9 +287,13 @@ def check_recipe(recipe) -> None:
     if unknown:
         raise UserError(f"reward_options: {', '.join(sorted(unknown))} not an option of reward {recipe.reward!r} "
                         f"(options: {', '.join(defaults) or 'none'})")
-    if recipe.reward in BUDGET_REWARDS and recipe.resolved_reward_options()["under"] < 0:
-        raise UserError(f"reward_options.under must be >= 0 (0: one-sided budgets), got "
-                        f"{recipe.resolved_reward_options()['under']}")
+    if recipe.reward in BUDGET_REWARDS:
+        opts = recipe.resolved_reward_options()
+        if opts["under"] < 0:
+            raise UserError(f"reward_options.under must be >= 0 (0: one-sided budgets), got {opts['under']}")
+        if not 0 < opts["margin"] <= 1:
+            raise UserError(f"reward_options.margin must be in (0, 1] (the pull's target as a share of the budget), "
+                            f"got {opts['margin']}")
     if recipe.reward == "l1_max":
         lo, hi = recipe.resolved_reward_options()["targets"]
         if not 0 < lo <= hi:

@@ -50,8 +50,9 @@ def check_recipe(recipe) -> None:
         if recipe.prompts_per_rollout % len(recipe.alphas):
             raise UserError(f"paired_tiers: prompts_per_rollout ({recipe.prompts_per_rollout}) must be a multiple of "
                             f"the number of alphas ({len(recipe.alphas)}), so that a rollout holds whole problems")
-    if recipe.tier_balance and not recipe.alphas:
-        raise UserError("tier_balance: balances the tiers of an alpha-conditioned recipe (alphas: [...])")
+    if recipe.tier_balance and not (recipe.alphas or recipe.budget_tiers):
+        raise UserError("tier_balance: balances the tiers of an alpha-conditioned or budget-tier recipe (alphas: "
+                        "[...] or budget_tiers: [...])")
     if recipe.tier_balance and recipe.update_rule != "trl":
         raise UserError(f"tier_balance: needs update_rule trl, not {recipe.update_rule!r}")
 
@@ -74,8 +75,9 @@ class Tiers:
                             device=trainer.accelerator.device)
 
     def row_alphas(self, trainer, inputs: list[dict]) -> torch.Tensor:
-        """This process's rows' alphas (their tiers)."""
-        return torch.tensor([float(x["alpha"]) for x in inputs], device=trainer.accelerator.device)
+        """This process's rows' tiers: their alphas, or a budget-tier run's tiers (`frugalthink.rl.budgets`)."""
+        return torch.tensor([float(x["tier"] if "tier" in x else x["alpha"]) for x in inputs],
+                            device=trainer.accelerator.device)
 
     def trl_advantages(self, trainer, batch: dict, old: torch.Tensor, ref: torch.Tensor, rewards: torch.Tensor,
                        row_beta: torch.Tensor, normalize: bool, row_alpha: torch.Tensor | None = None) -> dict:

@@ -154,6 +154,14 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
     if recipe.budget_tiers:
         from frugalthink.rl import budgets
 
+        if recipe.warm_start:  # fine-tuned once into OUT/warm; the run then starts from it
+            if world > 1:
+                raise UserError("warm_start on several processes: train the warm start first (frugalthink shortest "
+                                "--method tiers) and pass it as model, its pool as base_lengths")
+            recipe = budgets.warm_start(recipe, out / "warm", console=console and main_process)
+            tokenizer = load_tokenizer(recipe.model)
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
         if world > 1 and not recipe.base_lengths:
             raise UserError("budget_tiers on several processes: measure L(x) first (frugalthink base-lengths) and "
                             "pass it as base_lengths")

@@ -1,6 +1,11 @@
 """The budget-tier study: one model for every tier against a model per tier and the interpolation dial.
 
-``frugalthink tiers --recipe tiny/tally/tiers --seeds 0,1,2 --out DIR`` (resumable: every step skips what is done):
+``frugalthink tiers --recipe tiny/tally/tiers --seeds 0,1,2 --out DIR``
+(resumable: every step skips what is done):
+
+0. With a warm start (the recipe's ``warm_start``, or ``--warm-start``): the base fine-tuned on its own correct
+   samples bucketed into the tiers, once (``DIR/warm``, `frugalthink.rl.budgets.warm_start`); every run of the study
+   starts from it, and its pool of base samples is L(x).
 
 1. L(x) of the training problems, measured once on the base and shared by every run (``DIR/base_lengths``), and
    L(x) of the evaluation split, measured the same way (``DIR/base_lengths_<split>``): a tier's budget there is
@@ -339,7 +344,15 @@ def run(args) -> int:
 
     recipe = load_recipe(args.recipe, None, args.set)
     seeds = [int(s) for s in _floats(args.seeds, "--seeds")]
+    base = args.base
+    if args.warm_start:
+        recipe = replace(recipe, warm_start=args.warm_start, base_lengths=None)
+    if recipe.warm_start:  # trained once for the whole study; every run starts from it
+        from frugalthink.rl.budgets import warm_start
+
+        base = base or recipe.model
+        recipe = warm_start(recipe, Path(args.out) / "warm")
     result = run_study(recipe, Path(args.out), seeds, args.split, _floats(args.unseen, "--unseen"),
-                       _floats(args.dial, "--dial"), samples=args.samples, base=args.base)
+                       _floats(args.dial, "--dial"), samples=args.samples, base=base)
     print(format_verdict(result))
     return 0
