@@ -245,9 +245,11 @@ def verdict(out: Path, tiers: list[float], seeds: list[int], unseen: list[float]
                "as_accurate_as_alone": acc["ci95"][1] >= 0,
                "tokens_within_alone_plus_10pct": point["tokens"] <= (1 + SLACK) * single["tokens"]}
         rows.append(row)
-    for upper, lower in zip(rows, rows[1:], strict=False):
+    for (t_up, upper), (t_low, lower) in zip(zip(tiers, rows), zip(tiers[1:], rows[1:]), strict=False):
         lower["shorter_than_above"] = 1 - lower["tokens"] / upper["tokens"]
-        lower["falls_15pct"] = lower["shorter_than_above"] >= FALL
+        lower["tokens_vs_above"] = seeded_paired_bootstrap(_columns(one[t_up], keys, "tokens"),
+                                                           _columns(one[t_low], keys, "tokens"))
+        lower["falls_15pct"] = lower["shorter_than_above"] >= FALL and lower["tokens_vs_above"]["ci95"][1] < 0
     top = rows[0]
     keeps = seeded_paired_bootstrap([[float(base[k]["correct"]) for k in keys]], _columns(one[tiers[0]], keys, "correct"))
     unseen_rows = []
@@ -260,12 +262,29 @@ def verdict(out: Path, tiers: list[float], seeds: list[int], unseen: list[float]
                             "over_budget": statistics.fmean(over_budget({k: run[k] for k in keys}, r, lengths)
                                                             for run in one[r])})
     dial_rows = [{"t": t, **_point(dials[t], keys)} for t in dial]
-    for row in rows:  # is the tier's point beaten by a dial point (as accurate or more, fewer tokens)?
-        row["dominated_by_dial"] = [d["t"] for d in dial_rows
-                                    if d["accuracy"] >= row["accuracy"] and d["tokens"] < row["tokens"]]
+    for t_row, row in zip(tiers, rows, strict=True):  # is the tier beaten by a dial point, by the paired tests?
+        row["against_dial"], row["dominated_by_dial"] = {}, []
+        for t in dial:
+            acc = seeded_paired_bootstrap(_columns(one[t_row], keys, "correct"), _columns(dials[t], keys, "correct"))
+            tok = seeded_paired_bootstrap(_columns(one[t_row], keys, "tokens"), _columns(dials[t], keys, "tokens"))
+            row["against_dial"][f"{t:g}"] = {"accuracy_diff": acc, "tokens_diff": tok}  # dial - tier
+            if beaten(acc, tok):
+                row["dominated_by_dial"].append(t)
     return {"split": split, "problems": len(keys), "seeds": seeds, "base": base_point, "tiers": rows, "unseen": unseen_rows,
             "dial": dial_rows, "high_tier_vs_base": keeps, "high_tier_keeps_base_accuracy": keeps["ci95"][1] >= 0,
             "top_tier_tokens_vs_base": top["tokens"] / base_point["tokens"]}
+
+
+def beaten(acc: dict, tok: dict) -> bool:
+    """The other point (a dial point) beats this one: significantly fewer tokens and not significantly less accurate,
+    or significantly more accurate and not significantly longer (``acc`` and ``tok`` are other - this intervals).
+
+    >>> beaten({"ci95": [-0.01, 0.01]}, {"ci95": [-3.0, -1.0]}), beaten({"ci95": [-0.03, -0.01]}, {"ci95": [-3, -1]})
+    (True, False)
+    """
+    fewer, longer = tok["ci95"][1] < 0, tok["ci95"][0] > 0
+    worse, better = acc["ci95"][1] < 0, acc["ci95"][0] > 0
+    return (fewer and not worse) or (better and not longer)
 
 
 def _yes(flag) -> str:
@@ -290,6 +309,11 @@ def format_verdict(v: dict) -> str:
                      _yes(r["as_accurate_as_alone"]), _yes(r["tokens_within_alone_plus_10pct"]),
                      _yes(r.get("falls_15pct"))])
     lines.append(markdown_table(head, body))
+    lines += ["", "Per training seed (accuracy / tokens / over budget):", ""]
+    lines.append(markdown_table(["tier", *[f"seed {s}" for s in v["seeds"]]], [
+        [f"{r['tier']:g}", *[f"{a:.3f} / {t:.1f} / {o:.1%}" for a, t, o in
+                             zip(r["accuracy_by_seed"], r["tokens_by_seed"], r["over_budget_by_seed"], strict=True)]]
+        for r in v["tiers"]]))
     k = v["high_tier_vs_base"]
     lines += ["", f"High tier against the base: accuracy {k['mean_diff']:+.3f} [{k['ci95'][0]:+.3f}, "
               f"{k['ci95'][1]:+.3f}] -> keeps the base's accuracy: {_yes(v['high_tier_keeps_base_accuracy'])}; "
@@ -300,9 +324,16 @@ def format_verdict(v: dict) -> str:
     lines += ["", "Interpolation dial (base <-> the lowest tier's single-tier model, at that tier's prompt):", ""]
     lines.append(markdown_table(["t", "accuracy", "tokens"],
                                 [[f"{d['t']:g}", f"{d['accuracy']:.3f}", f"{d['tokens']:.1f}"] for d in v["dial"]]))
+    lines += ["", "Each tier against each dial point (dial - tier, 95% CI over seeds and problems; beaten: significantly "
+              "fewer tokens and not significantly less accurate, or the reverse):", ""]
+    body = []
     for r in v["tiers"]:
-        if r["dominated_by_dial"]:
-            lines.append(f"Tier {r['tier']:g} is beaten by the dial at t = {', '.join(map(str, r['dominated_by_dial']))}.")
+        for t, d in r["against_dial"].items():
+            a, k = d["accuracy_diff"], d["tokens_diff"]
+            body.append([f"{r['tier']:g}", t, f"{a['mean_diff']:+.3f} [{a['ci95'][0]:+.3f}, {a['ci95'][1]:+.3f}]",
+                         f"{k['mean_diff']:+.1f} [{k['ci95'][0]:+.1f}, {k['ci95'][1]:+.1f}]",
+                         "**yes**" if float(t) in r["dominated_by_dial"] else "no"])
+    lines.append(markdown_table(["tier", "dial t", "accuracy", "tokens", "beaten"], body))
     return "\n".join(lines)
 
 
