@@ -261,3 +261,28 @@ def test_a_recipes_warm_start_runs_once_and_the_run_starts_from_it(tmp_path, mon
     with pytest.raises(UserError, match="its tiers .* are not the recipe's"):
         B.warm_start(load_recipe("tiny/tally/tiers", None, ["budget_tiers=[1.0, 0.5]", "budget_efforts={}"]),
                      tmp_path / "w2")
+
+
+def test_token_tiers_need_no_base_lengths_and_cap_at_their_budgets(tmp_path, monkeypatch):
+    from tiny_runs import save_tiny_model
+
+    from frugalthink.generation import decoding
+    from frugalthink.rl.train import load_recipe, train
+
+    save_tiny_model(tmp_path / "m")
+    seen = []
+    real = decoding.sample
+
+    def spy(model, prompts, max_new, temperature, eos, pad, **kw):
+        seen.append(kw.get("caps"))
+        return real(model, prompts, max_new, temperature, eos, pad, **kw)
+
+    monkeypatch.setattr(decoding, "sample", spy)
+    recipe = load_recipe("tiny/tally/tiers", None, [f"model={tmp_path / 'm'}", "warm_start=null", "rollouts=1",
+                                                    "budget_unit=tokens", "budget_tiers=[24, 6, 3]",
+                                                    "budget_efforts={}", "num_prompts=2", "prompts_per_rollout=6",
+                                                    "max_completion_length=24", "updates_per_rollout=1", "threads=1"])
+    train(recipe, tmp_path / "run", console=False)
+    assert not (tmp_path / "run" / "base_lengths.json").exists()
+    (caps,) = seen  # no base-length evaluation: the one rollout's round only
+    assert sorted(set(caps), key=str) == [3, 6, None]  # the top tier (at the cap) runs to the cap

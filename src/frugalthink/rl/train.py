@@ -165,7 +165,8 @@ def train(recipe: RLRecipe, out: str | Path, resume: bool = False, console: bool
         if world > 1 and not recipe.base_lengths:
             raise UserError("budget_tiers on several processes: measure L(x) first (frugalthink base-lengths) and "
                             "pass it as base_lengths")
-        lengths = budgets.measure_base_lengths(recipe, problems, out, quiet=not (console and main_process))
+        lengths = (budgets.measure_base_lengths(recipe, problems, out, quiet=not (console and main_process))
+                   if recipe.budget_unit == "ratio" else {})  # token tiers: budgets of their own, no L(x)
         tier_rows = budgets.training_rows(problems, recipe.budget_tiers, lengths, recipe.budget_unit,
                                           recipe.max_completion_length,
                                           recipe.cap_rollouts and recipe.reward == "budget_cutoff")
