@@ -80,7 +80,7 @@ def test_recipe_checks(tmp_path):
     with pytest.raises(UserError, match="tier_beta: every beta must be >= 0"):
         load_recipe("tiny/rl", None, ["alphas=[0.0, 0.4]", "tier_beta={0.0: -1}"])
     # as saved in a run's JSON config the keys are strings; they read back as alphas
-    with pytest.raises(UserError, match="tier_balance: balances the tiers of an alpha-conditioned recipe"):
+    with pytest.raises(UserError, match="tier_balance: balances the tiers of an alpha-conditioned or budget-tier recipe"):
         load_recipe("tiny/rl", None, ["tier_balance=true"])
     with pytest.raises(UserError, match="tier_balance: needs update_rule trl, not 'official'"):
         load_recipe("tiny/rl", None, ["alphas=[0.0, 0.4]", "tier_balance=true", "update_rule=official"])
