@@ -35,6 +35,11 @@ def test_the_per_tier_rewards_by_hand():
     # margin 0.5: the tier's pull aims at 15 tokens, which 20 and 30 both reach; the top tier's target stays L(x)
     assert R.REWARDS["budget_cutoff"].compute(batch, options(under=1.0, margin=0.5)) == pytest.approx(
         [1.0, 1.0, 0.0, 0.0, 0.5])
+    # fit 0.9: paid inside 27 of the 30 tokens, so 30 is no longer paid; the top tier has no budget to shrink
+    assert R.REWARDS["budget_cutoff"].compute(batch, options(fit=0.9)) == [1.0, 0.0, 0.0, 0.0, 1.0]
+    # L1 per tier against 27 tokens, slope 0.05: clip(0.05 (27 - 20) + 0.5) = 0.85, 0.05 (27 - 30) + 0.5 = 0.35
+    assert R.REWARDS["budget_l1"].compute(batch, R.resolve_options("budget_l1", {"slope": 0.05, "fit": 0.9}, 384)) \
+        == pytest.approx([0.85, 0.35, 0.3, 0.0, 1.0])
 
 
 def test_budgets_rows_and_lengths():
@@ -87,6 +92,9 @@ def test_base_lengths_files(tmp_path):
     (["reward=budget_cutoff", "budget_tiers=[1.0, 0.5]", "warm_start=w", "base_lengths=x"], "give one"),
     (["reward=budget_cutoff", "budget_tiers=[1.0, 0.5]", "reward_options={margin: 1.5}"], "margin must be in"),
     (["reward=budget_cutoff", "budget_tiers=[1.0, 0.5]", "reward_options={under: -1}"], "under must be >= 0"),
+    (["reward=budget_cutoff", "budget_tiers=[1.0, 0.5]", "reward_options={fit: 0}"], "fit must be in"),
+    (["reward=budget_cutoff", "budget_tiers=[1.0, 0.5]", "reward_options={under: 1, margin: 0.9, fit: 0.8}"],
+     r"margin \(0.9\) above fit \(0.8\)"),
 ])
 def test_recipe_checks(sets, message):
     from frugalthink.rl.train import load_recipe

@@ -150,9 +150,29 @@ def pull_up(rewards: Sequence[float], lengths: Sequence[int], targets: Sequence[
             for r, n, t in zip(rewards, lengths, targets, strict=True)]
 
 
+def fitted_budgets(targets: Sequence[int], top: Sequence[bool] | None, fit: float) -> list[float]:
+    """The budgets a budget reward pays inside: ``fit`` x each tier's budget B (a margin kept under the budget the
+    prompt names, for the few tokens sampling adds at evaluation; rollouts are still capped at B), the top tier's
+    target as it is (it has no budget).
+
+    >>> fitted_budgets([60, 40, 100], [False, False, True], 0.9)
+    [54.0, 36.0, 100.0]
+    """
+    return [float(t) if up else fit * t for t, up in zip(targets, _tops(top, len(targets)), strict=True)]
+
+
 def _pulled(rewards: list[float], b: RewardBatch, o: dict) -> list[float]:
     """A budget reward with its two-sided pull (options ``under`` and ``margin``)."""
     return pull_up(rewards, b.lengths, pull_targets(b.targets, b.top, o["margin"]), o["under"])
+
+
+def _paid(b: RewardBatch, o: dict) -> list[float]:
+    return fitted_budgets(b.targets, b.top, o["fit"])
+
+
+# The budget rewards' shared options: ``under`` the pull toward each tier's target (`pull_up`; 0 = one-sided),
+# ``margin`` that target as a share of the budget, ``fit`` the share of the budget a sample is paid inside.
+BUDGET_DEFAULTS = {"under": 0.0, "margin": 1.0, "fit": 1.0}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -245,15 +265,15 @@ REWARDS: dict[str, RewardSpec] = {
                            LASER_D_DEFAULTS, needs_repetition=True),
     # One model, every tier (recipe budget_tiers, frugalthink.rl.budgets): targets are each row's target length, its
     # budget B(x) below the top tier; slope: L1-Max's alpha, per token (the paper's 0.0003 for budgets of 100-4000)
-    # the top tier's rows (top) have no budget; under: the pull toward each tier's target (pull_up), 0 = one-sided
-    "budget_cutoff": RewardSpec(lambda b, o: _pulled(budget_cutoff_rewards(b.correct, b.lengths, b.targets, b.top),
-                                                     b, o), {"under": 0.0, "margin": 1.0}),
-    "budget_l1": RewardSpec(lambda b, o: _pulled(budget_l1_rewards(b.correct, b.lengths, b.targets, o["slope"],
+    # the top tier's rows (top) have no budget; under, margin, fit: BUDGET_DEFAULTS
+    "budget_cutoff": RewardSpec(lambda b, o: _pulled(budget_cutoff_rewards(b.correct, b.lengths, _paid(b, o), b.top),
+                                                     b, o), BUDGET_DEFAULTS),
+    "budget_l1": RewardSpec(lambda b, o: _pulled(budget_l1_rewards(b.correct, b.lengths, _paid(b, o), o["slope"],
                                                                    o["delta"], b.top), b, o),
-                            {"slope": 0.01, "delta": 0.5, "under": 0.0, "margin": 1.0}),
+                            {"slope": 0.01, "delta": 0.5, **BUDGET_DEFAULTS}),
     "budget_efficiency": RewardSpec(
-        lambda b, o: _pulled(budget_efficiency_rewards(b.correct, b.lengths, b.groups, b.targets, b.alpha, b.top),
-                             b, o), {"under": 0.0, "margin": 1.0}),
+        lambda b, o: _pulled(budget_efficiency_rewards(b.correct, b.lengths, b.groups, _paid(b, o), b.alpha, b.top),
+                             b, o), BUDGET_DEFAULTS),
 }
 # the rewards whose targets Laser-D's monitor sets during training (frugalthink.peers.laser)
 MONITORED = ("laser_d", "laser_de")
@@ -294,6 +314,12 @@ def check_recipe(recipe) -> None:
         if not 0 < opts["margin"] <= 1:
             raise UserError(f"reward_options.margin must be in (0, 1] (the pull's target as a share of the budget), "
                             f"got {opts['margin']}")
+        if not 0 < opts["fit"] <= 1:
+            raise UserError(f"reward_options.fit must be in (0, 1] (the share of the budget a sample is paid inside), "
+                            f"got {opts['fit']}")
+        if opts["under"] and opts["margin"] > opts["fit"]:
+            raise UserError(f"reward_options: margin ({opts['margin']}) above fit ({opts['fit']}) leaves no length "
+                            f"that keeps its whole reward")
     if recipe.reward == "l1_max":
         lo, hi = recipe.resolved_reward_options()["targets"]
         if not 0 < lo <= hi:

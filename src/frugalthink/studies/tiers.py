@@ -182,19 +182,42 @@ def _records(folder: Path) -> dict[str, dict]:
     return {str(r["problem_id"]): r for r in read_jsonl_tolerant(folder / "records.jsonl") if r["sample"] == 0}
 
 
+def _budgets(records: dict[str, dict], ratio: float, lengths: dict[str, dict]) -> list[tuple[int, int]]:
+    """(tokens, budget ratio x L(x)) of each completion (`frugalthink.rl.budgets.budget`)."""
+    from frugalthink.rl.budgets import budget
+
+    return [(int(r["tokens"]), budget(ratio, lengths[pid]["length"], "ratio", 10**9)) for pid, r in records.items()]
+
+
 def over_budget(records: dict[str, dict], ratio: float, lengths: dict[str, dict]) -> float:
-    """The share of completions longer than their budget ratio x L(x) (`frugalthink.rl.budgets.budget`); 0 for the
-    top tier.
+    """The share of completions longer than their budget ratio x L(x); 0 for the top tier.
 
     >>> over_budget({"a": {"tokens": 31}, "b": {"tokens": 30}}, 0.5, {"a": {"length": 60.0}, "b": {"length": 60.0}})
     0.5
     """
-    from frugalthink.rl.budgets import budget, is_top
+    from frugalthink.rl.budgets import is_top
 
     if is_top(ratio, "ratio", 0):
         return 0.0
-    over = [budget(ratio, lengths[pid]["length"], "ratio", 10**9) < r["tokens"] for pid, r in records.items()]
+    over = [n > b for n, b in _budgets(records, ratio, lengths)]
     return sum(over) / max(1, len(over))
+
+
+def overshoot(runs: list[dict[str, dict]], ratio: float, lengths: dict[str, dict]) -> dict:
+    """How far the completions over budget go, pooled over ``runs`` (seeds): the share more than 10% over their
+    budget, and the median overshoot in tokens of those over it (None when none is; the top tier has no budget).
+
+    >>> overshoot([{"a": {"tokens": 34}, "b": {"tokens": 31}, "c": {"tokens": 20}}], 0.5, dict.fromkeys("abc", {"length": 60.0}))
+    {'over_by_10pct': 0.3333333333333333, 'median_tokens_over': 2.5}
+    """
+    from frugalthink.rl.budgets import is_top
+
+    if is_top(ratio, "ratio", 0):
+        return {"over_by_10pct": 0.0, "median_tokens_over": None}
+    pairs = [p for run in runs for p in _budgets(run, ratio, lengths)]
+    excess = [n - b for n, b in pairs if n > b]
+    return {"over_by_10pct": sum(n > 1.1 * b for n, b in pairs) / max(1, len(pairs)),
+            "median_tokens_over": statistics.median(excess) if excess else None}
 
 
 def _columns(runs: list[dict[str, dict]], keys: list[str], field: str) -> list[list[float]]:
@@ -238,6 +261,7 @@ def verdict(out: Path, tiers: list[float], seeds: list[int], unseen: list[float]
         tok = seeded_paired_bootstrap(_columns(alone[t], keys, "tokens"), _columns(one[t], keys, "tokens"))
         over = [over_budget({k: run[k] for k in keys}, t, lengths) for run in one[t]]
         row = {"tier": t, **point, "over_budget": statistics.fmean(over), "over_budget_by_seed": over,
+               "overshoot": overshoot([{k: run[k] for k in keys} for run in one[t]], t, lengths),
                "alone": {**single, "over_budget": statistics.fmean(
                    over_budget({k: run[k] for k in keys}, t, lengths) for run in alone[t])},
                "accuracy_vs_alone": acc, "tokens_vs_alone": tok,
@@ -314,6 +338,12 @@ def format_verdict(v: dict) -> str:
         [f"{r['tier']:g}", *[f"{a:.3f} / {t:.1f} / {o:.1%}" for a, t, o in
                              zip(r["accuracy_by_seed"], r["tokens_by_seed"], r["over_budget_by_seed"], strict=True)]]
         for r in v["tiers"]]))
+    lines += ["", "How far over (completions of every seed): more than 10% over the budget, and the median overshoot of "
+              "those over it:", ""]
+    lines.append(markdown_table(["tier", "over by > 10%", "median overshoot (tokens)"], [
+        [f"{r['tier']:g}", f"{r['overshoot']['over_by_10pct']:.1%}",
+         "-" if r["overshoot"]["median_tokens_over"] is None else f"{r['overshoot']['median_tokens_over']:g}"]
+        for r in v["tiers"] if "overshoot" in r]))
     k = v["high_tier_vs_base"]
     lines += ["", f"High tier against the base: accuracy {k['mean_diff']:+.3f} [{k['ci95'][0]:+.3f}, "
               f"{k['ci95'][1]:+.3f}] -> keeps the base's accuracy: {_yes(v['high_tier_keeps_base_accuracy'])}; "
