@@ -106,3 +106,31 @@ def test_a_budget_tier_model_is_a_family_for_report_and_pick(tmp_path):
     assert res.returncode == 0 and "ask with: frugalthink eval --model" in res.stdout, res.stdout + res.stderr
     with pytest.raises(Exception, match="not a budget-tier model"):
         T.tier_family(tmp_path / "fam", tmp_path / "x", console=False)
+
+
+def test_the_study_trains_the_recipes_warm_start_once_and_starts_every_run_from_it(tmp_path, monkeypatch):
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from frugalthink.rl import budgets
+    from frugalthink.rl.train import load_recipe
+
+    calls = []
+
+    def fake_warm_start(recipe, folder, console=True):
+        calls.append(folder)
+        return replace(recipe, model=str(folder), base_lengths=str(folder / "pool"), warm_start=None)
+
+    seen = {}
+    monkeypatch.setattr(budgets, "warm_start", fake_warm_start)
+    monkeypatch.setattr(T, "run_study", lambda recipe, out, seeds, split, unseen, dial, samples, base: seen.update(
+        recipe=recipe, out=out, seeds=seeds, base=base) or {})
+    monkeypatch.setattr(T, "format_verdict", lambda result: "")
+    args = SimpleNamespace(recipe="tiny/tally/tiers", set=[], seeds="0,1", split="validation", unseen="0.5",
+                           dial="0.5", samples=1, base=None, warm_start=None, out=str(tmp_path / "study"))
+    assert T.run(args) == 0
+    assert calls == [tmp_path / "study" / "warm"]  # once, for every seed and baseline
+    r = seen["recipe"]
+    assert r.model == str(tmp_path / "study" / "warm") and r.base_lengths == str(tmp_path / "study" / "warm" / "pool")
+    assert seen["base"] == load_recipe("tiny/tally/tiers", None, []).model  # L(x) and the dial's far end: the base
+    assert seen["seeds"] == [0, 1]
