@@ -127,13 +127,11 @@ def test_the_tally_recipe_and_the_tier_prompts():
         "budget_ratio=0.6\n")  # a task of text: the control line in front of the message
 
 
-def test_a_tiers_rollouts_stop_at_its_budget_in_the_trainer(tmp_path, monkeypatch):
-    """End to end on a random tiny model: L(x) measured and stored with the run, every rollout holding each of its
-    problems at both tiers, and the fast engine handed each row's budget as its cap (the top tier none)."""
+def _tiny_model_and_caps(tmp_path, monkeypatch) -> list:
+    """A random tiny model in ``tmp_path / "m"``; the list that collects the caps the fast engine is handed per round."""
     from tiny_runs import save_tiny_model
 
     from frugalthink.generation import decoding
-    from frugalthink.rl.train import load_recipe, train
 
     save_tiny_model(tmp_path / "m")
     seen = []
@@ -144,6 +142,15 @@ def test_a_tiers_rollouts_stop_at_its_budget_in_the_trainer(tmp_path, monkeypatc
         return real(model, prompts, max_new, temperature, eos, pad, **kw)
 
     monkeypatch.setattr(decoding, "sample", spy)
+    return seen
+
+
+def test_a_tiers_rollouts_stop_at_its_budget_in_the_trainer(tmp_path, monkeypatch):
+    """End to end on a random tiny model: L(x) measured and stored with the run, every rollout holding each of its
+    problems at both tiers, and the fast engine handed each row's budget as its cap (the top tier none)."""
+    from frugalthink.rl.train import load_recipe, train
+
+    seen = _tiny_model_and_caps(tmp_path, monkeypatch)
     recipe = load_recipe("tiny/tally/tiers", None, [f"model={tmp_path / 'm'}", "warm_start=null", "rollouts=2",
                                                     "num_prompts=4",
                                                     "prompts_per_rollout=4", "budget_tiers=[1.0, 0.5]",
@@ -272,20 +279,9 @@ def test_a_recipes_warm_start_runs_once_and_the_run_starts_from_it(tmp_path, mon
 
 
 def test_token_tiers_need_no_base_lengths_and_cap_at_their_budgets(tmp_path, monkeypatch):
-    from tiny_runs import save_tiny_model
-
-    from frugalthink.generation import decoding
     from frugalthink.rl.train import load_recipe, train
 
-    save_tiny_model(tmp_path / "m")
-    seen = []
-    real = decoding.sample
-
-    def spy(model, prompts, max_new, temperature, eos, pad, **kw):
-        seen.append(kw.get("caps"))
-        return real(model, prompts, max_new, temperature, eos, pad, **kw)
-
-    monkeypatch.setattr(decoding, "sample", spy)
+    seen = _tiny_model_and_caps(tmp_path, monkeypatch)
     recipe = load_recipe("tiny/tally/tiers", None, [f"model={tmp_path / 'm'}", "warm_start=null", "rollouts=1",
                                                     "budget_unit=tokens", "budget_tiers=[24, 6, 3]",
                                                     "budget_efforts={}", "num_prompts=2", "prompts_per_rollout=6",
