@@ -130,13 +130,14 @@ def test_length_reward_dispatch_equals_the_pure_function(kind):
     if kind in ("laser_d", "laser_de"):  # group 0 (3 of 4 right) is "high" -> 12 tokens; group 1 (2 of 4) "medium" -> 25
         monitor = type("M", (), {"bucket_targets": lambda self, fallback: {"low": fallback, "medium": 25, "high": 12}})()
     if kind in R.BUDGET_REWARDS:  # the two-sided pull on; group 0 is the top tier (no budget, correctness alone)
-        opts.update(under=1.0, margin=0.8)
-    targets = [10, 30] * 4 if kind in R.BUDGET_REWARDS else [15, 25] * 4
+        opts.update(under=1.0, margin=0.8, fit=0.9)
+    targets = [10, 28] * 4 if kind in R.BUDGET_REWARDS else [15, 25] * 4
     top = [True] * 4 + [False] * 4
     got = LengthReward(task, 0.3, {1}, reward=kind, options=opts, num_generations=4, monitor=monitor)(
         prompts=[""] * 8, completions=texts, completion_ids=ids, answer=answers, problem_id=pids, target=targets,
         top=top)
-    pulled = lambda r: R.pull_up(r, lengths, R.pull_targets(targets, top, 0.8), 1.0)  # noqa: E731
+    pulled = lambda r: R.pull_up(r, lengths, R.budget_shares(targets, top, 0.8), 1.0)  # noqa: E731
+    paid = R.budget_shares(targets, top, 0.9)  # fit 0.9: paid inside 9 and 25.2 tokens (not sample 7, 26 tokens)
     formed = [i != 6 for i in range(8)]  # sample 6 is truncated: no final answer
     expected = {
         "efficiency": lambda: R.efficiency_rewards(correct, lengths, pids, 0.3),
@@ -154,9 +155,9 @@ def test_length_reward_dispatch_equals_the_pure_function(kind):
         "laser_de": lambda: P.laser_de_rewards(correct, lengths, [0] * 4 + [1] * 4, formed,
                                                {"low": max(lengths), "medium": 25, "high": 12},
                                                [P.repeats_itself(x) for x in ids]),
-        "budget_cutoff": lambda: pulled(R.budget_cutoff_rewards(correct, lengths, targets, top)),
-        "budget_l1": lambda: pulled(R.budget_l1_rewards(correct, lengths, targets, opts["slope"], opts["delta"], top)),
-        "budget_efficiency": lambda: pulled(R.budget_efficiency_rewards(correct, lengths, pids, targets, 0.3, top)),
+        "budget_cutoff": lambda: pulled(R.budget_cutoff_rewards(correct, lengths, paid, top)),
+        "budget_l1": lambda: pulled(R.budget_l1_rewards(correct, lengths, paid, opts["slope"], opts["delta"], top)),
+        "budget_efficiency": lambda: pulled(R.budget_efficiency_rewards(correct, lengths, pids, paid, 0.3, top)),
     }[kind]()
     assert got == pytest.approx(expected)
     assert len(set(got)) > (1 if kind in ("dler", "correctness") else 2)

@@ -42,6 +42,7 @@ def test_a_model_that_meets_every_check(tmp_path):
     assert v["problems"] == N and v["high_tier_keeps_base_accuracy"]
     assert mid["falls_15pct"] and low["falls_15pct"] and mid["shorter_than_above"] == pytest.approx(1 - 50 / 95, abs=0.01)
     assert all(r["keeps_budget"] for r in v["tiers"]) and low["over_budget"] == 0.0  # 30 +- 3 under a budget of 40
+    assert low["overshoot"] == {"over_by_10pct": 0.0, "median_tokens_over": None}
     assert all(r["as_accurate_as_alone"] and r["tokens_within_alone_plus_10pct"] for r in v["tiers"])
     assert v["unseen"][0]["between_neighbours"]  # 40 tokens between 50 and 30
     assert not any(r["dominated_by_dial"] for r in v["tiers"])  # every dial point is less accurate or longer
@@ -55,6 +56,12 @@ def test_what_fails_is_reported(tmp_path):
     v = _study(tmp_path, one_low_accuracy=0.80, one_low_tokens=45)
     low = v["tiers"][2]
     assert low["over_budget"] == 1.0 and not low["keeps_budget"]
+    # how far over, pooled over both seeds: every completion is over its budget of 40 tokens
+    tokens = [json.loads(x)["tokens"] for s in (0, 1)
+              for x in (tmp_path / f"s{s}" / "tiers-test" / "eval-0.4" / "records.jsonl").read_text().splitlines()]
+    assert low["overshoot"] == {"over_by_10pct": pytest.approx(sum(n > 44 for n in tokens) / len(tokens)),
+                                "median_tokens_over": sorted(n - 40 for n in tokens)[len(tokens) // 2]}
+    assert 0 < low["overshoot"]["over_by_10pct"] < 1
     assert not low["falls_15pct"] and not low["as_accurate_as_alone"] and not low["tokens_within_alone_plus_10pct"]
     assert not v["unseen"][0]["between_neighbours"]  # 40 tokens are no longer between 50 and 45
     assert "**no**" in T.format_verdict(v)

@@ -123,14 +123,16 @@ def budget_efficiency_rewards(correct: Sequence[bool], lengths: Sequence[int], g
             for ok, t, r in zip(inside, _tops(top, len(correct)), penalised, strict=True)]
 
 
-def pull_targets(targets: Sequence[int], top: Sequence[bool], margin: float) -> list[float]:
-    """Where `pull_up` pulls each tier: ``margin`` x its budget (so that the pull's optimum sits inside the budget),
-    the top tier's target (L(x)) as it is.
+def budget_shares(targets: Sequence[int], top: Sequence[bool] | None, share: float) -> list[float]:
+    """``share`` x each tier's budget, the top tier's target (L(x)) as it is (it has no budget): where `pull_up`
+    pulls each tier (option ``margin``, so that the pull's optimum sits inside the budget) and the length a budget
+    reward pays inside (option ``fit``, a margin kept for the few tokens sampling adds at evaluation; rollouts are
+    still capped at the budget).
 
-    >>> pull_targets([60, 40, 100], [False, False, True], 0.8)
+    >>> budget_shares([60, 40, 100], [False, False, True], 0.8)
     [48.0, 32.0, 100.0]
     """
-    return [float(t) if up else margin * t for t, up in zip(targets, top, strict=True)]
+    return [float(t) if up else share * t for t, up in zip(targets, _tops(top, len(targets)), strict=True)]
 
 
 def pull_up(rewards: Sequence[float], lengths: Sequence[int], targets: Sequence[float], under: float) -> list[float]:
@@ -150,24 +152,13 @@ def pull_up(rewards: Sequence[float], lengths: Sequence[int], targets: Sequence[
             for r, n, t in zip(rewards, lengths, targets, strict=True)]
 
 
-def fitted_budgets(targets: Sequence[int], top: Sequence[bool] | None, fit: float) -> list[float]:
-    """The budgets a budget reward pays inside: ``fit`` x each tier's budget B (a margin kept under the budget the
-    prompt names, for the few tokens sampling adds at evaluation; rollouts are still capped at B), the top tier's
-    target as it is (it has no budget).
-
-    >>> fitted_budgets([60, 40, 100], [False, False, True], 0.9)
-    [54.0, 36.0, 100.0]
-    """
-    return [float(t) if up else fit * t for t, up in zip(targets, _tops(top, len(targets)), strict=True)]
-
-
 def _pulled(rewards: list[float], b: RewardBatch, o: dict) -> list[float]:
     """A budget reward with its two-sided pull (options ``under`` and ``margin``)."""
-    return pull_up(rewards, b.lengths, pull_targets(b.targets, b.top, o["margin"]), o["under"])
+    return pull_up(rewards, b.lengths, budget_shares(b.targets, b.top, o["margin"]), o["under"])
 
 
 def _paid(b: RewardBatch, o: dict) -> list[float]:
-    return fitted_budgets(b.targets, b.top, o["fit"])
+    return budget_shares(b.targets, b.top, o["fit"])
 
 
 # The budget rewards' shared options: ``under`` the pull toward each tier's target (`pull_up`; 0 = one-sided),

@@ -259,9 +259,10 @@ def verdict(out: Path, tiers: list[float], seeds: list[int], unseen: list[float]
         single = _point(alone[t], keys)
         acc = seeded_paired_bootstrap(_columns(alone[t], keys, "correct"), _columns(one[t], keys, "correct"))
         tok = seeded_paired_bootstrap(_columns(alone[t], keys, "tokens"), _columns(one[t], keys, "tokens"))
-        over = [over_budget({k: run[k] for k in keys}, t, lengths) for run in one[t]]
+        shared = [{k: run[k] for k in keys} for run in one[t]]
+        over = [over_budget(run, t, lengths) for run in shared]
         row = {"tier": t, **point, "over_budget": statistics.fmean(over), "over_budget_by_seed": over,
-               "overshoot": overshoot([{k: run[k] for k in keys} for run in one[t]], t, lengths),
+               "overshoot": overshoot(shared, t, lengths),
                "alone": {**single, "over_budget": statistics.fmean(
                    over_budget({k: run[k] for k in keys}, t, lengths) for run in alone[t])},
                "accuracy_vs_alone": acc, "tokens_vs_alone": tok,
@@ -343,7 +344,7 @@ def format_verdict(v: dict) -> str:
     lines.append(markdown_table(["tier", "over by > 10%", "median overshoot (tokens)"], [
         [f"{r['tier']:g}", f"{r['overshoot']['over_by_10pct']:.1%}",
          "-" if r["overshoot"]["median_tokens_over"] is None else f"{r['overshoot']['median_tokens_over']:g}"]
-        for r in v["tiers"] if "overshoot" in r]))
+        for r in v["tiers"]]))
     k = v["high_tier_vs_base"]
     lines += ["", f"High tier against the base: accuracy {k['mean_diff']:+.3f} [{k['ci95'][0]:+.3f}, "
               f"{k['ci95'][1]:+.3f}] -> keeps the base's accuracy: {_yes(v['high_tier_keeps_base_accuracy'])}; "
